@@ -1,0 +1,36 @@
+using Npgsql;
+
+namespace Plugboard.Data;
+
+/// <summary>Pooled data sources for the API role (RLS applies) and the service role (background work).</summary>
+public sealed class Db : IAsyncDisposable
+{
+    public Db(DatabaseSettings settings)
+    {
+        Settings = settings;
+        Api = Build(settings.ApiConnectionString, "plugboard-api");
+        Service = Build(settings.ServiceConnectionString, "plugboard-service");
+    }
+
+    public DatabaseSettings Settings { get; }
+    public NpgsqlDataSource Api { get; }
+    public NpgsqlDataSource Service { get; }
+
+    private static NpgsqlDataSource Build(string connectionString, string applicationName)
+    {
+        var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(connectionString)
+        {
+            ApplicationName = applicationName,
+            // Secrets in connection strings must never surface in exceptions or logs.
+            PersistSecurityInfo = false,
+            IncludeErrorDetail = false,
+        }.ConnectionString);
+        return builder.Build();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Api.DisposeAsync();
+        await Service.DisposeAsync();
+    }
+}

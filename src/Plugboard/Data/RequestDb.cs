@@ -1,0 +1,160 @@
+using System.Data;
+using Dapper;
+using Npgsql;
+
+namespace Plugboard.Data;
+
+/// <summary>
+/// One transaction per request on the API role. The request context (user, platform role, workspace,
+/// workspace role) is set with set_config(…, true) so it lives exactly as long as the transaction, and
+/// row-level security reads it. Nothing is committed unless the request succeeds.
+/// </summary>
+public sealed class RequestDb(Db db) : IAsyncDisposable
+{
+    private NpgsqlConnection? _connection;
+    private NpgsqlTransaction? _transaction;
+    private bool _completed;
+
+    public Guid? UserId { get; private set; }
+    public Guid? KeyId { get; private set; }
+    public string? PlatformRole { get; private set; }
+    public string? WorkspaceId { get; private set; }
+    public string? WorkspaceRole { get; private set; }
+
+    public async Task<NpgsqlConnection> ConnectionAsync(CancellationToken ct)
+    {
+        if (_connection is null)
+        {
+            _connection = await db.Api.OpenConnectionAsync(ct);
+            _transaction = await _connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+        }
+        return _connection;
+    }
+
+    /// <summary>Authenticates an API key hash and, when it is valid, sets the user context in the same round trip.</summary>
+    public async Task<AuthenticatedKey?> AuthenticateKeyAsync(byte[] keyHash, CancellationToken ct)
+    {
+        var key = await QuerySingleOrDefaultAsync<AuthenticatedKey>(
+            """
+            SELECT a.key_id, a.user_id, a.workspace_id, a.key_role, a.platform_role
+              FROM authenticate_api_key(@keyHash) a
+             WHERE set_config('app.user_id', a.user_id::text, true) IS NOT NULL
+               AND set_config('app.platform_role', coalesce(a.platform_role, ''), true) IS NOT NULL
+            """, new { keyHash }, ct);
+        if (key is not null)
+        {
+            UserId = key.UserId;
+            KeyId = key.KeyId;
+            PlatformRole = key.PlatformRole;
+        }
+        return key;
+    }
+
+    /// <summary>Signs in an OIDC user by verified email and sets the user context.</summary>
+    public async Task<bool> AuthenticateEmailAsync(string email, CancellationToken ct)
+    {
+        var user = await QuerySingleOrDefaultAsync<(Guid UserId, string? PlatformRole)>(
+            """
+            SELECT f.user_id, f.platform_role
+              FROM find_user_by_email(@email) f
+             WHERE set_config('app.user_id', f.user_id::text, true) IS NOT NULL
+               AND set_config('app.platform_role', coalesce(f.platform_role, ''), true) IS NOT NULL
+            """, new { email }, ct);
+        if (user.UserId == Guid.Empty)
+        {
+            return false;
+        }
+        UserId = user.UserId;
+        PlatformRole = user.PlatformRole;
+        return true;
+    }
+
+    /// <summary>
+    /// Enters a workspace: looks up the caller's membership, caps it by the key's role, and sets the
+    /// workspace context. Returns the effective role, or null when the caller is not a member.
+    /// </summary>
+    public async Task<string?> EnterWorkspaceAsync(string workspaceId, string? keyRoleCap, CancellationToken ct)
+    {
+        var role = await QuerySingleOrDefaultAsync<string?>(
+            """
+            WITH m AS (SELECT workspace_role_of(app_user_id(), @workspaceId) AS role),
+                 r AS (SELECT CASE WHEN m.role IS NULL THEN NULL
+                                   WHEN @cap::text IS NULL THEN m.role
+                                   WHEN array_position(ARRAY['viewer','member','admin','owner'], m.role)
+                                        <= array_position(ARRAY['viewer','member','admin','owner'], @cap::text) THEN m.role
+                                   ELSE @cap::text END AS role FROM m)
+            SELECT r.role,
+                   set_config('app.workspace_id', CASE WHEN r.role IS NULL THEN '' ELSE @workspaceId END, true),
+                   set_config('app.workspace_role', coalesce(r.role, ''), true)
+              FROM r
+            """, new { workspaceId, cap = keyRoleCap }, ct);
+        if (role is not null)
+        {
+            WorkspaceId = workspaceId;
+            WorkspaceRole = role;
+        }
+        return role;
+    }
+
+    /// <summary>Sets the workspace context directly (used when the caller just created the workspace).</summary>
+    public async Task SetWorkspaceAsync(string workspaceId, string role, CancellationToken ct)
+    {
+        await ExecuteAsync("SELECT set_config('app.workspace_id', @workspaceId, true), set_config('app.workspace_role', @role, true)",
+            new { workspaceId, role }, ct);
+        WorkspaceId = workspaceId;
+        WorkspaceRole = role;
+    }
+
+    public async Task<IReadOnlyList<T>> QueryAsync<T>(string sql, object? args, CancellationToken ct)
+    {
+        var connection = await ConnectionAsync(ct);
+        var rows = await connection.QueryAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+        return rows.AsList();
+    }
+
+    public async Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args, CancellationToken ct)
+    {
+        var connection = await ConnectionAsync(ct);
+        return await connection.QuerySingleOrDefaultAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+    }
+
+    public async Task<int> ExecuteAsync(string sql, object? args, CancellationToken ct)
+    {
+        var connection = await ConnectionAsync(ct);
+        return await connection.ExecuteAsync(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+    }
+
+    public async Task CommitAsync(CancellationToken ct)
+    {
+        if (_transaction is not null && !_completed)
+        {
+            await _transaction.CommitAsync(ct);
+            _completed = true;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_transaction is not null)
+        {
+            if (!_completed)
+            {
+                try
+                {
+                    await _transaction.RollbackAsync();
+                }
+                catch (NpgsqlException)
+                {
+                    // The connection is broken; returning it to the pool discards it.
+                }
+            }
+            await _transaction.DisposeAsync();
+        }
+        if (_connection is not null)
+        {
+            await _connection.DisposeAsync();
+        }
+    }
+}
+
+public sealed record AuthenticatedKey(Guid KeyId, Guid UserId, string? WorkspaceId, string? KeyRole, string? PlatformRole);

@@ -1,0 +1,81 @@
+using Plugboard.Data;
+using Plugboard.Http;
+using Plugboard.Security;
+
+namespace Plugboard.Features.ApiKeys;
+
+public sealed record CreateApiKeyRequest(string Name, string? Role = null, DateTimeOffset? ExpiresAt = null);
+
+public sealed record ApiKey(Guid Id, Guid UserId, string? WorkspaceId, string Name, string Prefix, string? Role,
+    DateTime? ExpiresAt, DateTime? LastUsedAt, DateTime? RevokedAt, DateTime CreatedAt);
+
+/// <summary>The one answer that carries the key itself: it is shown once and never again.</summary>
+public sealed record CreatedApiKey(Guid Id, Guid UserId, string? WorkspaceId, string Name, string Prefix, string? Role,
+    DateTime? ExpiresAt, DateTime CreatedAt, string Key);
+
+public static class ApiKeysApi
+{
+    public static void Map(RouteGroupBuilder workspace)
+    {
+        var keys = workspace.MapGroup("/api-keys").WithTags("API keys");
+        keys.MapGet("/", List).Produces<Page<ApiKey>>();
+        keys.MapPost("/", Create).Produces<CreatedApiKey>(201);
+        keys.MapDelete("/{keyId:guid}", Revoke).Produces(204);
+    }
+
+    private const string Columns = "id, user_id, workspace_id, name, prefix, role, expires_at, last_used_at, revoked_at, created_at";
+
+    /// <summary>Keys confined to this workspace: your own, or everyone's for owners and admins.</summary>
+    private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, CancellationToken ct)
+    {
+        var take = Paging.Limit(limit);
+        var rows = await db.QueryAsync<ApiKey>(
+            $"SELECT {Columns} FROM api_keys WHERE workspace_id = app_workspace_id() AND (@after::uuid IS NULL OR id < @after) ORDER BY id DESC LIMIT @take",
+            new { after = Paging.AfterId(cursor), take = take + 1 }, ct);
+        return TypedResults.Ok(Paging.ToPage(rows, take, k => k.Id));
+    }
+
+    private static async Task<IResult> Create(CreateApiKeyRequest body, RequestDb db, HttpContext http, CancellationToken ct)
+    {
+        var name = Validate.Name(body.Name);
+        var role = body.Role is null ? null : Roles.ValidWorkspaceRole(body.Role);
+        if (role is not null && !Roles.AtLeast(db.WorkspaceRole, role))
+        {
+            throw Problems.Forbidden($"A key cannot hold more than your own role ({db.WorkspaceRole}).");
+        }
+        if (body.ExpiresAt is { } expires && expires <= DateTimeOffset.UtcNow)
+        {
+            throw Problems.Invalid("expires_at must be in the future.", "/expires_at");
+        }
+        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        {
+            return replay;
+        }
+        var (key, prefix, hash) = Security.ApiKeys.Generate();
+        var id = Guid.CreateVersion7();
+        var row = await db.QuerySingleOrDefaultAsync<ApiKey>(
+            $"""
+            INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash, role, expires_at)
+            VALUES (@id, app_workspace_id(), app_user_id(), @name, @prefix, @hash, @role, @expiresAt)
+            RETURNING {Columns}
+            """, new { id, name, prefix, hash, role, expiresAt = body.ExpiresAt?.UtcDateTime }, ct);
+        await Audit.WriteAsync(db, "api_key.created", "api_key", id.ToString(), new { name, prefix, role }, ct);
+        // The key itself is deliberately not stored for idempotent replay: a replay answers without it.
+        await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/api-keys/{id}", row!, ct);
+        return TypedResults.Created($"/v1/workspaces/{db.WorkspaceId}/api-keys/{id}",
+            new CreatedApiKey(row!.Id, row.UserId, row.WorkspaceId, row.Name, row.Prefix, row.Role, row.ExpiresAt, row.CreatedAt, key));
+    }
+
+    private static async Task<IResult> Revoke(Guid keyId, RequestDb db, CancellationToken ct)
+    {
+        var key = await db.QuerySingleOrDefaultAsync<ApiKey>($"SELECT {Columns} FROM api_keys WHERE id = @keyId AND workspace_id = app_workspace_id()", new { keyId }, ct)
+            ?? throw Problems.NotFound("The API key");
+        if (key.UserId != db.UserId)
+        {
+            db.RequireRole("admin", "revoke other people's keys");
+        }
+        await db.ExecuteAsync("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = @keyId", new { keyId }, ct);
+        await Audit.WriteAsync(db, "api_key.revoked", "api_key", keyId.ToString(), new { key.Prefix }, ct);
+        return TypedResults.NoContent();
+    }
+}

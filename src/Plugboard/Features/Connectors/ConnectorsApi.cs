@@ -1,0 +1,246 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Plugboard.Data;
+using Plugboard.Engine.Manifests;
+using Plugboard.Http;
+using Plugboard.Security;
+
+namespace Plugboard.Features.Connectors;
+
+public sealed record CreateConnectorRequest(
+    string Name,
+    string? Description = null,
+    JsonElement? Manifest = null,
+    JsonElement? Config = null,
+    Guid? CredentialId = null,
+    bool? IsActive = null,
+    JsonElement? Filters = null,
+    JsonElement? Metadata = null,
+    string? SyncFrequency = null,
+    bool? WebhookActive = null);
+
+public sealed record UpdateConnectorRequest(
+    string? Name = null,
+    string? Description = null,
+    JsonElement? Manifest = null,
+    JsonElement? Config = null,
+    Guid? CredentialId = null,
+    bool? ClearCredential = null,
+    bool? IsActive = null,
+    JsonElement? Filters = null,
+    JsonElement? Metadata = null,
+    string? SyncFrequency = null,
+    bool? WebhookActive = null,
+    bool? RotateWebhookSecret = null);
+
+public sealed record ConnectorStats(long Executions, long Succeeded, long Failed, decimal? SuccessRate, decimal? AvgDurationMs, DateTime? LastRunAt);
+
+public sealed record Connector(
+    Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion,
+    JsonElement Manifest, JsonElement Config, Guid? CredentialId, bool IsActive, JsonElement Filters, JsonElement Metadata,
+    string SyncFrequency, DateTime? NextSyncAt, DateTime? LastSyncAt, string? WebhookUrl, bool WebhookActive,
+    bool WebhookSecretSet, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
+    DateTime CreatedAt, DateTime UpdatedAt, ConnectorStats? Stats = null);
+
+public static class ConnectorsApi
+{
+    public static readonly string[] SyncFrequencies = ["manual", "hourly", "daily", "weekly", "realtime"];
+
+    public static void Map(RouteGroupBuilder workspace)
+    {
+        var connectors = workspace.MapGroup("/connectors").WithTags("Connectors");
+        connectors.MapGet("/", List).Produces<Page<Connector>>();
+        connectors.MapGet("/{connectorId:guid}", Get).Produces<Connector>();
+        connectors.MapPost("/", Create).Produces<Connector>(201);
+        connectors.MapPatch("/{connectorId:guid}", Update).Produces<Connector>();
+        connectors.MapDelete("/{connectorId:guid}", Delete).Produces(204);
+    }
+
+    internal const string Columns =
+        """
+        id, name, description, connector_type, template_id, template_version, manifest::text AS manifest, config::text AS config,
+        credential_id, is_active, filters::text AS filters, metadata::text AS metadata, sync_frequency, next_sync_at, last_sync_at,
+        webhook_url, webhook_active, webhook_secret IS NOT NULL AS webhook_secret_set, error_count, last_error, last_error_at,
+        credentials_updated_at, created_at, updated_at, xmin::text::bigint AS row_version
+        """;
+
+    private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, bool? isActive, Guid? templateId, CancellationToken ct)
+    {
+        var take = Paging.Limit(limit);
+        var rows = await db.QueryAsync<ConnectorRow>(
+            $"""
+            SELECT {Columns} FROM connectors
+             WHERE (@after::uuid IS NULL OR id < @after)
+               AND (@isActive::boolean IS NULL OR is_active = @isActive)
+               AND (@templateId::uuid IS NULL OR template_id = @templateId)
+             ORDER BY id DESC LIMIT @take
+            """, new { after = Paging.AfterId(cursor), isActive, templateId, take = take + 1 }, ct);
+        var page = Paging.ToPage(rows, take, c => c.Id);
+        return TypedResults.Ok(new Page<Connector>(page.Items.Select(r => r.ToConnector()).ToList(), page.NextCursor));
+    }
+
+    private static async Task<IResult> Get(Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct)
+    {
+        var row = await Find(db, connectorId, ct);
+        var stats = await db.QuerySingleOrDefaultAsync<ConnectorStats>(
+            "SELECT executions, succeeded, failed, success_rate, avg_duration_ms, last_run_at FROM connector_execution_stats(@connectorId)", new { connectorId }, ct);
+        ETags.Set(http, row.RowVersion);
+        return TypedResults.Ok(row.ToConnector() with { Stats = stats });
+    }
+
+    private static async Task<IResult> Create(CreateConnectorRequest body, RequestDb db, KeyRing keys, HttpContext http, CancellationToken ct)
+    {
+        db.RequireRole("admin", "create connectors");
+        var name = Validate.Name(body.Name);
+        var description = Validate.Text(body.Description, "description", 2000);
+        var manifest = ValidManifest(body.Manifest);
+        var syncFrequency = body.SyncFrequency is null ? "manual" : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency");
+        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        {
+            return replay;
+        }
+        var connector = await InsertAsync(db, keys, new NewConnector(name, description, manifest, JsonColumns.Object(body.Config, "config"), body.CredentialId,
+            body.IsActive ?? true, JsonColumns.Object(body.Filters, "filters"), JsonColumns.Object(body.Metadata, "metadata"), syncFrequency,
+            body.WebhookActive ?? false, null, null), ct);
+        return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/connectors/{connector.Id}", connector, ct);
+    }
+
+    internal sealed record NewConnector(string Name, string Description, string Manifest, string Config, Guid? CredentialId, bool IsActive,
+        string Filters, string Metadata, string SyncFrequency, bool WebhookActive, Guid? TemplateId, int? TemplateVersion);
+
+    /// <summary>Inserts a connector in the current workspace (also used by template installs) and audits it.</summary>
+    internal static async Task<Connector> InsertAsync(RequestDb db, KeyRing keys, NewConnector c, CancellationToken ct)
+    {
+        if (c.CredentialId is { } credentialId)
+        {
+            await EnsureCredentialAsync(db, credentialId, ct);
+        }
+        var id = Guid.CreateVersion7();
+        var webhookSecret = keys.Encrypt(NewWebhookSecret(), KeyRing.Aad(db.WorkspaceId!, "connectors", id, "webhook_secret"));
+        var row = await db.QuerySingleOrDefaultAsync<ConnectorRow>(
+            $"""
+            INSERT INTO connectors (workspace_id, id, name, description, manifest, config, credential_id, is_active, filters, metadata,
+                                    sync_frequency, next_sync_at, webhook_url, webhook_secret, webhook_active, template_id, template_version,
+                                    credentials_updated_at, created_by)
+            VALUES (app_workspace_id(), @id, @Name, @Description, @Manifest::jsonb, @Config::jsonb, @CredentialId, @IsActive, @Filters::jsonb, @Metadata::jsonb,
+                    @SyncFrequency, CASE WHEN @SyncFrequency IN ('manual', 'realtime') THEN NULL ELSE now() END,
+                    '/v1/webhooks/' || app_workspace_id() || '/' || @id, @webhookSecret, @WebhookActive, @TemplateId, @TemplateVersion,
+                    CASE WHEN @CredentialId::uuid IS NULL THEN NULL ELSE now() END, app_user_id())
+            RETURNING {Columns}
+            """,
+            new
+            {
+                id, c.Name, c.Description, c.Manifest, c.Config, c.CredentialId, c.IsActive, c.Filters, c.Metadata, c.SyncFrequency,
+                webhookSecret, c.WebhookActive, c.TemplateId, c.TemplateVersion,
+            }, ct);
+        await Audit.WriteAsync(db, "connector.created", "connector", id.ToString(), new { name = c.Name, template_id = c.TemplateId }, ct);
+        return row!.ToConnector();
+    }
+
+    private static async Task<IResult> Update(Guid connectorId, UpdateConnectorRequest body, RequestDb db, KeyRing keys, HttpContext http, CancellationToken ct)
+    {
+        await Find(db, connectorId, ct);
+        db.RequireRole("admin", "change connectors");
+        var ifMatch = ETags.IfMatch(http.Request);
+        if (body.CredentialId is { } credentialId)
+        {
+            await EnsureCredentialAsync(db, credentialId, ct);
+        }
+        var webhookSecret = body.RotateWebhookSecret == true
+            ? keys.Encrypt(NewWebhookSecret(), KeyRing.Aad(db.WorkspaceId!, "connectors", connectorId, "webhook_secret"))
+            : null;
+        var row = await db.QuerySingleOrDefaultAsync<ConnectorRow>(
+            $"""
+            UPDATE connectors SET
+                name = coalesce(@name, name),
+                description = coalesce(@description, description),
+                manifest = coalesce(@manifest::jsonb, manifest),
+                config = coalesce(@config::jsonb, config),
+                credential_id = CASE WHEN @clearCredential THEN NULL ELSE coalesce(@credentialId, credential_id) END,
+                credentials_updated_at = CASE WHEN @credentialId::uuid IS NOT NULL THEN now() ELSE credentials_updated_at END,
+                is_active = coalesce(@isActive, is_active),
+                filters = coalesce(@filters::jsonb, filters),
+                metadata = coalesce(@metadata::jsonb, metadata),
+                sync_frequency = coalesce(@syncFrequency, sync_frequency),
+                next_sync_at = CASE WHEN @syncFrequency::text IS NULL THEN next_sync_at
+                                    WHEN @syncFrequency IN ('manual', 'realtime') THEN NULL ELSE coalesce(next_sync_at, now()) END,
+                webhook_active = coalesce(@webhookActive, webhook_active),
+                webhook_secret = coalesce(@webhookSecret, webhook_secret)
+             WHERE id = @connectorId AND (@ifMatch::bigint IS NULL OR xmin::text::bigint = @ifMatch)
+            RETURNING {Columns}
+            """,
+            new
+            {
+                connectorId,
+                name = body.Name is null ? null : Validate.Name(body.Name),
+                description = body.Description is null ? null : Validate.Text(body.Description, "description", 2000),
+                manifest = body.Manifest is null ? null : ValidManifest(body.Manifest),
+                config = body.Config is null ? null : JsonColumns.Object(body.Config, "config"),
+                credentialId = body.CredentialId,
+                clearCredential = body.ClearCredential == true,
+                isActive = body.IsActive,
+                filters = body.Filters is null ? null : JsonColumns.Object(body.Filters, "filters"),
+                metadata = body.Metadata is null ? null : JsonColumns.Object(body.Metadata, "metadata"),
+                syncFrequency = body.SyncFrequency is null ? null : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency"),
+                webhookActive = body.WebhookActive,
+                webhookSecret,
+                ifMatch,
+            }, ct) ?? throw Problems.PreconditionFailed("The connector changed since you read it: GET it again and retry with the new ETag.");
+        await Audit.WriteAsync(db, "connector.updated", "connector", connectorId.ToString(),
+            new { changed = ChangedFields(body), webhook_secret_rotated = webhookSecret is not null }, ct);
+        ETags.Set(http, row.RowVersion);
+        return TypedResults.Ok(row.ToConnector());
+    }
+
+    private static async Task<IResult> Delete(Guid connectorId, RequestDb db, CancellationToken ct)
+    {
+        await Find(db, connectorId, ct);
+        db.RequireRole("admin", "delete connectors");
+        await db.ExecuteAsync("DELETE FROM connectors WHERE id = @connectorId", new { connectorId }, ct);
+        await Audit.WriteAsync(db, "connector.deleted", "connector", connectorId.ToString(), null, ct);
+        return TypedResults.NoContent();
+    }
+
+    private static async Task<ConnectorRow> Find(RequestDb db, Guid connectorId, CancellationToken ct) =>
+        await db.QuerySingleOrDefaultAsync<ConnectorRow>($"SELECT {Columns} FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
+        ?? throw Problems.NotFound("The connector");
+
+    private static async Task EnsureCredentialAsync(RequestDb db, Guid credentialId, CancellationToken ct)
+    {
+        var exists = await db.QuerySingleOrDefaultAsync<bool>("SELECT EXISTS (SELECT 1 FROM workspace_api_credentials WHERE id = @credentialId)", new { credentialId }, ct);
+        if (!exists)
+        {
+            throw Problems.Invalid("credential_id does not name a credential in this workspace.", "/credential_id");
+        }
+    }
+
+    /// <summary>A manifest is a JSON object without literal secrets (full validation arrives with the connector engine).</summary>
+    internal static string ValidManifest(JsonElement? manifest, string field = "manifest")
+    {
+        var text = JsonColumns.Object(manifest, field, 512 * 1024);
+        var issues = LiteralSecretScanner.Scan(JsonColumns.Node(text));
+        if (issues.Count > 0)
+        {
+            throw new ProblemException(422, "literal-secret", "Literal secret in manifest",
+                $"{issues[0].Message} (at {field}{issues[0].Pointer})",
+                new Dictionary<string, object?> { ["errors"] = issues.Select(i => new { pointer = $"/{field}{i.Pointer}", message = i.Message }).ToList() });
+        }
+        return text;
+    }
+
+    private static string NewWebhookSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+
+    private static string[] ChangedFields(UpdateConnectorRequest body) =>
+        typeof(UpdateConnectorRequest).GetProperties().Where(p => p.GetValue(body) is not null).Select(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name)).ToArray();
+
+    internal sealed record ConnectorRow(
+        Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion, string Manifest, string Config,
+        Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, DateTime? NextSyncAt, DateTime? LastSyncAt,
+        string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int ErrorCount, string? LastError, DateTime? LastErrorAt,
+        DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
+    {
+        public Connector ToConnector() => new(Id, Name, Description, ConnectorType, TemplateId, TemplateVersion, JsonColumns.Element(Manifest),
+            JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, NextSyncAt,
+            LastSyncAt, WebhookUrl, WebhookActive, WebhookSecretSet, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
+    }
+}

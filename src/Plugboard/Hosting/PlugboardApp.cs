@@ -1,0 +1,137 @@
+using Dapper;
+using Npgsql;
+using OpenTelemetry;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.AspNetCore.Routing;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Plugboard.Data;
+using Plugboard.Features.Admin;
+using Plugboard.Features.ApiKeys;
+using Plugboard.Features.AuditLog;
+using Plugboard.Features.Connectors;
+using Plugboard.Features.Credentials;
+using Plugboard.Features.Health;
+using Plugboard.Features.Members;
+using Plugboard.Features.Templates;
+using Plugboard.Features.Workspaces;
+using Plugboard.Http;
+using Plugboard.Observability;
+using Plugboard.Security;
+using Scalar.AspNetCore;
+
+namespace Plugboard.Hosting;
+
+/// <summary>Options a host (the CLI, or a test) passes in beyond configuration.</summary>
+public sealed record PlugboardHostOptions(string Home, string Urls, TextWriter? LogOutput = null, bool CreateKeyRing = true);
+
+public static class PlugboardApp
+{
+    public const long MaxRequestBodyBytes = 1024 * 1024;
+
+    static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
+
+    public static WebApplication Build(string[] args, PlugboardHostOptions options, IDictionary<string, string?>? settings = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(args);
+        if (settings is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+        }
+        var configuration = builder.Configuration;
+        builder.WebHost.UseUrls(options.Urls);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+            k.AddServerHeader = false;
+        });
+
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(new RedactingJsonLoggerProvider(options.LogOutput ?? Console.Out,
+            Enum.TryParse<LogLevel>(configuration["PLUGBOARD_LOG_LEVEL"], true, out var level) ? level : LogLevel.Information));
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+
+        var dbSettings = DatabaseSettings.FromConfiguration(configuration);
+        builder.Services.AddSingleton(dbSettings);
+        builder.Services.AddSingleton<Db>();
+        builder.Services.AddScoped<RequestDb>();
+        builder.Services.AddSingleton(KeyRing.Load(configuration, options.Home, options.CreateKeyRing));
+
+        builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize);
+        builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+        builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Plugboard API";
+            document.Info.Description = "Multi-tenant connectors platform. Authenticate with `Authorization: Bearer pb_…`. Errors are RFC 9457 problem details.";
+            return Task.CompletedTask;
+        }));
+
+        var oidcAuthority = configuration["PLUGBOARD_OIDC_AUTHORITY"];
+        var auth = builder.Services.AddAuthentication("bearer")
+            .AddPolicyScheme("bearer", "API key or OIDC token", o => o.ForwardDefaultSelector = http =>
+                oidcAuthority is { Length: > 0 } && ApiKeyAuthenticationHandler.BearerToken(http.Request) is { } token && !ApiKeys.LooksLikeKey(token)
+                    ? JwtBearerDefaults.AuthenticationScheme
+                    : ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        if (oidcAuthority is { Length: > 0 })
+        {
+            auth.AddJwtBearer(o => OidcSignIn.Configure(o, oidcAuthority, configuration["PLUGBOARD_OIDC_AUDIENCE"]));
+        }
+        builder.Services.AddAuthorization();
+
+        var otel = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("plugboard"))
+            .WithTracing(t => t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddNpgsql())
+            .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation().AddMeter("Npgsql"));
+        if (!string.IsNullOrEmpty(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            otel.UseOtlpExporter();
+        }
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.Use(async (http, next) =>
+        {
+            // Bodies are JSON or nothing; refuse anything else before binding.
+            if (http.Request.ContentLength > 0 || http.Request.Headers.TransferEncoding.Count > 0)
+            {
+                var type = http.Request.ContentType ?? "";
+                if (http.Request.Path.StartsWithSegments("/v1") && !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
+                    && !type.Contains("+json", StringComparison.OrdinalIgnoreCase))
+                {
+                    throw new ProblemException(415, "unsupported-media-type", "Unsupported media type", "Send the body as application/json.");
+                }
+            }
+            if (http.Request.ContentLength > MaxRequestBodyBytes)
+            {
+                throw new ProblemException(413, "payload-too-large", "Payload too large", $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.");
+            }
+            await next(http);
+        });
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        app.MapOpenApi("/openapi/v1.json").AllowAnonymous();
+        app.MapScalarApiReference("/docs", o => o.WithTitle("Plugboard API").WithOpenApiRoutePattern("/openapi/v1.json")).AllowAnonymous();
+        HealthApi.Map(app);
+
+        var v1 = app.MapGroup("/v1").RequireAuthorization().AddEndpointFilter<CommitOnSuccessFilter>();
+        var workspace = v1.MapGroup("/workspaces/{workspaceId}").AddEndpointFilter<WorkspaceAccessFilter>();
+        WorkspacesApi.Map(v1, workspace);
+        MembersApi.Map(workspace);
+        ApiKeysApi.Map(workspace);
+        CredentialsApi.Map(workspace);
+        ConnectorsApi.Map(workspace);
+        TemplatesApi.Map(v1, workspace);
+        AuditLogApi.Map(workspace);
+        AdminApi.Map(v1);
+        return app;
+    }
+}

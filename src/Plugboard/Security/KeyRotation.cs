@@ -1,0 +1,56 @@
+using Dapper;
+using Plugboard.Data;
+
+namespace Plugboard.Security;
+
+/// <summary>
+/// Re-encrypts every stored secret that is not under the ring's newest key, in small batches with
+/// SKIP LOCKED so the API keeps serving (and other rotations can run) meanwhile.
+/// </summary>
+public static class KeyRotation
+{
+    public sealed record Progress(string Table, long Done, long Total);
+
+    public static async Task<long> ReencryptAsync(Db db, KeyRing keys, Action<Progress> report, CancellationToken ct, int batchSize = 200)
+    {
+        long total = 0;
+        total += await SweepAsync(db, keys, "workspace_api_credentials", "encrypted_payload", "key_id <> @current", batchSize, report, ct);
+        total += await SweepAsync(db, keys, "connectors", "webhook_secret", "webhook_secret IS NOT NULL AND webhook_secret NOT LIKE 'pb1:' || @current || ':%'", batchSize, report, ct);
+        return total;
+    }
+
+    private static async Task<long> SweepAsync(Db db, KeyRing keys, string table, string column, string stale, int batchSize, Action<Progress> report, CancellationToken ct)
+    {
+        var current = keys.CurrentKeyId;
+        long done = 0;
+        await using (var counter = await db.Service.OpenConnectionAsync(ct))
+        {
+            var remaining = await counter.ExecuteScalarAsync<long>(new CommandDefinition($"SELECT count(*) FROM {table} WHERE {stale}", new { current }, cancellationToken: ct));
+            report(new Progress(table, 0, remaining));
+            while (true)
+            {
+                await using var tx = await counter.BeginTransactionAsync(ct);
+                var rows = (await counter.QueryAsync<(string WorkspaceId, Guid Id, string Value)>(new CommandDefinition(
+                    $"SELECT workspace_id, id, {column} FROM {table} WHERE {stale} LIMIT @batchSize FOR UPDATE SKIP LOCKED",
+                    new { current, batchSize }, tx, cancellationToken: ct))).AsList();
+                if (rows.Count == 0)
+                {
+                    break;
+                }
+                foreach (var row in rows)
+                {
+                    var aad = KeyRing.Aad(row.WorkspaceId, table, row.Id, column);
+                    var reencrypted = keys.Encrypt(keys.Decrypt(row.Value, aad), aad);
+                    var keyColumn = table == "workspace_api_credentials" ? ", key_id = @current" : "";
+                    await counter.ExecuteAsync(new CommandDefinition(
+                        $"UPDATE {table} SET {column} = @reencrypted{keyColumn} WHERE workspace_id = @WorkspaceId AND id = @Id",
+                        new { reencrypted, current, row.WorkspaceId, row.Id }, tx, cancellationToken: ct));
+                }
+                await tx.CommitAsync(ct);
+                done += rows.Count;
+                report(new Progress(table, done, Math.Max(done, remaining)));
+            }
+        }
+        return done;
+    }
+}
