@@ -489,7 +489,7 @@ CREATE POLICY api_all ON idempotency_keys TO plugboard_api
 -- connector_templates: published ones are the marketplace; drafts are seen by their authors' workspace
 -- (community) or the platform team (official).
 CREATE POLICY api_select ON connector_templates FOR SELECT TO plugboard_api USING (
-    status = 'published'
+    (status = 'published' AND app_user_id() IS NOT NULL)
     OR (workspace_id IS NOT NULL AND workspace_id = app_workspace_id())
     OR app_platform_role_at_least('developer'));
 CREATE POLICY api_insert ON connector_templates FOR INSERT TO plugboard_api WITH CHECK (

@@ -1,0 +1,16 @@
+using Plugboard.Bench;
+
+var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringComparer.Ordinal)
+{
+    ["rls"] = RlsBenchmark.RunAsync,
+};
+if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
+{
+    Console.WriteLine("Benchmarks (run one with ./bench NAME):");
+    foreach (var name in benchmarks.Keys)
+    {
+        Console.WriteLine($"  {name}");
+    }
+    return args.Length == 0 ? 0 : 2;
+}
+return await run(args[1..]);

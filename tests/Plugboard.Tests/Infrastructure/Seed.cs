@@ -1,0 +1,38 @@
+using Dapper;
+using Npgsql;
+
+namespace Plugboard.Tests.Infrastructure;
+
+/// <summary>Fills every tenant table of a workspace with a row, directly as the database owner.</summary>
+public static class Seed
+{
+    public sealed record Rows(string WorkspaceId, Guid UserId, Guid CredentialId, Guid ConnectorId, Guid BatchId, Guid TemplateId);
+
+    public static readonly string[] TenantTables =
+    [
+        "workspaces", "workspace_members", "api_keys", "audit_log", "connector_templates", "workspace_api_credentials", "connectors",
+        "connector_executions", "connector_sync_logs", "connector_webhook_events", "file_upload_batches", "imported_documents",
+    ];
+
+    public static async Task<Rows> WorkspaceAsync(PlugboardServer server, string workspaceId, Guid userId)
+    {
+        var rows = new Rows(workspaceId, userId, Guid.CreateVersion7(), Guid.CreateVersion7(), Guid.CreateVersion7(), Guid.CreateVersion7());
+        await using var connection = new NpgsqlConnection(server.Settings.OwnerConnectionString);
+        await connection.ExecuteAsync(
+            """
+            INSERT INTO workspace_api_credentials (workspace_id, id, name, auth_type, encrypted_payload, key_id, masked_hint)
+                VALUES (@WorkspaceId, @CredentialId, 'seed-' || @CredentialId, 'bearer', 'pb1:k:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'k', '••••');
+            INSERT INTO connectors (workspace_id, id, name, credential_id) VALUES (@WorkspaceId, @ConnectorId, 'seed-' || @ConnectorId, @CredentialId);
+            INSERT INTO connector_executions (workspace_id, id, connector_id, status, duration_ms) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId, 'succeeded', 10);
+            INSERT INTO connector_sync_logs (workspace_id, id, connector_id) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId);
+            INSERT INTO connector_webhook_events (workspace_id, id, connector_id) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId);
+            INSERT INTO file_upload_batches (workspace_id, id, connector_id, total_files) VALUES (@WorkspaceId, @BatchId, @ConnectorId, 2);
+            INSERT INTO imported_documents (workspace_id, id, connector_id, batch_id, title) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId, @BatchId, 'seed');
+            INSERT INTO connector_templates (id, workspace_id, kind, slug, name, manifest) VALUES (@TemplateId, @WorkspaceId, 'community', 'seed-' || left(md5(@TemplateId::text), 8), 'Seed', '{}');
+            INSERT INTO audit_log (id, workspace_id, actor_user_id, action, target_type) VALUES (gen_random_uuid(), @WorkspaceId, @UserId, 'seed', 'seed');
+            INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash)
+                VALUES (gen_random_uuid(), @WorkspaceId, @UserId, 'seed', 'pb_' || left(md5(random()::text), 8), decode(md5(random()::text), 'hex'));
+            """, rows);
+        return rows;
+    }
+}
