@@ -88,11 +88,11 @@ public static class MembersApi
     /// <summary>A workspace always keeps at least one owner.</summary>
     private static async Task EnsureAnotherOwnerAsync(RequestDb db, Guid leaving, CancellationToken ct)
     {
-        var others = await db.QuerySingleOrDefaultAsync<long>(
-            "SELECT count(*) FROM workspace_members WHERE workspace_id = app_workspace_id() AND role = 'owner' AND user_id <> @leaving FOR UPDATE",
-            new { leaving }, ct);
-        var leavingIsOwner = await db.QuerySingleOrDefaultAsync<bool>(
-            "SELECT EXISTS (SELECT 1 FROM workspace_members WHERE workspace_id = app_workspace_id() AND user_id = @leaving AND role = 'owner')", new { leaving }, ct);
+        // Lock the workspace's owner rows so two concurrent demotions cannot both pass the check.
+        var owners = await db.QueryAsync<Guid>(
+            "SELECT user_id FROM workspace_members WHERE workspace_id = app_workspace_id() AND role = 'owner' FOR UPDATE", null, ct);
+        var leavingIsOwner = owners.Contains(leaving);
+        var others = owners.Count(o => o != leaving);
         if (leavingIsOwner && others == 0)
         {
             throw Problems.Conflict("A workspace needs at least one owner: make someone else owner first.");
