@@ -18,8 +18,8 @@ public static class ApiKeysApi
     public static void Map(RouteGroupBuilder workspace)
     {
         var keys = workspace.MapGroup("/api-keys").WithTags("API keys");
-        keys.MapGet("/", List).Produces<Page<ApiKey>>();
-        keys.MapPost("/", Create).Produces<CreatedApiKey>(201);
+        keys.MapGet("", List).Produces<Page<ApiKey>>();
+        keys.MapPost("", Create).Produces<CreatedApiKey>(201);
         keys.MapDelete("/{keyId:guid}", Revoke).Produces(204);
     }
 

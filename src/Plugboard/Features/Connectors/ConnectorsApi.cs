@@ -49,9 +49,9 @@ public static class ConnectorsApi
     public static void Map(RouteGroupBuilder workspace)
     {
         var connectors = workspace.MapGroup("/connectors").WithTags("Connectors");
-        connectors.MapGet("/", List).Produces<Page<Connector>>();
+        connectors.MapGet("", List).Produces<Page<Connector>>();
         connectors.MapGet("/{connectorId:guid}", Get).Produces<Connector>();
-        connectors.MapPost("/", Create).Produces<Connector>(201);
+        connectors.MapPost("", Create).Produces<Connector>(201);
         connectors.MapPatch("/{connectorId:guid}", Update).Produces<Connector>();
         connectors.MapDelete("/{connectorId:guid}", Delete).Produces(204);
     }

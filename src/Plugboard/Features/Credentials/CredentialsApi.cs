@@ -31,9 +31,9 @@ public static partial class CredentialsApi
     public static void Map(RouteGroupBuilder workspace)
     {
         var credentials = workspace.MapGroup("/credentials").WithTags("Credentials");
-        credentials.MapGet("/", List).Produces<Page<Credential>>();
+        credentials.MapGet("", List).Produces<Page<Credential>>();
         credentials.MapGet("/{credentialId:guid}", Get).Produces<Credential>();
-        credentials.MapPost("/", Create).Produces<Credential>(201);
+        credentials.MapPost("", Create).Produces<Credential>(201);
         credentials.MapPatch("/{credentialId:guid}", Update).Produces<Credential>();
         credentials.MapDelete("/{credentialId:guid}", Delete).Produces(204);
     }

@@ -14,8 +14,8 @@ public static class MembersApi
     public static void Map(RouteGroupBuilder workspace)
     {
         var members = workspace.MapGroup("/members").WithTags("Members");
-        members.MapGet("/", List).Produces<Page<Member>>();
-        members.MapPost("/", Add).Produces<Member>(201);
+        members.MapGet("", List).Produces<Page<Member>>();
+        members.MapPost("", Add).Produces<Member>(201);
         members.MapPatch("/{userId:guid}", Update).Produces<Member>();
         members.MapDelete("/{userId:guid}", Remove).Produces(204);
     }

@@ -20,13 +20,13 @@ public static class TemplatesApi
     public static void Map(RouteGroupBuilder v1, RouteGroupBuilder workspace)
     {
         var market = v1.MapGroup("/templates").WithTags("Templates");
-        market.MapGet("/", Search).Produces<Page<Template>>();
+        market.MapGet("", Search).Produces<Page<Template>>();
         market.MapGet("/{templateId:guid}", Get).Produces<Template>();
         market.MapPost("/{templateId:guid}/install", Install).Produces<Connector>(201);
 
         var community = workspace.MapGroup("/templates").WithTags("Templates");
-        community.MapGet("/", ListCommunity).Produces<Page<Template>>();
-        community.MapPost("/", CreateCommunity).Produces<Template>(201);
+        community.MapGet("", ListCommunity).Produces<Page<Template>>();
+        community.MapPost("", CreateCommunity).Produces<Template>(201);
         community.MapPatch("/{templateId:guid}", UpdateCommunity).Produces<Template>();
         community.MapDelete("/{templateId:guid}", DeleteCommunity).Produces(204);
     }

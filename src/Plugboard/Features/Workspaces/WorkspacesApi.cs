@@ -21,9 +21,9 @@ public static class WorkspacesApi
     {
         v1.MapGet("/workspaces", List).WithTags("Workspaces").Produces<Page<Workspace>>();
         v1.MapPost("/workspaces", Create).WithTags("Workspaces").Produces<Workspace>(201);
-        workspace.MapGet("/", Get).WithTags("Workspaces").Produces<WorkspaceDetail>();
-        workspace.MapPatch("/", Update).WithTags("Workspaces").Produces<Workspace>();
-        workspace.MapDelete("/", Delete).WithTags("Workspaces").Produces(204);
+        workspace.MapGet("", Get).WithTags("Workspaces").Produces<WorkspaceDetail>();
+        workspace.MapPatch("", Update).WithTags("Workspaces").Produces<Workspace>();
+        workspace.MapDelete("", Delete).WithTags("Workspaces").Produces(204);
     }
 
     public static string NewWorkspaceId() => "ws_" + RandomNumberGenerator.GetString("abcdefghijklmnopqrstuvwxyz0123456789", 16);
