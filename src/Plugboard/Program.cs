@@ -128,7 +128,8 @@ dbCommand.Subcommands.Add(dbStart);
 dbCommand.Subcommands.Add(dbStop);
 root.Subcommands.Add(dbCommand);
 
-return await root.Parse(args).InvokeAsync();
+// Ctrl-C/SIGTERM: give in-flight requests and the embedded PostgreSQL time to stop cleanly.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
 
 IConfiguration Configuration() => new ConfigurationBuilder().AddEnvironmentVariables().Build();
 
@@ -154,7 +155,8 @@ async Task<int> ServeAsync(bool bootstrap, CancellationToken ct)
         AnsiConsole.MarkupLine("[grey]Applying migrations …[/]");
         Migrator.Up(settings);
     }
-    var app = PlugboardApp.Build([], new PlugboardHostOptions(home, urls));
+    // Only the embedded default may create its key ring; elsewhere a missing ring is an error, not a fresh key.
+    var app = PlugboardApp.Build([], new PlugboardHostOptions(home, urls, CreateKeyRing: embedded is not null));
     var db = app.Services.GetRequiredService<Db>();
     var loaded = await OfficialTemplateLoader.LoadAsync(db, templatesDir, ct);
     if (bootstrap)

@@ -56,6 +56,10 @@ public static class Bootstrap
                 throw new InvalidOperationException($"{email} is not a member of workspace {workspaceId}.");
             }
         }
+        if (role is not null && !Http.Roles.Workspace.Contains(role))
+        {
+            throw new InvalidOperationException($"--role must be one of: {string.Join(", ", Http.Roles.Workspace)}.");
+        }
         var (key, prefix, hash) = ApiKeys.Generate();
         await connection.ExecuteAsync(new CommandDefinition(
             "INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash, role) VALUES (@id, @workspaceId, @userId, @name, @prefix, @hash, @role)",

@@ -85,14 +85,27 @@ public static class PlugboardApp
         }
         builder.Services.AddAuthorization();
 
-        var otel = builder.Services.AddOpenTelemetry()
+        // Traces and metrics go to OTLP when an endpoint is configured; logs never do, so every log line
+        // passes the redacting provider.
+        var exportOtlp = !string.IsNullOrEmpty(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("plugboard"))
-            .WithTracing(t => t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddNpgsql())
-            .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation().AddMeter("Npgsql"));
-        if (!string.IsNullOrEmpty(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
-        {
-            otel.UseOtlpExporter();
-        }
+            .WithTracing(t =>
+            {
+                t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddNpgsql();
+                if (exportOtlp)
+                {
+                    t.AddOtlpExporter();
+                }
+            })
+            .WithMetrics(m =>
+            {
+                m.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation().AddMeter("Npgsql");
+                if (exportOtlp)
+                {
+                    m.AddOtlpExporter();
+                }
+            });
 
         var app = builder.Build();
         app.UseExceptionHandler();
@@ -126,7 +139,7 @@ public static class PlugboardApp
         var workspace = v1.MapGroup("/workspaces/{workspaceId}").AddEndpointFilter<WorkspaceAccessFilter>();
         WorkspacesApi.Map(v1, workspace);
         MembersApi.Map(workspace);
-        ApiKeysApi.Map(workspace);
+        ApiKeysApi.Map(v1, workspace);
         CredentialsApi.Map(workspace);
         ConnectorsApi.Map(workspace);
         TemplatesApi.Map(v1, workspace);

@@ -4,7 +4,7 @@ using System.Text;
 namespace Plugboard.Security;
 
 /// <summary>
-/// API keys read <c>pb_&lt;prefix&gt;_&lt;secret&gt;</c>: 256 random bits, shown once, stored as a SHA-256 hash (a slow
+/// API keys read <c>pb_&lt;prefix&gt;_&lt;secret&gt;</c>: about 250 random bits (43 characters of a 57-letter alphabet), shown once, stored as a SHA-256 hash (a slow
 /// hash adds nothing to a key this long). The prefix is stored in clear so people can tell keys apart.
 /// </summary>
 public static class ApiKeys

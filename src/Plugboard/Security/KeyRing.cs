@@ -71,7 +71,7 @@ public sealed class KeyRing
                         _sourceStamp = stamp;
                     }
                 }
-                catch (IOException)
+                catch (Exception e) when (e is IOException or JsonException or InvalidOperationException or FormatException)
                 {
                     // Keep the keys already loaded; the next check tries again.
                 }

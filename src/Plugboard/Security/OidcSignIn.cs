@@ -24,7 +24,7 @@ public static class OidcSignIn
                 var principal = context.Principal!;
                 var email = principal.FindFirst("email")?.Value;
                 var verified = principal.FindFirst("email_verified")?.Value;
-                if (email is null || string.Equals(verified, "false", StringComparison.OrdinalIgnoreCase))
+                if (email is null || !string.Equals(verified, "true", StringComparison.OrdinalIgnoreCase))
                 {
                     context.Fail("The token carries no verified email.");
                     return;

@@ -114,7 +114,7 @@ CREATE INDEX api_keys_user_idx ON api_keys (user_id, id);
 
 CREATE TABLE audit_log (
     id           uuid NOT NULL,
-    workspace_id text REFERENCES workspaces (id) ON DELETE CASCADE,
+    workspace_id text, -- no foreign key: the audit trail outlives the workspace it describes
     actor_user_id uuid,
     actor_key_id uuid,
     action       text NOT NULL,
@@ -479,9 +479,10 @@ CREATE POLICY api_update ON api_keys FOR UPDATE TO plugboard_api
 CREATE POLICY api_select ON audit_log FOR SELECT TO plugboard_api USING (
     (workspace_id = app_workspace_id() AND app_role_at_least('admin'))
     OR (workspace_id IS NULL AND app_platform_role_at_least('admin')));
+-- Anyone may append entries about their own actions: in the current workspace, or outside any workspace
+-- (personal keys, platform work), which only platform admins read.
 CREATE POLICY api_insert ON audit_log FOR INSERT TO plugboard_api WITH CHECK (
-    actor_user_id = app_user_id()
-    AND (workspace_id = app_workspace_id() OR (workspace_id IS NULL AND app_platform_role() IS NOT NULL)));
+    actor_user_id = app_user_id() AND (workspace_id = app_workspace_id() OR workspace_id IS NULL));
 
 CREATE POLICY api_all ON idempotency_keys TO plugboard_api
     USING (user_id = app_user_id()) WITH CHECK (user_id = app_user_id());

@@ -13,10 +13,17 @@ public sealed record ApiKey(Guid Id, Guid UserId, string? WorkspaceId, string Na
 public sealed record CreatedApiKey(Guid Id, Guid UserId, string? WorkspaceId, string Name, string Prefix, string? Role,
     DateTime? ExpiresAt, DateTime CreatedAt, string Key);
 
+public sealed record Principal(Guid UserId, string Email, string? DisplayName, string? PlatformRole, Guid? KeyId);
+
 public static class ApiKeysApi
 {
-    public static void Map(RouteGroupBuilder workspace)
+    public static void Map(RouteGroupBuilder v1, RouteGroupBuilder workspace)
     {
+        var me = v1.MapGroup("/me").WithTags("API keys");
+        me.MapGet("", Me).Produces<Principal>();
+        me.MapGet("/api-keys", ListMine).Produces<Page<ApiKey>>();
+        me.MapDelete("/api-keys/{keyId:guid}", RevokeMine).Produces(204);
+
         var keys = workspace.MapGroup("/api-keys").WithTags("API keys");
         keys.MapGet("", List).Produces<Page<ApiKey>>();
         keys.MapPost("", Create).Produces<CreatedApiKey>(201);
@@ -24,6 +31,33 @@ public static class ApiKeysApi
     }
 
     private const string Columns = "id, user_id, workspace_id, name, prefix, role, expires_at, last_used_at, revoked_at, created_at";
+
+    /// <summary>Who the caller is: their user and platform role, and the key they used.</summary>
+    private static async Task<IResult> Me(RequestDb db, CancellationToken ct) =>
+        TypedResults.Ok(await db.QuerySingleOrDefaultAsync<Principal>(
+            "SELECT u.id AS user_id, u.email, u.display_name, @platformRole AS platform_role, @keyId AS key_id FROM users u WHERE u.id = app_user_id()",
+            new { platformRole = db.PlatformRole, keyId = db.KeyId }, ct));
+
+    /// <summary>All of the caller's own keys, personal and workspace-confined.</summary>
+    private static async Task<IResult> ListMine(RequestDb db, int? limit, string? cursor, CancellationToken ct)
+    {
+        var take = Paging.Limit(limit);
+        var rows = await db.QueryAsync<ApiKey>(
+            $"SELECT {Columns} FROM api_keys WHERE user_id = app_user_id() AND (@after::uuid IS NULL OR id < @after) ORDER BY id DESC LIMIT @take",
+            new { after = Paging.AfterId(cursor), take = take + 1 }, ct);
+        return TypedResults.Ok(Paging.ToPage(rows, take, k => k.Id));
+    }
+
+    private static async Task<IResult> RevokeMine(Guid keyId, RequestDb db, CancellationToken ct)
+    {
+        var revoked = await db.ExecuteAsync("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = @keyId AND user_id = app_user_id()", new { keyId }, ct);
+        if (revoked == 0)
+        {
+            throw Problems.NotFound("The API key");
+        }
+        await Audit.WriteAsync(db, "api_key.revoked", "api_key", keyId.ToString(), null, ct, platform: true);
+        return TypedResults.NoContent();
+    }
 
     /// <summary>Keys confined to this workspace: your own, or everyone's for owners and admins.</summary>
     private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, CancellationToken ct)
@@ -39,6 +73,11 @@ public static class ApiKeysApi
     {
         var name = Validate.Name(body.Name);
         var role = body.Role is null ? null : Roles.ValidWorkspaceRole(body.Role);
+        // A key made with a capped key is capped too: it never holds more than the key that made it.
+        if (role is null && http.User.FindFirst(Security.ApiKeyAuthenticationHandler.KeyRoleClaim) is not null)
+        {
+            role = db.WorkspaceRole;
+        }
         if (role is not null && !Roles.AtLeast(db.WorkspaceRole, role))
         {
             throw Problems.Forbidden($"A key cannot hold more than your own role ({db.WorkspaceRole}).");

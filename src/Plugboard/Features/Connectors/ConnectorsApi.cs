@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
 using Plugboard.Engine.Manifests;
 using Plugboard.Http;
@@ -64,7 +65,7 @@ public static class ConnectorsApi
         credentials_updated_at, created_at, updated_at, xmin::text::bigint AS row_version
         """;
 
-    private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, bool? isActive, Guid? templateId, CancellationToken ct)
+    private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, [FromQuery(Name = "is_active")] bool? isActive, [FromQuery(Name = "template_id")] Guid? templateId, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<ConnectorRow>(

@@ -29,7 +29,8 @@ public static class HealthApi
         catch (NpgsqlException)
         {
         }
-        var ready = reachable && version == Migrator.LatestVersion;
+        // A newer schema is fine: migrations are written to be safe for the previous release during a rolling deploy.
+        var ready = reachable && version >= Migrator.LatestVersion;
         var body = new Readiness(ready ? "ready" : "not_ready", reachable, version, Migrator.LatestVersion);
         return ready ? TypedResults.Ok(body) : TypedResults.Json(body, statusCode: 503);
     }

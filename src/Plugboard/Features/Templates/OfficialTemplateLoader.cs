@@ -63,6 +63,9 @@ public static class OfficialTemplateLoader
                     OR connector_templates.credential_fields IS DISTINCT FROM excluded.credential_fields
                     OR connector_templates.name IS DISTINCT FROM excluded.name
                     OR connector_templates.description IS DISTINCT FROM excluded.description
+                    OR connector_templates.category IS DISTINCT FROM excluded.category
+                    OR connector_templates.tags IS DISTINCT FROM excluded.tags
+                    OR connector_templates.auth_type IS DISTINCT FROM excluded.auth_type
                 """,
                 new
                 {

@@ -178,7 +178,9 @@ public static class TemplatesApi
         {
             throw Problems.Invalid("A workspace can set its template to draft or archived; platform admins publish it.", "/status");
         }
-        var row = await UpdateAsync(db, existing, body, ETags.IfMatch(http.Request), ct);
+        // Editing a published (or rejected) community template sends it back to draft: changes are reviewed again.
+        var status = body.Status ?? (existing.Status == "draft" ? null : "draft");
+        var row = await UpdateAsync(db, existing, body with { Status = status }, ETags.IfMatch(http.Request), ct);
         ETags.Set(http, row.RowVersion);
         return TypedResults.Ok(row.ToTemplate());
     }

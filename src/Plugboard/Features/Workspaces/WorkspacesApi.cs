@@ -105,6 +105,7 @@ public static class WorkspacesApi
         {
             throw Problems.NotFound("The workspace");
         }
+        await Audit.WriteAsync(db, "workspace.deleted", "workspace", db.WorkspaceId, null, ct);
         return TypedResults.NoContent();
     }
 
