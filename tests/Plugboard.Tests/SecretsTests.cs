@@ -29,7 +29,7 @@ public sealed class SecretsTests(PlugboardServer server)
         await (await http.PostAsJsonAsync($"{basePath}/credentials", new { name = "canary", auth_type = "bearer", secret = new { token = canary } })).AssertProblemAsync(409);
         await (await http.PostAsJsonAsync($"{basePath}/credentials", new { name = "bad", auth_type = "bearer", secret = new Dictionary<string, string> { ["Bad Name"] = canary } })).AssertProblemAsync(422);
         await (await http.PostAsJsonAsync($"{basePath}/credentials", new { name = "bad", auth_type = "bearer", secret = new { token = canary }, extra = canary })).AssertProblemAsync(400);
-        await (await http.PostAsync($"{basePath}/credentials", HttpAssertions.RawJson($"{{\"name\":\"x\",\"secret\":{{\"token\":\"{canary}\"")) ).AssertProblemAsync(400);
+        await (await http.PostAsync($"{basePath}/credentials", HttpAssertions.RawJson($"{{\"name\":\"x\",\"secret\":{{\"token\":\"{canary}\""))).AssertProblemAsync(400);
         await (await http.PostAsJsonAsync($"{basePath}/connectors", new { name = "literal", manifest = new { auth = new { type = "bearer", token = canary } } })).AssertProblemAsync(422, "literal-secret");
         // A template install with inline credentials.
         var official = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key'");

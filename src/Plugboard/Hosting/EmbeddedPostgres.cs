@@ -49,7 +49,11 @@ public sealed class EmbeddedPostgres(string home)
         }
         var admin = new NpgsqlConnectionStringBuilder
         {
-            Host = "127.0.0.1", Port = state.Port, Username = "postgres", Password = state.SuperuserPassword, Database = "postgres",
+            Host = "127.0.0.1",
+            Port = state.Port,
+            Username = "postgres",
+            Password = state.SuperuserPassword,
+            Database = "postgres",
         };
         await using (var connection = new NpgsqlConnection(admin.ConnectionString))
         {

@@ -3,15 +3,18 @@
 -- Every tenant table carries workspace_id, has ENABLE + FORCE ROW LEVEL SECURITY, and is reachable by
 -- plugboard_api only through policies that read the request context set with set_config(..., true).
 
--- Roles are cluster-wide: create them once, never drop them in a down migration.
+-- Roles are cluster-wide: create them once, never drop them in a down migration. Two databases of one
+-- cluster may migrate at the same moment, so losing the race to create a role is fine.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plugboard_api') THEN
+    BEGIN
         CREATE ROLE plugboard_api LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plugboard_service') THEN
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+    BEGIN
         CREATE ROLE plugboard_service LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
 END
 $$;
 

@@ -131,8 +131,20 @@ public static class ConnectorsApi
             """,
             new
             {
-                id, c.Name, c.Description, c.Manifest, c.Config, c.CredentialId, c.IsActive, c.Filters, c.Metadata, c.SyncFrequency,
-                webhookSecret, c.WebhookActive, c.TemplateId, c.TemplateVersion,
+                id,
+                c.Name,
+                c.Description,
+                c.Manifest,
+                c.Config,
+                c.CredentialId,
+                c.IsActive,
+                c.Filters,
+                c.Metadata,
+                c.SyncFrequency,
+                webhookSecret,
+                c.WebhookActive,
+                c.TemplateId,
+                c.TemplateVersion,
             }, ct);
         await Audit.WriteAsync(db, "connector.created", "connector", id.ToString(), new { name = c.Name, template_id = c.TemplateId }, ct);
         return row!.ToConnector();

@@ -108,8 +108,15 @@ public static partial class CredentialsApi
             """,
             new
             {
-                credentialId, name, payload, keyId = keys.CurrentKeyId, hint = secret is null ? null : MaskedHint(secret),
-                fields = secret?.Keys.Order().ToArray(), setExpiry = body.ExpiresAt is not null, expiresAt = body.ExpiresAt?.UtcDateTime, ifMatch,
+                credentialId,
+                name,
+                payload,
+                keyId = keys.CurrentKeyId,
+                hint = secret is null ? null : MaskedHint(secret),
+                fields = secret?.Keys.Order().ToArray(),
+                setExpiry = body.ExpiresAt is not null,
+                expiresAt = body.ExpiresAt?.UtcDateTime,
+                ifMatch,
             }, ct) ?? throw Problems.PreconditionFailed("The credential changed since you read it: GET it again and retry with the new ETag.");
         if (secret is not null)
         {
@@ -182,8 +189,15 @@ public static partial class CredentialsApi
 
         public Credential ToCredential() => new()
         {
-            Id = Id, Name = Name, AuthType = AuthType, MaskedHint = MaskedHint, SecretFields = SecretFields, ExpiresAt = ExpiresAt,
-            CredentialsUpdatedAt = CredentialsUpdatedAt, CreatedAt = CreatedAt, UpdatedAt = UpdatedAt,
+            Id = Id,
+            Name = Name,
+            AuthType = AuthType,
+            MaskedHint = MaskedHint,
+            SecretFields = SecretFields,
+            ExpiresAt = ExpiresAt,
+            CredentialsUpdatedAt = CredentialsUpdatedAt,
+            CreatedAt = CreatedAt,
+            UpdatedAt = UpdatedAt,
         };
     }
 }

@@ -69,8 +69,15 @@ public static class OfficialTemplateLoader
                 """,
                 new
                 {
-                    id = Guid.CreateVersion7(), t.Slug, t.Name, t.Description, t.Category, t.Tags, t.AuthType,
-                    manifest = t.Manifest.ToJsonString(), fields = JsonSerializer.Serialize(t.CredentialFields, ApiJson.Options),
+                    id = Guid.CreateVersion7(),
+                    t.Slug,
+                    t.Name,
+                    t.Description,
+                    t.Category,
+                    t.Tags,
+                    t.AuthType,
+                    manifest = t.Manifest.ToJsonString(),
+                    fields = JsonSerializer.Serialize(t.CredentialFields, ApiJson.Options),
                 }, cancellationToken: ct));
         }
         return changed;
