@@ -86,11 +86,24 @@ public static class Migrator
         {
             return;
         }
-        using var connection = new NpgsqlConnection(settings.OwnerConnectionString);
-        connection.Open();
         var literal = "'" + settings.RolePassword.Replace("'", "''", StringComparison.Ordinal) + "'";
-        using var command = connection.CreateCommand();
-        command.CommandText = $"ALTER ROLE {DatabaseSettings.ApiRole} PASSWORD {literal}; ALTER ROLE {DatabaseSettings.ServiceRole} PASSWORD {literal};";
-        command.ExecuteNonQuery();
+        // Role rows are cluster-wide: processes migrating other databases at the same moment can collide
+        // ("tuple concurrently updated"), which a retry resolves.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var connection = new NpgsqlConnection(settings.OwnerConnectionString);
+                connection.Open();
+                using var command = connection.CreateCommand();
+                command.CommandText = $"ALTER ROLE {DatabaseSettings.ApiRole} PASSWORD {literal}; ALTER ROLE {DatabaseSettings.ServiceRole} PASSWORD {literal};";
+                command.ExecuteNonQuery();
+                return;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InternalError && attempt < 10)
+            {
+                Thread.Sleep(50 * attempt);
+            }
+        }
     }
 }

@@ -6,15 +6,21 @@
 -- Roles are cluster-wide: create them once, never drop them in a down migration. Two databases of one
 -- cluster may migrate at the same moment, so losing the race to create a role is fine.
 DO $$
+DECLARE
+    role_name text;
 BEGIN
-    BEGIN
-        CREATE ROLE plugboard_api LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-    END;
-    BEGIN
-        CREATE ROLE plugboard_service LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-    END;
+    FOREACH role_name IN ARRAY ARRAY['plugboard_api', 'plugboard_service']
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = role_name);
+        BEGIN
+            EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE', role_name);
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN NULL;
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'Plugboard needs the login roles plugboard_api and plugboard_service, and % cannot create them.', current_user
+                    USING HINT = 'As a superuser run: CREATE ROLE plugboard_api LOGIN; CREATE ROLE plugboard_service LOGIN; then migrate again (or grant CREATEROLE to the migrating role).';
+        END;
+    END LOOP;
 END
 $$;
 

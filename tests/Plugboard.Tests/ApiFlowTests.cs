@@ -1,0 +1,186 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using Plugboard.Tests.Infrastructure;
+
+namespace Plugboard.Tests;
+
+/// <summary>The contract every resource shares: idempotent creates, ETags, cursor pages, audit rows, /me.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ApiFlowTests(PlugboardServer server)
+{
+    [Fact]
+    public async Task Idempotency_key_replays_the_first_answer_and_refuses_a_different_body()
+    {
+        var team = await server.TeamAsync();
+        var path = $"/v1/workspaces/{team.Id}/connectors";
+        async Task<HttpResponseMessage> PostAsync(string key, object body)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = HttpAssertions.Json(body) };
+            request.Headers.Add("Idempotency-Key", key);
+            return await team.Admin.Http.SendAsync(request);
+        }
+        var key = Guid.NewGuid().ToString();
+        var first = await PostAsync(key, new { name = "once" });
+        var firstBody = await first.AssertStatusAsync(201);
+        var again = await PostAsync(key, new { name = "once" });
+        var againBody = await again.AssertStatusAsync(201);
+        Assert.Equal(firstBody.GetProperty("id").GetString(), againBody.GetProperty("id").GetString());
+        Assert.Equal(first.Headers.Location, again.Headers.Location);
+        Assert.True(again.Headers.Contains("Idempotent-Replayed"));
+        await (await PostAsync(key, new { name = "different" })).AssertProblemAsync(422, "idempotency-key-reused");
+        Assert.Equal(1, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connectors WHERE workspace_id = @id AND name = 'once'", new { id = team.Id }));
+        // Concurrent retries with one key still create one row.
+        var concurrentKey = Guid.NewGuid().ToString();
+        var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => PostAsync(concurrentKey, new { name = "raced" })));
+        Assert.All(answers, a => Assert.True((int)a.StatusCode is 201 or 409, a.StatusCode.ToString()));
+        Assert.Equal(1, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connectors WHERE workspace_id = @id AND name = 'raced'", new { id = team.Id }));
+    }
+
+    [Fact]
+    public async Task Stale_if_match_answers_412_and_changes_nothing()
+    {
+        var team = await server.TeamAsync();
+        var created = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = "etag" })).AssertStatusAsync(201);
+        var path = $"/v1/workspaces/{team.Id}/connectors/{created.GetProperty("id").GetString()}";
+        var get = await team.Admin.Http.GetAsync(path);
+        var etag = get.Headers.ETag!.Tag;
+        async Task<HttpResponseMessage> PatchAsync(string? ifMatch, object body)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Patch, path) { Content = HttpAssertions.Json(body) };
+            if (ifMatch is not null)
+            {
+                request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
+            }
+            return await team.Admin.Http.SendAsync(request);
+        }
+        var first = await PatchAsync(etag, new { description = "first" });
+        await first.AssertStatusAsync(200);
+        Assert.NotEqual(etag, first.Headers.ETag!.Tag);
+        await (await PatchAsync(etag, new { description = "stale" })).AssertProblemAsync(412, "precondition-failed");
+        await (await PatchAsync("\"garbage\"", new { description = "bad" })).AssertProblemAsync(412, "precondition-failed");
+        await (await PatchAsync(first.Headers.ETag!.Tag, new { description = "second" })).AssertStatusAsync(200);
+        await (await PatchAsync(null, new { description = "unconditional" })).AssertStatusAsync(200);
+        var final = await (await team.Admin.Http.GetAsync(path)).AssertStatusAsync(200);
+        Assert.Equal("unconditional", final.GetProperty("description").GetString());
+    }
+
+    [Fact]
+    public async Task Cursor_pages_walk_every_row_once()
+    {
+        var team = await server.TeamAsync();
+        var names = new HashSet<string>();
+        for (var i = 0; i < 7; i++)
+        {
+            await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = $"page-{i}" })).AssertStatusAsync(201);
+            names.Add($"page-{i}");
+        }
+        var seen = new List<string>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=3{(cursor is null ? "" : "&cursor=" + cursor)}")).AssertStatusAsync(200);
+            seen.AddRange(page.GetProperty("items").EnumerateArray().Select(c => c.GetProperty("name").GetString()!));
+            cursor = page.GetProperty("next_cursor").GetString();
+            pages++;
+        }
+        while (cursor is not null && pages < 10);
+        Assert.Equal(3, pages);
+        Assert.Equal(names.Order(), seen.Order());
+        Assert.Equal(seen.Distinct().Count(), seen.Count);
+        Assert.Equal(Enumerable.Range(0, 7).Select(i => $"page-{6 - i}"), seen); // newest first
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=0")).AssertProblemAsync(400);
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=1000")).AssertProblemAsync(400);
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?cursor=!!!")).AssertProblemAsync(400);
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?is_active=maybe")).AssertProblemAsync(400);
+        var inactive = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?is_active=false")).AssertStatusAsync(200);
+        Assert.Equal(0, inactive.GetProperty("items").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task Rotating_a_credential_stamps_it_and_the_connectors_that_use_it_and_audits_without_secrets()
+    {
+        var team = await server.TeamAsync();
+        var credential = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/credentials",
+            new { name = "api", auth_type = "api_key", secret = new { api_key = "first-secret-value-1234" } })).AssertStatusAsync(201);
+        var credentialId = credential.GetProperty("id").GetString();
+        Assert.Equal("••••1234", credential.GetProperty("masked_hint").GetString());
+        Assert.False(credential.TryGetProperty("secret", out _));
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = "uses-it", credential_id = credentialId })).AssertStatusAsync(201);
+        var before = connector.GetProperty("credentials_updated_at").GetDateTime();
+        await Task.Delay(20);
+        var rotated = await (await team.Admin.Http.PatchAsync($"/v1/workspaces/{team.Id}/credentials/{credentialId}",
+            HttpAssertions.Json(new { secret = new { api_key = "second-secret-value-9876" } }))).AssertStatusAsync(200);
+        Assert.Equal("••••9876", rotated.GetProperty("masked_hint").GetString());
+        Assert.True(rotated.GetProperty("credentials_updated_at").GetDateTime() > before);
+        var after = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connector.GetProperty("id").GetString()}")).AssertStatusAsync(200);
+        Assert.True(after.GetProperty("credentials_updated_at").GetDateTime() > before);
+        var audit = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?action=credential.updated")).AssertStatusAsync(200);
+        var entry = Assert.Single(audit.GetProperty("items").EnumerateArray());
+        Assert.Equal(team.Admin.UserId.ToString(), entry.GetProperty("actor_user_id").GetString());
+        Assert.DoesNotContain("second-secret", entry.ToString(), StringComparison.Ordinal);
+        // Deleting the credential detaches it from the connector rather than deleting the connector.
+        await (await team.Admin.Http.DeleteAsync($"/v1/workspaces/{team.Id}/credentials/{credentialId}")).AssertStatusAsync(204);
+        var detached = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connector.GetProperty("id").GetString()}")).AssertStatusAsync(200);
+        Assert.Equal(JsonValueKind.Null, detached.GetProperty("credential_id").ValueKind);
+    }
+
+    [Fact]
+    public async Task Every_change_writes_an_audit_row()
+    {
+        var team = await server.TeamAsync();
+        var key = await (await team.Owner.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/api-keys", new { name = "k" })).AssertStatusAsync(201);
+        await (await team.Owner.Http.DeleteAsync($"/v1/workspaces/{team.Id}/api-keys/{key.GetProperty("id").GetString()}")).AssertStatusAsync(204);
+        await (await team.Owner.Http.PatchAsync($"/v1/workspaces/{team.Id}/members/{team.Viewer.UserId}", HttpAssertions.Json(new { role = "member" }))).AssertStatusAsync(200);
+        await (await team.Owner.Http.DeleteAsync($"/v1/workspaces/{team.Id}/members/{team.Viewer.UserId}")).AssertStatusAsync(204);
+        var connector = await (await team.Owner.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = "audited" })).AssertStatusAsync(201);
+        await (await team.Owner.Http.DeleteAsync($"/v1/workspaces/{team.Id}/connectors/{connector.GetProperty("id").GetString()}")).AssertStatusAsync(204);
+        var log = await (await team.Owner.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?limit=200")).AssertStatusAsync(200);
+        var actions = log.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()).ToHashSet();
+        foreach (var expected in new[] { "workspace.created", "member.added", "api_key.created", "api_key.revoked", "member.role_changed", "member.removed", "connector.created", "connector.deleted" })
+        {
+            Assert.Contains(expected, actions);
+        }
+        // The last owner cannot leave or be demoted.
+        await (await team.Owner.Http.PatchAsync($"/v1/workspaces/{team.Id}/members/{team.Owner.UserId}", HttpAssertions.Json(new { role = "admin" }))).AssertProblemAsync(409);
+        await (await team.Owner.Http.DeleteAsync($"/v1/workspaces/{team.Id}/members/{team.Owner.UserId}")).AssertProblemAsync(409);
+        // The audit log of a deleted workspace survives it.
+        await (await team.Owner.Http.DeleteAsync($"/v1/workspaces/{team.Id}")).AssertStatusAsync(204);
+        Assert.True(await server.OwnerScalarAsync<long>("SELECT count(*) FROM audit_log WHERE workspace_id = @id AND action = 'workspace.deleted'", new { id = team.Id }) == 1);
+    }
+
+    [Fact]
+    public async Task Me_shows_the_caller_and_manages_personal_keys()
+    {
+        var user = await server.NewUserAsync();
+        var me = await (await user.Http.GetAsync("/v1/me")).AssertStatusAsync(200);
+        Assert.Equal(user.Email, me.GetProperty("email").GetString());
+        var keys = await (await user.Http.GetAsync("/v1/me/api-keys")).AssertStatusAsync(200);
+        var key = Assert.Single(keys.GetProperty("items").EnumerateArray());
+        Assert.False(key.TryGetProperty("key", out _));
+        Assert.False(key.TryGetProperty("key_hash", out _));
+        Assert.StartsWith(key.GetProperty("prefix").GetString()!, user.Key, StringComparison.Ordinal);
+        var other = await server.NewUserAsync();
+        await (await other.Http.DeleteAsync($"/v1/me/api-keys/{key.GetProperty("id").GetString()}")).AssertProblemAsync(404);
+        await (await user.Http.DeleteAsync($"/v1/me/api-keys/{key.GetProperty("id").GetString()}")).AssertStatusAsync(204);
+        await (await user.Http.GetAsync("/v1/me")).AssertProblemAsync(401, "unauthorized");
+    }
+
+    [Fact]
+    public async Task Health_readiness_openapi_and_reference_page_are_served()
+    {
+        using var anonymous = server.Client(null);
+        await (await anonymous.GetAsync("/healthz")).AssertStatusAsync(200);
+        var ready = await (await anonymous.GetAsync("/readyz")).AssertStatusAsync(200);
+        Assert.Equal("ready", ready.GetProperty("status").GetString());
+        var openapi = await (await anonymous.GetAsync("/openapi/v1.json")).AssertStatusAsync(200);
+        Assert.StartsWith("3.1", openapi.GetProperty("openapi").GetString(), StringComparison.Ordinal);
+        var paths = openapi.GetProperty("paths");
+        Assert.True(paths.TryGetProperty("/v1/workspaces/{workspaceId}/connectors", out _));
+        Assert.True(paths.TryGetProperty("/v1/templates/{templateId}/install", out _));
+        var docs = await anonymous.GetAsync("/docs");
+        Assert.Equal(200, (int)docs.StatusCode);
+        Assert.Contains("text/html", docs.Content.Headers.ContentType!.MediaType, StringComparison.Ordinal);
+        await (await anonymous.GetAsync("/no/such/route")).AssertProblemAsync(404, "not-found");
+    }
+}
