@@ -216,6 +216,7 @@ public static class TemplatesApi
                 credential_fields = coalesce(@fields::jsonb, credential_fields),
                 auth_type = coalesce(@authType, auth_type),
                 status = coalesce(@status, status),
+                featured = CASE WHEN coalesce(@status, status) = 'published' THEN featured ELSE false END,
                 version = CASE WHEN (@manifest::jsonb IS NOT NULL AND @manifest::jsonb <> manifest) OR (@fields::jsonb IS NOT NULL AND @fields::jsonb <> credential_fields)
                                THEN version + 1 ELSE version END
              WHERE id = @id AND (@ifMatch::bigint IS NULL OR xmin::text::bigint = @ifMatch)
