@@ -150,6 +150,28 @@ public sealed class ApiFlowTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task Connector_and_workspace_stats_count_executions()
+    {
+        var team = await server.TeamAsync();
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = "stats" })).AssertStatusAsync(201);
+        var id = Guid.Parse(connector.GetProperty("id").GetString()!);
+        await server.OwnerExecuteAsync(
+            """
+            INSERT INTO connector_executions (workspace_id, id, connector_id, status, duration_ms, started_at)
+            SELECT @ws, gen_random_uuid(), @id, s, d, now() FROM (VALUES ('succeeded', 100), ('succeeded', 200), ('failed', 300), ('queued', NULL)) v(s, d)
+            """, new { ws = team.Id, id });
+        var stats = (await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{id}")).AssertStatusAsync(200)).GetProperty("stats");
+        Assert.Equal(4, stats.GetProperty("executions").GetInt64());
+        Assert.Equal(2, stats.GetProperty("succeeded").GetInt64());
+        Assert.Equal(1, stats.GetProperty("failed").GetInt64());
+        Assert.Equal(0.6667m, stats.GetProperty("success_rate").GetDecimal());
+        Assert.Equal(200m, stats.GetProperty("avg_duration_ms").GetDecimal());
+        var workspace = (await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}")).AssertStatusAsync(200)).GetProperty("stats");
+        Assert.Equal(1, workspace.GetProperty("connectors").GetInt64());
+        Assert.Equal(4, workspace.GetProperty("executions").GetInt64());
+    }
+
+    [Fact]
     public async Task Me_shows_the_caller_and_manages_personal_keys()
     {
         var user = await server.NewUserAsync();
@@ -160,6 +182,7 @@ public sealed class ApiFlowTests(PlugboardServer server)
         Assert.False(key.TryGetProperty("key", out _));
         Assert.False(key.TryGetProperty("key_hash", out _));
         Assert.StartsWith(key.GetProperty("prefix").GetString()!, user.Key, StringComparison.Ordinal);
+        Assert.NotEqual(JsonValueKind.Null, key.GetProperty("last_used_at").ValueKind);
         var other = await server.NewUserAsync();
         await (await other.Http.DeleteAsync($"/v1/me/api-keys/{key.GetProperty("id").GetString()}")).AssertProblemAsync(404);
         await (await user.Http.DeleteAsync($"/v1/me/api-keys/{key.GetProperty("id").GetString()}")).AssertStatusAsync(204);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Dapper;
@@ -86,17 +85,7 @@ public sealed partial class MigrationTests
 
     public static async Task<string> DumpSchemaAsync(DatabaseSettings settings)
     {
-        var builder = new NpgsqlConnectionStringBuilder(settings.OwnerConnectionString);
-        var start = new ProcessStartInfo(SecretsTests.PgBinary("pg_dump")) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "-h", builder.Host!, "-p", builder.Port.ToString(), "-U", builder.Username!, "-d", builder.Database!, "--schema-only", "--no-owner", "--exclude-table=VersionInfo" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["PGPASSWORD"] = builder.Password;
-        using var process = Process.Start(start)!;
-        var output = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, await process.StandardError.ReadToEndAsync());
+        var output = await PgDump.RunAsync(settings.OwnerConnectionString, "--schema-only", "--no-owner", "--exclude-table=VersionInfo");
         var lines = output.Split('\n')
             .Where(l => !l.StartsWith("--", StringComparison.Ordinal) && !l.StartsWith("SET ", StringComparison.Ordinal)
                         && !l.StartsWith("SELECT pg_catalog.set_config", StringComparison.Ordinal) && !l.StartsWith("\\restrict", StringComparison.Ordinal)

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Http.Json;
 using Dapper;
 using Npgsql;
@@ -114,21 +113,8 @@ public sealed class SecretsTests(PlugboardServer server)
 
     private async Task<string> PgDumpAsync()
     {
-        var builder = new NpgsqlConnectionStringBuilder(server.Settings.OwnerConnectionString);
-        var start = new ProcessStartInfo(PgBinary("pg_dump")) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "-h", builder.Host!, "-p", builder.Port.ToString(), "-U", builder.Username!, "-d", builder.Database!, "--data-only" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["PGPASSWORD"] = builder.Password;
-        using var process = Process.Start(start)!;
-        var output = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, await process.StandardError.ReadToEndAsync());
+        var output = await PgDump.RunAsync(server.Settings.OwnerConnectionString, "--data-only");
         Assert.Contains("workspace_api_credentials", output, StringComparison.Ordinal);
         return output;
     }
-
-    public static string PgBinary(string name) =>
-        Directory.GetDirectories("/usr/lib/postgresql").Select(d => Path.Combine(d, "bin", name)).Where(File.Exists).OrderDescending().First();
 }
