@@ -12,12 +12,41 @@ var templatesDir = Environment.GetEnvironmentVariable("PLUGBOARD_TEMPLATES") is 
 var root = new RootCommand("Plugboard: a self-hosted, multi-tenant connectors platform.");
 
 var up = new Command("up", "Start everything: the embedded PostgreSQL (unless DATABASE_URL is set), migrations, official templates, first owner, and the API.");
-up.SetAction((_, ct) => ServeAsync(bootstrap: true, ct));
+up.SetAction((_, ct) => ServeAsync(bootstrap: true, ct, HostMode.All));
 root.Subcommands.Add(up);
 
-var serve = new Command("serve", "Serve the API (migrations must be current).");
-serve.SetAction((_, ct) => ServeAsync(bootstrap: false, ct));
+var serve = new Command("serve", "Serve the API only (migrations must be current). Run as many as you like behind a load balancer.");
+serve.SetAction((_, ct) => ServeAsync(bootstrap: false, ct, HostMode.Api));
 root.Subcommands.Add(serve);
+
+var worker = new Command("worker", "Run background workers only (executions and every other queued job). Run as many as you like, on any machine.");
+worker.SetAction((_, ct) => ServeAsync(bootstrap: false, ct, HostMode.Worker));
+root.Subcommands.Add(worker);
+
+var manifestFile = new Argument<string>("manifest") { Description = "A manifest file (YAML or JSON)." };
+var inputOption = new Option<string[]>("--input") { Description = "An input, key=value (repeatable).", AllowMultipleArgumentsPerToken = true };
+var configOption = new Option<string[]>("--config") { Description = "A config value, key=value (repeatable).", AllowMultipleArgumentsPerToken = true };
+var credentialsOption = new Option<string?>("--credentials") { Description = "A JSON file of credential fields." };
+var allowOption = new Option<string?>("--allow") { Description = "CIDRs the SSRF guard lets through, e.g. 127.0.0.1/32 (default: PLUGBOARD_OUTBOUND_ALLOW)." };
+var run = new Command("run", "Run a manifest locally, without a server or database, printing each request (redacted) and the output.")
+{
+    manifestFile, inputOption, configOption, credentialsOption, allowOption,
+};
+run.SetAction(async (parse, ct) =>
+{
+    var ssrf = ConnectorEngine.SsrfOptionsFrom(parse.GetValue(allowOption) ?? Environment.GetEnvironmentVariable("PLUGBOARD_OUTBOUND_ALLOW"));
+    using var http = new HttpClient(Plugboard.Engine.Net.SsrfGuard.CreateHandler(ssrf)) { Timeout = Timeout.InfiniteTimeSpan };
+    return await LocalRun.RunAsync(parse.GetValue(manifestFile)!, parse.GetValue(inputOption) ?? [], parse.GetValue(configOption) ?? [],
+        parse.GetValue(credentialsOption), http, ConnectorEngine.RunnerOptionsFrom(Configuration()), ct);
+});
+root.Subcommands.Add(run);
+
+var manifest = new Command("manifest", "Work with connector manifests.");
+var validateFile = new Argument<string>("file") { Description = "A manifest file (YAML or JSON)." };
+var validate = new Command("validate", "Validate a manifest: every problem with its place (JSON pointer, line and column).") { validateFile };
+validate.SetAction(parse => LocalRun.Validate(parse.GetValue(validateFile)!));
+manifest.Subcommands.Add(validate);
+root.Subcommands.Add(manifest);
 
 var migrate = new Command("migrate", "Apply, revert or list database migrations.");
 var toOption = new Option<long?>("--to") { Description = "Target migration version." };
@@ -147,7 +176,7 @@ async Task<DatabaseSettings> DatabaseAsync(CancellationToken ct)
     return DatabaseSettings.FromConfiguration(Configuration());
 }
 
-async Task<int> ServeAsync(bool bootstrap, CancellationToken ct)
+async Task<int> ServeAsync(bool bootstrap, CancellationToken ct, HostMode mode)
 {
     var settings = await DatabaseAsync(ct);
     if (bootstrap)
@@ -156,11 +185,12 @@ async Task<int> ServeAsync(bool bootstrap, CancellationToken ct)
         Migrator.Up(settings);
     }
     // Only the embedded default may create its key ring; elsewhere a missing ring is an error, not a fresh key.
-    var app = PlugboardApp.Build([], new PlugboardHostOptions(home, urls, CreateKeyRing: embedded is not null));
+    var listen = mode == HostMode.Worker ? Environment.GetEnvironmentVariable("PLUGBOARD_WORKER_URLS") is { Length: > 0 } w ? w : "http://127.0.0.1:0" : urls;
+    var app = PlugboardApp.Build([], new PlugboardHostOptions(home, listen, CreateKeyRing: embedded is not null, Mode: mode));
     var db = app.Services.GetRequiredService<Db>();
-    var loaded = await OfficialTemplateLoader.LoadAsync(db, templatesDir, ct);
     if (bootstrap)
     {
+        var loaded = await OfficialTemplateLoader.LoadAsync(db, templatesDir, ct);
         AnsiConsole.MarkupLine($"[grey]Official templates: {loaded} added or updated from {Markup.Escape(templatesDir)}[/]");
         var email = Environment.GetEnvironmentVariable("PLUGBOARD_OWNER_EMAIL") is { Length: > 0 } e ? e : "owner@plugboard.local";
         var result = await Bootstrap.EnsureOwnerAsync(db, home, email, ct);
@@ -174,7 +204,9 @@ async Task<int> ServeAsync(bool bootstrap, CancellationToken ct)
             AnsiConsole.MarkupLine($"[grey]The owner's API key is in {Markup.Escape(Path.Combine(home, "bootstrap.key"))}.[/]");
         }
     }
-    AnsiConsole.MarkupLine($"Plugboard is serving on [bold]{urls}[/] (API reference: {urls}/docs). Ctrl-C stops it.");
+    AnsiConsole.MarkupLine(mode == HostMode.Worker
+        ? "Plugboard workers are running. Ctrl-C stops them (in-flight jobs finish or return to the queue)."
+        : $"Plugboard is serving on [bold]{urls}[/] (API reference: {urls}/docs){(mode == HostMode.All ? " with background workers" : "")}. Ctrl-C stops it.");
     await app.RunAsync(ct);
     if (embedded is not null)
     {

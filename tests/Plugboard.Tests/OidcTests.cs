@@ -39,7 +39,7 @@ public sealed class OidcTests(PlugboardServer server)
         issuer = idpUrl;
         await using var idpDispose = idpApp;
 
-        var plugboard = PlugboardApp.Build([], new PlugboardHostOptions(server.TestHome, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false), new Dictionary<string, string?>
+        var plugboard = PlugboardApp.Build([], new PlugboardHostOptions(server.TestHome, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api), new Dictionary<string, string?>
         {
             ["DATABASE_URL"] = server.Settings.OwnerConnectionString,
             ["PLUGBOARD_DB_ROLE_PASSWORD"] = server.Settings.RolePassword,

@@ -51,7 +51,7 @@ public sealed class RoleMatrixTests(PlugboardServer server)
         ("PATCH connector", "admin", async (t, a) => await a.Http.PatchAsync($"/v1/workspaces/{t.Id}/connectors/{await NewConnector(t)}", HttpAssertions.Json(new { is_active = false }))),
         ("DELETE connector", "admin", async (t, a) => await a.Http.DeleteAsync($"/v1/workspaces/{t.Id}/connectors/{await NewConnector(t)}")),
         ("GET community templates", "viewer", (t, a) => a.Http.GetAsync($"/v1/workspaces/{t.Id}/templates")),
-        ("POST community template", "admin", (t, a) => a.Http.PostAsJsonAsync($"/v1/workspaces/{t.Id}/templates", new { slug = "t-" + Guid.NewGuid().ToString("N")[..12], name = "T", manifest = new { version = 1 } })),
+        ("POST community template", "admin", (t, a) => a.Http.PostAsJsonAsync($"/v1/workspaces/{t.Id}/templates", new { slug = "t-" + Guid.NewGuid().ToString("N")[..12], name = "T", manifest = TestManifests.Minimal() })),
         ("GET audit-log", "admin", (t, a) => a.Http.GetAsync($"/v1/workspaces/{t.Id}/audit-log")),
         ("POST install", "admin", async (t, a) =>
         {
@@ -122,13 +122,13 @@ public sealed class RoleMatrixTests(PlugboardServer server)
         async Task<string> DraftAsync()
         {
             var response = await server.PlatformOwner.Http.PostAsJsonAsync("/v1/admin/templates",
-                new { slug = "p-" + Guid.NewGuid().ToString("N")[..12], name = "P", manifest = new { version = 1 } });
+                new { slug = "p-" + Guid.NewGuid().ToString("N")[..12], name = "P", manifest = TestManifests.Minimal() });
             return (await response.AssertStatusAsync(201)).GetProperty("id").GetString()!;
         }
         var endpoints = new (string Name, string Minimum, Func<Actor, Task<HttpResponseMessage>> Call)[]
         {
             ("GET admin templates", "developer", a => a.Http.GetAsync("/v1/admin/templates")),
-            ("POST official template", "developer", a => a.Http.PostAsJsonAsync("/v1/admin/templates", new { slug = "o-" + Guid.NewGuid().ToString("N")[..12], name = "O", manifest = new { version = 1 } })),
+            ("POST official template", "developer", a => a.Http.PostAsJsonAsync("/v1/admin/templates", new { slug = "o-" + Guid.NewGuid().ToString("N")[..12], name = "O", manifest = TestManifests.Minimal() })),
             ("PATCH official template", "developer", async a => await a.Http.PatchAsync($"/v1/admin/templates/{await DraftAsync()}", HttpAssertions.Json(new { description = "better" }))),
             ("publish", "admin", async a => await a.Http.PostAsync($"/v1/admin/templates/{await DraftAsync()}/publish", null)),
             ("archive", "admin", async a => await a.Http.PostAsync($"/v1/admin/templates/{await DraftAsync()}/archive", null)),

@@ -83,8 +83,9 @@ public sealed class TemplateTests(PlugboardServer server)
         var ok = new
         {
             version = 1,
+            base_url = "https://api.example.test",
             auth = new { type = "bearer", token = "{{ credentials.token }}" },
-            steps = new[] { new { id = "a", request = new { headers = new Dictionary<string, string> { ["Authorization"] = "Bearer {{ credentials.token }}", ["Accept"] = "application/json" } } } },
+            steps = new[] { new { id = "a", request = new { method = "GET", path = "/", headers = new Dictionary<string, string> { ["Authorization"] = "Bearer {{ credentials.token }}", ["Accept"] = "application/json" } } } },
         };
         await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/templates", new { slug = "clean-" + Guid.NewGuid().ToString("N")[..8], name = "Clean", manifest = ok })).AssertStatusAsync(201);
         Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connector_templates WHERE name = 'Literal'"));
@@ -97,7 +98,7 @@ public sealed class TemplateTests(PlugboardServer server)
         var outsider = await server.TeamAsync();
         var slug = "community-" + Guid.NewGuid().ToString("N")[..8];
         var draft = await (await author.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{author.Id}/templates",
-            new { slug, name = "Shared thing", manifest = new { version = 1 }, credential_fields = new[] { new { name = "token" } }, tags = new[] { "community" } })).AssertStatusAsync(201);
+            new { slug, name = "Shared thing", manifest = TestManifests.Minimal(), credential_fields = new[] { new { name = "token" } }, tags = new[] { "community" } })).AssertStatusAsync(201);
         var id = draft.GetProperty("id").GetString();
         Assert.Equal("draft", draft.GetProperty("status").GetString());
         Assert.Equal("community", draft.GetProperty("kind").GetString());
@@ -119,7 +120,7 @@ public sealed class TemplateTests(PlugboardServer server)
         // Now others can install it with their own credential.
         await (await outsider.Owner.Http.PostAsJsonAsync($"/v1/templates/{id}/install", new { workspace_id = outsider.Id, credentials = new { token = "outsider-own" } })).AssertStatusAsync(201);
         // An edit by the author sends it back to review and out of the marketplace, with a new version.
-        var edited = await (await author.Admin.Http.PatchAsync($"/v1/workspaces/{author.Id}/templates/{id}", HttpAssertions.Json(new { manifest = new { version = 1, base_url = "https://new.example.test" } }))).AssertStatusAsync(200);
+        var edited = await (await author.Admin.Http.PatchAsync($"/v1/workspaces/{author.Id}/templates/{id}", HttpAssertions.Json(new { manifest = TestManifests.Minimal("https://new.example.test") }))).AssertStatusAsync(200);
         Assert.Equal("draft", edited.GetProperty("status").GetString());
         Assert.Equal(2, edited.GetProperty("version").GetInt32());
         await (await outsider.Owner.Http.GetAsync($"/v1/templates/{id}")).AssertProblemAsync(404);
@@ -138,14 +139,14 @@ public sealed class TemplateTests(PlugboardServer server)
             slug = "official-" + Guid.NewGuid().ToString("N")[..8],
             name = "Official",
             category = "crm",
-            manifest = new { version = 1 },
+            manifest = TestManifests.Minimal(),
         })).AssertStatusAsync(201);
         var id = created.GetProperty("id").GetString();
         Assert.Equal("official", created.GetProperty("kind").GetString());
         Assert.Equal("draft", created.GetProperty("status").GetString());
         await (await developer.Http.PatchAsync($"/v1/admin/templates/{id}", HttpAssertions.Json(new { status = "published" }))).AssertProblemAsync(403);
         await (await admin.Http.PostAsync($"/v1/admin/templates/{id}/publish", null)).AssertStatusAsync(200);
-        var changed = await (await developer.Http.PatchAsync($"/v1/admin/templates/{id}", HttpAssertions.Json(new { manifest = new { version = 1, base_url = "https://v2.example.test" } }))).AssertStatusAsync(200);
+        var changed = await (await developer.Http.PatchAsync($"/v1/admin/templates/{id}", HttpAssertions.Json(new { manifest = TestManifests.Minimal("https://v2.example.test") }))).AssertStatusAsync(200);
         Assert.Equal(2, changed.GetProperty("version").GetInt32());
         Assert.Equal("published", changed.GetProperty("status").GetString());
         var audit = await (await admin.Http.GetAsync("/v1/admin/audit-log?limit=200")).AssertStatusAsync(200);

@@ -124,6 +124,13 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         return await connection.ExecuteAsync(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
     }
 
+    /// <summary>The request's connection and transaction, for work that must commit with the request (enqueueing jobs).</summary>
+    public async Task<(NpgsqlConnection Connection, NpgsqlTransaction Transaction)> TransactionAsync(CancellationToken ct)
+    {
+        var connection = await ConnectionAsync(ct);
+        return (connection, _transaction!);
+    }
+
     public async Task CommitAsync(CancellationToken ct)
     {
         if (_transaction is not null && !_completed)

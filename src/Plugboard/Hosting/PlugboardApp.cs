@@ -15,19 +15,31 @@ using Plugboard.Features.ApiKeys;
 using Plugboard.Features.AuditLog;
 using Plugboard.Features.Connectors;
 using Plugboard.Features.Credentials;
+using Plugboard.Features.Executions;
+using Plugboard.Features.Jobs;
+using Plugboard.Features.Manifests;
 using Plugboard.Features.Health;
 using Plugboard.Features.Members;
 using Plugboard.Features.Templates;
 using Plugboard.Features.Workspaces;
 using Plugboard.Http;
+using Plugboard.Jobs;
 using Plugboard.Observability;
 using Plugboard.Security;
 using Scalar.AspNetCore;
 
 namespace Plugboard.Hosting;
 
+/// <summary>What a process runs: the API, the background workers, or both (`plugboard serve`, `worker`, `up`).</summary>
+public enum HostMode
+{
+    All,
+    Api,
+    Worker,
+}
+
 /// <summary>Options a host (the CLI, or a test) passes in beyond configuration.</summary>
-public sealed record PlugboardHostOptions(string Home, string Urls, TextWriter? LogOutput = null, bool CreateKeyRing = true);
+public sealed record PlugboardHostOptions(string Home, string Urls, TextWriter? LogOutput = null, bool CreateKeyRing = true, HostMode Mode = HostMode.All);
 
 public static class PlugboardApp
 {
@@ -60,6 +72,11 @@ public static class PlugboardApp
         builder.Services.AddSingleton<Db>();
         builder.Services.AddScoped<RequestDb>();
         builder.Services.AddSingleton(KeyRing.Load(configuration, options.Home, options.CreateKeyRing));
+
+        ConnectorEngine.Add(builder.Services, configuration);
+        builder.Services.AddJobHandler<ExecutionJobHandler>();
+        builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api);
+        WorkspaceRateLimit.Add(builder.Services, configuration);
 
         builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -130,10 +147,15 @@ public static class PlugboardApp
         });
         app.UseAuthentication();
         app.UseAuthorization();
+        app.UseRateLimiter();
 
         app.MapOpenApi("/openapi/v1.json").AllowAnonymous();
         app.MapScalarApiReference("/docs", o => o.WithTitle("Plugboard API").WithOpenApiRoutePattern("/openapi/v1.json")).AllowAnonymous();
         HealthApi.Map(app);
+        if (options.Mode == HostMode.Worker)
+        {
+            return app; // workers serve health checks only
+        }
 
         var v1 = app.MapGroup("/v1").RequireAuthorization().AddEndpointFilter<CommitOnSuccessFilter>();
         var workspace = v1.MapGroup("/workspaces/{workspaceId}").AddEndpointFilter<WorkspaceAccessFilter>();
@@ -145,6 +167,9 @@ public static class PlugboardApp
         TemplatesApi.Map(v1, workspace);
         AuditLogApi.Map(workspace);
         AdminApi.Map(v1);
+        ExecutionsApi.Map(workspace);
+        ManifestsApi.Map(app, v1);
+        JobsAdminApi.Map(v1);
         return app;
     }
 }

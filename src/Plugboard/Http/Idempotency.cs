@@ -60,13 +60,25 @@ public static class Idempotency
     /// <summary>Answers 201 Created, storing the answer under the request's Idempotency-Key if it has one.</summary>
     public static async Task<IResult> CreatedAsync<T>(HttpContext http, RequestDb db, string location, T body, CancellationToken ct)
     {
+        await StoreAsync(http, db, 201, location, body, ct);
+        return TypedResults.Created(location, body);
+    }
+
+    /// <summary>Answers 202 Accepted (work queued), storing the answer under the request's Idempotency-Key if it has one.</summary>
+    public static async Task<IResult> AcceptedAsync<T>(HttpContext http, RequestDb db, string location, T body, CancellationToken ct)
+    {
+        await StoreAsync(http, db, 202, location, body, ct);
+        return TypedResults.Accepted(location, body);
+    }
+
+    private static async Task StoreAsync<T>(HttpContext http, RequestDb db, int status, string location, T body, CancellationToken ct)
+    {
         if (http.Items[Header] is string key)
         {
             await db.ExecuteAsync(
-                "UPDATE idempotency_keys SET status_code = 201, location = @location, response = @response::jsonb WHERE user_id = app_user_id() AND key = @key",
-                new { key, location, response = JsonSerializer.Serialize(body, ApiJson.Options) }, ct);
+                "UPDATE idempotency_keys SET status_code = @status, location = @location, response = @response::jsonb WHERE user_id = app_user_id() AND key = @key",
+                new { key, status, location, response = JsonSerializer.Serialize(body, ApiJson.Options) }, ct);
         }
-        return TypedResults.Created(location, body);
     }
 
     private sealed record StoredAnswer(byte[] RequestHash, int? StatusCode, string? Location, string? Response);

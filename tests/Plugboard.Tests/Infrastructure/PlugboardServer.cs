@@ -90,6 +90,8 @@ public sealed class PlugboardServer : IAsyncLifetime
             ["PLUGBOARD_DB_ROLE_PASSWORD"] = Settings.RolePassword,
             ["PLUGBOARD_KEYS"] = Keys.ToJson(),
             ["PLUGBOARD_LOG_LEVEL"] = "Debug",
+            ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
+            ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000",
         });
         Keys = _app.Services.GetRequiredService<KeyRing>();
         await _app.StartAsync();

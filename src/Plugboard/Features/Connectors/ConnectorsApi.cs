@@ -18,7 +18,8 @@ public sealed record CreateConnectorRequest(
     JsonElement? Filters = null,
     JsonElement? Metadata = null,
     string? SyncFrequency = null,
-    bool? WebhookActive = null);
+    bool? WebhookActive = null,
+    int? MaxConcurrency = null);
 
 public sealed record UpdateConnectorRequest(
     string? Name = null,
@@ -32,7 +33,8 @@ public sealed record UpdateConnectorRequest(
     JsonElement? Metadata = null,
     string? SyncFrequency = null,
     bool? WebhookActive = null,
-    bool? RotateWebhookSecret = null);
+    bool? RotateWebhookSecret = null,
+    int? MaxConcurrency = null);
 
 public sealed record ConnectorStats(long Executions, long Succeeded, long Failed, decimal? SuccessRate, decimal? AvgDurationMs, DateTime? LastRunAt);
 
@@ -40,7 +42,7 @@ public sealed record Connector(
     Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion,
     JsonElement Manifest, JsonElement Config, Guid? CredentialId, bool IsActive, JsonElement Filters, JsonElement Metadata,
     string SyncFrequency, DateTime? NextSyncAt, DateTime? LastSyncAt, string? WebhookUrl, bool WebhookActive,
-    bool WebhookSecretSet, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
+    bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
     DateTime CreatedAt, DateTime UpdatedAt, ConnectorStats? Stats = null);
 
 public static class ConnectorsApi
@@ -61,7 +63,7 @@ public static class ConnectorsApi
         """
         id, name, description, connector_type, template_id, template_version, manifest::text AS manifest, config::text AS config,
         credential_id, is_active, filters::text AS filters, metadata::text AS metadata, sync_frequency, next_sync_at, last_sync_at,
-        webhook_url, webhook_active, webhook_secret IS NOT NULL AS webhook_secret_set, error_count, last_error, last_error_at,
+        webhook_url, webhook_active, webhook_secret IS NOT NULL AS webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
         credentials_updated_at, created_at, updated_at, xmin::text::bigint AS row_version
         """;
 
@@ -94,7 +96,7 @@ public static class ConnectorsApi
         db.RequireRole("admin", "create connectors");
         var name = Validate.Name(body.Name);
         var description = Validate.Text(body.Description, "description", 2000);
-        var manifest = ValidManifest(body.Manifest);
+        var manifest = ValidManifest(body.Manifest, allowEmpty: true);
         var syncFrequency = body.SyncFrequency is null ? "manual" : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency");
         if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
         {
@@ -102,12 +104,12 @@ public static class ConnectorsApi
         }
         var connector = await InsertAsync(db, keys, new NewConnector(name, description, manifest, JsonColumns.Object(body.Config, "config"), body.CredentialId,
             body.IsActive ?? true, JsonColumns.Object(body.Filters, "filters"), JsonColumns.Object(body.Metadata, "metadata"), syncFrequency,
-            body.WebhookActive ?? false, null, null), ct);
+            body.WebhookActive ?? false, null, null, MaxConcurrency(body.MaxConcurrency) ?? 4), ct);
         return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/connectors/{connector.Id}", connector, ct);
     }
 
     internal sealed record NewConnector(string Name, string Description, string Manifest, string Config, Guid? CredentialId, bool IsActive,
-        string Filters, string Metadata, string SyncFrequency, bool WebhookActive, Guid? TemplateId, int? TemplateVersion);
+        string Filters, string Metadata, string SyncFrequency, bool WebhookActive, Guid? TemplateId, int? TemplateVersion, int MaxConcurrency = 4);
 
     /// <summary>Inserts a connector in the current workspace (also used by template installs) and audits it.</summary>
     internal static async Task<Connector> InsertAsync(RequestDb db, KeyRing keys, NewConnector c, CancellationToken ct)
@@ -122,11 +124,11 @@ public static class ConnectorsApi
             $"""
             INSERT INTO connectors (workspace_id, id, name, description, manifest, config, credential_id, is_active, filters, metadata,
                                     sync_frequency, next_sync_at, webhook_url, webhook_secret, webhook_active, template_id, template_version,
-                                    credentials_updated_at, created_by)
+                                    credentials_updated_at, created_by, max_concurrency)
             VALUES (app_workspace_id(), @id, @Name, @Description, @Manifest::jsonb, @Config::jsonb, @CredentialId, @IsActive, @Filters::jsonb, @Metadata::jsonb,
                     @SyncFrequency, CASE WHEN @SyncFrequency IN ('manual', 'realtime') THEN NULL ELSE now() END,
                     '/v1/webhooks/' || app_workspace_id() || '/' || @id, @webhookSecret, @WebhookActive, @TemplateId, @TemplateVersion,
-                    CASE WHEN @CredentialId::uuid IS NULL THEN NULL ELSE now() END, app_user_id())
+                    CASE WHEN @CredentialId::uuid IS NULL THEN NULL ELSE now() END, app_user_id(), @MaxConcurrency)
             RETURNING {Columns}
             """,
             new
@@ -145,6 +147,7 @@ public static class ConnectorsApi
                 c.WebhookActive,
                 c.TemplateId,
                 c.TemplateVersion,
+                c.MaxConcurrency,
             }, ct);
         await Audit.WriteAsync(db, "connector.created", "connector", id.ToString(), new { name = c.Name, template_id = c.TemplateId }, ct);
         return row!.ToConnector();
@@ -178,7 +181,8 @@ public static class ConnectorsApi
                 next_sync_at = CASE WHEN @syncFrequency::text IS NULL THEN next_sync_at
                                     WHEN @syncFrequency IN ('manual', 'realtime') THEN NULL ELSE coalesce(next_sync_at, now()) END,
                 webhook_active = coalesce(@webhookActive, webhook_active),
-                webhook_secret = coalesce(@webhookSecret, webhook_secret)
+                webhook_secret = coalesce(@webhookSecret, webhook_secret),
+                max_concurrency = coalesce(@maxConcurrency, max_concurrency)
              WHERE id = @connectorId AND (@ifMatch::bigint IS NULL OR xmin::text::bigint = @ifMatch)
             RETURNING {Columns}
             """,
@@ -187,7 +191,7 @@ public static class ConnectorsApi
                 connectorId,
                 name = body.Name is null ? null : Validate.Name(body.Name),
                 description = body.Description is null ? null : Validate.Text(body.Description, "description", 2000),
-                manifest = body.Manifest is null ? null : ValidManifest(body.Manifest),
+                manifest = body.Manifest is null ? null : ValidManifest(body.Manifest, allowEmpty: true),
                 config = body.Config is null ? null : JsonColumns.Object(body.Config, "config"),
                 credentialId = body.CredentialId,
                 clearCredential = body.ClearCredential == true,
@@ -197,6 +201,7 @@ public static class ConnectorsApi
                 syncFrequency = body.SyncFrequency is null ? null : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency"),
                 webhookActive = body.WebhookActive,
                 webhookSecret,
+                maxConcurrency = MaxConcurrency(body.MaxConcurrency),
                 ifMatch,
             }, ct) ?? throw Problems.PreconditionFailed("The connector changed since you read it: GET it again and retry with the new ETag.");
         await Audit.WriteAsync(db, "connector.updated", "connector", connectorId.ToString(),
@@ -227,19 +232,38 @@ public static class ConnectorsApi
         }
     }
 
-    /// <summary>A manifest is a JSON object without literal secrets (full validation arrives with the connector engine).</summary>
-    internal static string ValidManifest(JsonElement? manifest, string field = "manifest")
+    /// <summary>
+    /// Every saved manifest is validated by the engine: literal secrets answer 422 literal-secret, anything else wrong
+    /// 422 manifest-invalid, each problem with its JSON pointer. A connector may be saved without a manifest ({}) and
+    /// get one later; it cannot run until then.
+    /// </summary>
+    internal static string ValidManifest(JsonElement? manifest, string field = "manifest", bool allowEmpty = false)
     {
         var text = JsonColumns.Object(manifest, field, 512 * 1024);
-        var issues = LiteralSecretScanner.Scan(JsonColumns.Node(text));
+        var node = JsonColumns.Node(text);
+        if (allowEmpty && node is System.Text.Json.Nodes.JsonObject { Count: 0 })
+        {
+            return text;
+        }
+        var secrets = LiteralSecretScanner.Scan(node);
+        if (secrets.Count > 0)
+        {
+            throw ManifestProblem("literal-secret", "Literal secret in manifest", field, secrets);
+        }
+        var issues = ManifestParser.Parse(node).Issues;
         if (issues.Count > 0)
         {
-            throw new ProblemException(422, "literal-secret", "Literal secret in manifest",
-                $"{issues[0].Message} (at {field}{issues[0].Pointer})",
-                new Dictionary<string, object?> { ["errors"] = issues.Select(i => new { pointer = $"/{field}{i.Pointer}", message = i.Message }).ToList() });
+            throw ManifestProblem("manifest-invalid", "Invalid manifest", field, issues);
         }
         return text;
     }
+
+    private static ProblemException ManifestProblem(string slug, string title, string field, IReadOnlyList<ManifestIssue> issues) =>
+        new(422, slug, title, $"{issues[0].Message} (at /{field}{issues[0].Pointer})",
+            new Dictionary<string, object?> { ["errors"] = issues.Select(i => new { pointer = $"/{field}{i.Pointer}", message = i.Message }).ToList() });
+
+    private static int? MaxConcurrency(int? value) =>
+        value is null or (>= 1 and <= 100) ? value : throw Problems.Invalid("max_concurrency must be between 1 and 100.", "/max_concurrency");
 
     private static string NewWebhookSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
@@ -249,11 +273,11 @@ public static class ConnectorsApi
     internal sealed record ConnectorRow(
         Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion, string Manifest, string Config,
         Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, DateTime? NextSyncAt, DateTime? LastSyncAt,
-        string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int ErrorCount, string? LastError, DateTime? LastErrorAt,
+        string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt,
         DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
     {
         public Connector ToConnector() => new(Id, Name, Description, ConnectorType, TemplateId, TemplateVersion, JsonColumns.Element(Manifest),
             JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, NextSyncAt,
-            LastSyncAt, WebhookUrl, WebhookActive, WebhookSecretSet, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
+            LastSyncAt, WebhookUrl, WebhookActive, WebhookSecretSet, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
     }
 }

@@ -1,0 +1,205 @@
+using System.Diagnostics;
+using Dapper;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Plugboard.Data;
+using Plugboard.Features.Executions;
+using Plugboard.Hosting;
+using Plugboard.Jobs;
+using Plugboard.Security;
+
+namespace Plugboard.Bench;
+
+/// <summary>
+/// Dispatch: 10,000 queued executions of a one-request manifest (to a stub on 127.0.0.1) drained by Plugboard's
+/// workers, with queued→running latency of single executions enqueued in another workspace during the drain; then the
+/// same drain by a bare batched FOR UPDATE SKIP LOCKED loop over the same jobs table (one HTTP request and one result
+/// write per execution) in the same run.
+/// </summary>
+public static class DispatchBenchmark
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var total = Arg(args, "--executions", 10_000);
+        var slots = Arg(args, "--concurrency", 20);
+        var settings = await BenchDatabase.CreateAsync("dispatch");
+        Migrator.Up(settings);
+        await using var stub = await StartStubAsync();
+        var keys = KeyRing.Generate();
+        await using var db = new Db(settings);
+        var manifest = $$"""{"version": 1, "base_url": "{{stub.Url}}", "steps": [{"id": "ping", "request": {"method": "GET", "path": "/ping"}}]}""";
+        await using (var connection = await db.Service.OpenConnectionAsync())
+        {
+            await connection.ExecuteAsync(
+                """
+                INSERT INTO workspaces (id, name) VALUES ('ws_bulk', 'bulk'), ('ws_probe', 'probe');
+                INSERT INTO connectors (workspace_id, id, name, manifest, max_concurrency) VALUES
+                    ('ws_bulk', '00000000-0000-0000-0000-000000000001', 'bulk', @manifest::jsonb, 100),
+                    ('ws_probe', '00000000-0000-0000-0000-000000000002', 'probe', @manifest::jsonb, 100);
+                """, new { manifest });
+        }
+        var bulk = Guid.Parse("00000000-0000-0000-0000-000000000001");
+        var probe = Guid.Parse("00000000-0000-0000-0000-000000000002");
+
+        Console.WriteLine($"queueing {total} executions …");
+        await QueueAsync(db, "ws_bulk", bulk, total);
+        var app = PlugboardApp.Build([], new PlugboardHostOptions(Path.GetTempPath(), "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Worker),
+            new Dictionary<string, string?>
+            {
+                ["DATABASE_URL"] = settings.OwnerConnectionString,
+                ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
+                ["PLUGBOARD_KEYS"] = keys.ToJson(),
+                ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
+                ["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["PLUGBOARD_LOG_LEVEL"] = "Warning",
+            });
+        var clock = Stopwatch.StartNew();
+        await app.StartAsync();
+        var probes = new List<Guid>();
+        while (await CountAsync(db, "ws_bulk", "succeeded") < total)
+        {
+            probes.Add((await QueueAsync(db, "ws_probe", probe, 1))[0]);
+            await Task.Delay(20);
+        }
+        var drained = clock.Elapsed;
+        await WaitAsync(async () => await CountAsync(db, "ws_probe", "succeeded") == probes.Count);
+        await app.StopAsync();
+        await app.DisposeAsync();
+        var failed = await CountAsync(db, "ws_bulk", "failed");
+        var latencies = (await QueryLatenciesAsync(db, probes)).Order().ToList();
+        var rate = total / drained.TotalSeconds;
+
+        Console.WriteLine($"bare loop: queueing {total} executions …");
+        await using (var connection = await db.Service.OpenConnectionAsync())
+        {
+            await connection.ExecuteAsync("DELETE FROM connector_executions");
+        }
+        await QueueAsync(db, "ws_bulk", bulk, total);
+        var bare = await BareLoopAsync(db, stub.Url, slots, total);
+
+        Console.WriteLine($"plugboard workers: {total} executions in {drained.TotalSeconds:F2} s ({failed} failed), {slots} slots");
+        Console.WriteLine($"bare SKIP LOCKED loop: {bare:F0} executions/s");
+        Console.WriteLine($"executions/s: {rate:F0}");
+        Console.WriteLine($"p50_ms: {Percentile(latencies, 0.50):F1}");
+        Console.WriteLine($"p99_ms: {Percentile(latencies, 0.99):F1}");
+        Console.WriteLine($"latency probes: {latencies.Count} single executions queued in a second workspace during the drain");
+        Console.WriteLine($"ratio: {rate / bare:F3}");
+        return failed == 0 ? 0 : 1;
+    }
+
+    private static async Task<List<Guid>> QueueAsync(Db db, string workspaceId, Guid connectorId, int count)
+    {
+        var ids = new List<Guid>(count);
+        await using var connection = await db.Service.OpenConnectionAsync();
+        for (var offset = 0; offset < count; offset += 1000)
+        {
+            var batch = Enumerable.Range(0, Math.Min(1000, count - offset)).Select(_ => Guid.CreateVersion7()).ToArray();
+            await using var tx = await connection.BeginTransactionAsync();
+            await connection.ExecuteAsync(
+                "INSERT INTO connector_executions (workspace_id, id, connector_id, trigger) SELECT @workspaceId, id, @connectorId, 'api' FROM unnest(@batch) id",
+                new { workspaceId, connectorId, batch }, tx);
+            await JobQueue.EnqueueManyAsync(connection, tx, batch.Select(id => ExecutionJob.Request(workspaceId, connectorId, id, 100)).ToList(), CancellationToken.None);
+            await tx.CommitAsync();
+            ids.AddRange(batch);
+        }
+        return ids;
+    }
+
+    /// <summary>The baseline: claim a batch with SKIP LOCKED, make the request, write the result, delete the job.</summary>
+    private static async Task<double> BareLoopAsync(Db db, string stubUrl, int loops, int total)
+    {
+        using var http = new HttpClient { BaseAddress = new Uri(stubUrl) };
+        var clock = Stopwatch.StartNew();
+        var done = 0;
+        await Task.WhenAll(Enumerable.Range(0, loops).Select(async _ =>
+        {
+            await using var connection = await db.Service.OpenConnectionAsync();
+            while (true)
+            {
+                await using var tx = await connection.BeginTransactionAsync();
+                var claimed = (await connection.QueryAsync<Guid>(
+                    "SELECT id FROM jobs WHERE state = 'available' AND run_at <= now() ORDER BY run_at LIMIT 5 FOR UPDATE SKIP LOCKED", transaction: tx)).AsList();
+                if (claimed.Count == 0)
+                {
+                    await tx.CommitAsync();
+                    if (Volatile.Read(ref done) >= total)
+                    {
+                        return;
+                    }
+                    await Task.Delay(1);
+                    continue;
+                }
+                foreach (var id in claimed)
+                {
+                    using var response = await http.GetAsync("/ping");
+                    var body = await response.Content.ReadAsStringAsync();
+                    await connection.ExecuteAsync(
+                        "UPDATE connector_executions SET status = 'succeeded', output = @body::jsonb, started_at = now(), finished_at = now() WHERE id = @id",
+                        new { id, body }, tx);
+                }
+                await connection.ExecuteAsync("DELETE FROM jobs WHERE id = ANY(@claimed)", new { claimed }, tx);
+                await tx.CommitAsync();
+                Interlocked.Add(ref done, claimed.Count);
+            }
+        }));
+        return total / clock.Elapsed.TotalSeconds;
+    }
+
+    private static async Task<long> CountAsync(Db db, string workspaceId, string status)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync();
+        return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM connector_executions WHERE workspace_id = @workspaceId AND status = @status", new { workspaceId, status });
+    }
+
+    private static async Task<IEnumerable<double>> QueryLatenciesAsync(Db db, List<Guid> probes)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync();
+        return await connection.QueryAsync<double>(
+            "SELECT extract(epoch FROM started_at - created_at) * 1000 FROM connector_executions WHERE id = ANY(@probes) AND started_at IS NOT NULL", new { probes });
+    }
+
+    private static async Task WaitAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (!await condition() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+    }
+
+    private sealed class Stub(WebApplication app, string url) : IAsyncDisposable
+    {
+        public string Url { get; } = url;
+
+        public async ValueTask DisposeAsync()
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    private static async Task<Stub> StartStubAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        app.MapGet("/ping", () => Results.Json(new { ok = true }));
+        await app.StartAsync();
+        return new Stub(app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+    }
+
+    private static double Percentile(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
+
+    private static int Arg(string[] args, string name, int fallback)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
+    }
+}

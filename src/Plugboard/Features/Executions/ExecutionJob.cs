@@ -1,0 +1,20 @@
+using Plugboard.Jobs;
+
+namespace Plugboard.Features.Executions;
+
+/// <summary>The job that carries one execution: which row to run, limited per connector by the claim itself.</summary>
+public static class ExecutionJob
+{
+    public sealed record Payload(string WorkspaceId, Guid ConnectorId, Guid ExecutionId);
+
+    public static JobRequest Request(string workspaceId, Guid connectorId, Guid executionId, int maxConcurrency) => new(
+        Kind: ExecutionsApi.JobKind,
+        WorkspaceId: workspaceId,
+        Payload: new Payload(workspaceId, connectorId, executionId),
+        MaxAttempts: 5,
+        ConcurrencyKey: $"connector:{connectorId}",
+        ConcurrencyLimit: maxConcurrency,
+        Id: executionId);
+
+    public static Payload Read(ClaimedJob job) => job.PayloadAs<Payload>();
+}

@@ -1,0 +1,209 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapper;
+using Npgsql;
+using Plugboard.Data;
+using Plugboard.Engine.Manifests;
+using Plugboard.Engine.Running;
+using Plugboard.Jobs;
+using Plugboard.Security;
+
+namespace Plugboard.Features.Executions;
+
+/// <summary>
+/// Runs one execution in a worker: loads the connector and decrypts its credential (service role), runs the manifest
+/// through the engine, streams the redacted step log into the execution row, and writes the result, the connector's
+/// error counters and the job's completion in one transaction — only while this worker still holds the job's lease,
+/// so a worker presumed dead can never apply an execution's effects twice.
+/// </summary>
+public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner runner, ILogger<ExecutionJobHandler> logger) : IJobHandler
+{
+    public string Kind => ExecutionsApi.JobKind;
+
+    public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
+    {
+        var payload = ExecutionJob.Read(job);
+        var target = await StartAsync(payload, ct);
+        if (target is null)
+        {
+            // Deleted, finished, or cancelled: nothing to run.
+            await CompleteAloneAsync(context, payload, ct);
+            return;
+        }
+
+        var parsed = ManifestParser.Parse(JsonNode.Parse(target.Manifest)!);
+        var started = Stopwatch.GetTimestamp();
+        RunResult result;
+        var observer = new StepLogWriter(db, payload.WorkspaceId, payload.ExecutionId);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var watcher = WatchForCancelAsync(payload, cancel, ct);
+        try
+        {
+            if (parsed.Manifest is null)
+            {
+                result = new RunResult(RunStatus.Failed, null, "The connector's manifest is invalid: " + string.Join("; ", parsed.Issues.Select(i => $"{i.Pointer}: {i.Message}")), []);
+            }
+            else
+            {
+                var credentials = target.CredentialId is { } credentialId && target.EncryptedPayload is { } encrypted
+                    ? JsonSerializer.Deserialize<Dictionary<string, string>>(keys.Decrypt(encrypted, KeyRing.Aad(payload.WorkspaceId, "workspace_api_credentials", credentialId, "encrypted_payload")))!
+                    : new Dictionary<string, string>();
+                var store = target.CredentialId is { } id ? new DbCredentialStore(db, keys, payload.WorkspaceId, id) : null;
+                var request = new RunRequest(JsonNode.Parse(target.Inputs) as JsonObject ?? [], JsonNode.Parse(target.Config) as JsonObject ?? [], credentials, store);
+                result = await runner.RunAsync(parsed.Manifest, request, observer, cancel.Token);
+            }
+        }
+        finally
+        {
+            await cancel.CancelAsync();
+            await watcher;
+        }
+        ct.ThrowIfCancellationRequested(); // lease lost or shutting down: another worker will take it over
+
+        var durationMs = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var status = result.Status switch
+        {
+            RunStatus.Succeeded => "succeeded",
+            RunStatus.Cancelled => "cancelled",
+            RunStatus.TimedOut => "timed_out",
+            _ => "failed",
+        };
+        await using (var connection = await db.Service.OpenConnectionAsync(ct))
+        await using (var tx = await connection.BeginTransactionAsync(ct))
+        {
+            if (!await context.CompleteAsync(connection, tx, ct))
+            {
+                logger.LogWarning("Execution {ExecutionId}: lease lost before completion; leaving it to the worker that holds it", payload.ExecutionId);
+                await tx.RollbackAsync(ct);
+                return;
+            }
+            await connection.ExecuteAsync(new CommandDefinition(
+                """
+                UPDATE connector_executions
+                   SET status = @status, output = @output::jsonb, error = @error, steps_log = @steps::jsonb, finished_at = now(), duration_ms = @durationMs
+                 WHERE workspace_id = @workspaceId AND id = @executionId;
+                UPDATE connectors
+                   SET error_count = CASE WHEN @status = 'succeeded' THEN 0 ELSE error_count + 1 END,
+                       last_error = CASE WHEN @status = 'succeeded' THEN NULL ELSE @error END,
+                       last_error_at = CASE WHEN @status = 'succeeded' THEN NULL ELSE now() END
+                 WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled'
+                   AND (@status <> 'succeeded' OR error_count <> 0 OR last_error IS NOT NULL);
+                """,
+                new
+                {
+                    status,
+                    output = result.Output?.ToJsonString(),
+                    error = result.Error,
+                    steps = JsonSerializer.Serialize(result.Log.Select(StepLogWriter.ToJson)),
+                    durationMs,
+                    workspaceId = payload.WorkspaceId,
+                    executionId = payload.ExecutionId,
+                    connectorId = payload.ConnectorId,
+                }, tx, cancellationToken: ct));
+            await tx.CommitAsync(ct);
+        }
+        logger.LogInformation("Execution {ExecutionId} {Status} in {DurationMs} ms", payload.ExecutionId, status, durationMs);
+    }
+
+    /// <summary>Completes the job without a run; a cancel requested while no worker held it is settled here.</summary>
+    private async Task CompleteAloneAsync(JobContext context, ExecutionJob.Payload payload, CancellationToken ct)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        if (await context.CompleteAsync(connection, tx, ct))
+        {
+            await connection.ExecuteAsync(new CommandDefinition(
+                "UPDATE connector_executions SET status = 'cancelled', finished_at = now() WHERE workspace_id = @WorkspaceId AND id = @ExecutionId AND status IN ('queued', 'running')",
+                payload, tx, cancellationToken: ct));
+            await tx.CommitAsync(ct);
+        }
+    }
+
+    /// <summary>Polls for a cancel request while the run is in flight; cancelling aborts the request in flight.</summary>
+    private async Task WatchForCancelAsync(ExecutionJob.Payload payload, CancellationTokenSource cancel, CancellationToken ct)
+    {
+        try
+        {
+            while (!cancel.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250), cancel.Token);
+                await using var connection = await db.Service.OpenConnectionAsync(ct);
+                var requested = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+                    "SELECT cancel_requested_at IS NOT NULL FROM connector_executions WHERE workspace_id = @WorkspaceId AND id = @ExecutionId", payload, cancellationToken: ct));
+                if (requested)
+                {
+                    await cancel.CancelAsync();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Marks the execution running (a re-claimed one starts over) and loads what it needs, in one statement.</summary>
+    private async Task<Target?> StartAsync(ExecutionJob.Payload payload, CancellationToken ct)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync(ct);
+        return await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
+            """
+            WITH e AS (
+                UPDATE connector_executions
+                   SET status = 'running', started_at = coalesce(started_at, now()), attempts = attempts + 1
+                 WHERE workspace_id = @WorkspaceId AND id = @ExecutionId AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
+             RETURNING workspace_id, connector_id, status, inputs)
+            SELECT e.status, e.inputs::text AS inputs, c.manifest::text AS manifest, c.config::text AS config, c.credential_id, k.encrypted_payload
+              FROM e
+              JOIN connectors c ON c.workspace_id = e.workspace_id AND c.id = e.connector_id
+              LEFT JOIN workspace_api_credentials k ON k.workspace_id = c.workspace_id AND k.id = c.credential_id
+            """, payload, cancellationToken: ct));
+    }
+
+    private sealed record Target(string Status, string Inputs, string Manifest, string Config, Guid? CredentialId, string? EncryptedPayload);
+}
+
+/// <summary>Appends redacted step entries to the execution row as they happen (batched), for the live stream.</summary>
+internal sealed class StepLogWriter(Db db, string workspaceId, Guid executionId) : IRunObserver
+{
+    private readonly Lock _gate = new();
+    private readonly List<StepLogEntry> _pending = [];
+    private long _lastFlush = Stopwatch.GetTimestamp();
+
+    public async ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)
+    {
+        StepLogEntry[] batch;
+        lock (_gate)
+        {
+            _pending.Add(entry);
+            if (Stopwatch.GetElapsedTime(_lastFlush) < TimeSpan.FromMilliseconds(200))
+            {
+                return;
+            }
+            batch = [.. _pending];
+            _pending.Clear();
+            _lastFlush = Stopwatch.GetTimestamp();
+        }
+        await using var connection = await db.Service.OpenConnectionAsync(ct);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "UPDATE connector_executions SET steps_log = steps_log || @entries::jsonb WHERE workspace_id = @workspaceId AND id = @executionId",
+            new { entries = JsonSerializer.Serialize(batch.Select(ToJson)), workspaceId, executionId }, cancellationToken: ct));
+    }
+
+    public static JsonObject ToJson(StepLogEntry e) => new()
+    {
+        ["step_id"] = e.StepId,
+        ["method"] = e.Method,
+        ["url"] = e.Url,
+        ["status"] = e.Status,
+        ["duration_ms"] = e.DurationMs,
+        ["bytes"] = e.Bytes,
+        ["attempt"] = e.Attempt,
+        ["page"] = e.Page,
+        ["item"] = e.Item,
+        ["skipped"] = e.Skipped,
+        ["error"] = e.Error,
+        ["response_body"] = e.ResponseBody,
+        ["at"] = e.At,
+    };
+}

@@ -1,0 +1,178 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Mvc;
+using Npgsql;
+using Plugboard.Data;
+using Plugboard.Http;
+using Plugboard.Jobs;
+
+namespace Plugboard.Features.Executions;
+
+/// <summary>
+/// Runs connectors on demand: an execution row and its job are written in one transaction (202 Accepted), workers run
+/// it, and the API shows status, output and a redacted step log — also live, as server-sent events.
+/// </summary>
+public static class ExecutionsApi
+{
+    public const string JobKind = "execution";
+    public static readonly string[] Statuses = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
+    public static readonly string[] Triggers = ["manual", "api", "schedule", "webhook"];
+
+    public static void Map(RouteGroupBuilder workspace)
+    {
+        var executions = workspace.MapGroup("/connectors/{connectorId:guid}/executions").WithTags("Executions");
+        executions.MapPost("", Create).Produces<Execution>(202).RequireRateLimiting(WorkspaceRateLimit.Policy);
+        executions.MapGet("", (Guid connectorId, RequestDb db, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct) =>
+            ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct)).Produces<Page<Execution>>();
+        executions.MapGet("/{executionId:guid}", Get).Produces<Execution>();
+        executions.MapPost("/{executionId:guid}/cancel", Cancel).Produces<Execution>(202);
+        executions.MapGet("/{executionId:guid}/stream", Stream).Produces(200, contentType: "text/event-stream");
+        workspace.MapGet("/executions", ([FromQuery(Name = "connector_id")] Guid? connectorId, RequestDb db, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct) =>
+            ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct)).WithTags("Executions").Produces<Page<Execution>>();
+    }
+
+    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, HttpContext http, CancellationToken ct)
+    {
+        var connector = await db.QuerySingleOrDefaultAsync<ConnectorToRun>(
+            "SELECT manifest::text AS manifest, is_active, max_concurrency FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
+            ?? throw Problems.NotFound("The connector");
+        db.RequireRole("member", "run connectors");
+        if (!connector.IsActive)
+        {
+            throw new ProblemException(409, "connector-inactive", "Connector inactive", "The connector is paused: set is_active to true to run it.");
+        }
+        var inputs = ExecutionInputs.Check(JsonNode.Parse(connector.Manifest) as JsonObject, body?.Inputs);
+        if (await Idempotency.ReplayOrClaimAsync(http, db, new { connectorId, body?.Inputs }, ct) is { } replay)
+        {
+            return replay;
+        }
+        var id = Guid.CreateVersion7();
+        var row = await db.QuerySingleOrDefaultAsync<ExecutionRow>(
+            $"""
+            INSERT INTO connector_executions (workspace_id, id, connector_id, status, trigger, inputs, created_by)
+            VALUES (app_workspace_id(), @id, @connectorId, 'queued', 'api', @inputs::jsonb, app_user_id())
+            RETURNING {ExecutionRow.Columns}
+            """, new { id, connectorId, inputs = inputs.ToJsonString() }, ct);
+        var (connection, transaction) = await db.TransactionAsync(ct);
+        await JobQueue.EnqueueAsync(connection, transaction, ExecutionJob.Request(db.WorkspaceId!, connectorId, id, connector.MaxConcurrency), ct);
+        var location = $"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/executions/{id}";
+        return await Idempotency.AcceptedAsync(http, db, location, row!.ToExecution(withSteps: false), ct);
+    }
+
+    private static async Task<IResult> ListAsync(RequestDb db, Guid? connectorId, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct)
+    {
+        if (status is not null && !Statuses.Contains(status))
+        {
+            throw Problems.BadRequest($"status must be one of: {string.Join(", ", Statuses)}.");
+        }
+        if (trigger is not null && !Triggers.Contains(trigger))
+        {
+            throw Problems.BadRequest($"trigger must be one of: {string.Join(", ", Triggers)}.");
+        }
+        var take = Paging.Limit(limit);
+        var rows = await db.QueryAsync<ExecutionRow>(
+            $"""
+            SELECT {ExecutionRow.Columns} FROM connector_executions
+             WHERE (@connectorId::uuid IS NULL OR connector_id = @connectorId)
+               AND (@status::text IS NULL OR status = @status)
+               AND (@trigger::text IS NULL OR trigger = @trigger)
+               AND (@since::timestamptz IS NULL OR created_at >= @since)
+               AND (@until::timestamptz IS NULL OR created_at < @until)
+               AND (@after::uuid IS NULL OR id < @after)
+             ORDER BY id DESC LIMIT @take
+            """, new { connectorId, status, trigger, since = since?.ToUniversalTime(), until = until?.ToUniversalTime(), after = Paging.AfterId(cursor), take = take + 1 }, ct);
+        var page = Paging.ToPage(rows, take, r => r.Id);
+        return TypedResults.Ok(new Page<Execution>(page.Items.Select(r => r.ToExecution(withSteps: false)).ToList(), page.NextCursor));
+    }
+
+    private static async Task<IResult> Get(Guid connectorId, Guid executionId, RequestDb db, CancellationToken ct) =>
+        TypedResults.Ok((await FindAsync(db, connectorId, executionId, ct)).ToExecution(withSteps: true));
+
+    private static async Task<ExecutionRow> FindAsync(RequestDb db, Guid connectorId, Guid executionId, CancellationToken ct) =>
+        await db.QuerySingleOrDefaultAsync<ExecutionRow>(
+            $"SELECT {ExecutionRow.Columns} FROM connector_executions WHERE id = @executionId AND connector_id = @connectorId", new { connectorId, executionId }, ct)
+        ?? throw Problems.NotFound("The execution");
+
+    /// <summary>A queued execution is cancelled at once; a running one stops between requests and aborts the one in flight.</summary>
+    private static async Task<IResult> Cancel(Guid connectorId, Guid executionId, RequestDb db, CancellationToken ct)
+    {
+        var existing = await FindAsync(db, connectorId, executionId, ct);
+        db.RequireRole("member", "cancel executions");
+        if (ExecutionRow.IsFinished(existing.Status))
+        {
+            throw new ProblemException(409, "execution-finished", "Execution finished", $"The execution already ended ({existing.Status}).");
+        }
+        var row = await db.QuerySingleOrDefaultAsync<ExecutionRow>(
+            $"""
+            UPDATE connector_executions
+               SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+                   status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                   finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END
+             WHERE id = @executionId AND status IN ('queued', 'running')
+            RETURNING {ExecutionRow.Columns}
+            """, new { executionId }, ct)
+            ?? throw new ProblemException(409, "execution-finished", "Execution finished", "The execution ended before it could be cancelled.");
+        return TypedResults.Accepted($"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/executions/{executionId}", row.ToExecution(withSteps: false));
+    }
+
+    /// <summary>
+    /// Server-sent events: each step log entry as `event: step`, then the final execution as `event: end`. Reads with a
+    /// fresh short transaction per poll (under the caller's RLS context) so no transaction stays open while streaming.
+    /// </summary>
+    private static async Task<IResult> Stream(Guid connectorId, Guid executionId, RequestDb db, Db databases, HttpContext http, CancellationToken ct)
+    {
+        await FindAsync(db, connectorId, executionId, ct);
+        var (workspaceId, userId, role) = (db.WorkspaceId!, db.UserId!.Value, db.WorkspaceRole!);
+        await db.CommitAsync(ct);
+        http.Response.Headers.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        http.Response.Headers["X-Accel-Buffering"] = "no";
+        await using var connection = await databases.Api.OpenConnectionAsync(ct);
+        var sent = 0;
+        var lastWrite = DateTime.UtcNow;
+        var deadline = DateTime.UtcNow.AddHours(1);
+        while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
+        {
+            var snapshot = await ReadSnapshotAsync(connection, workspaceId, userId, role, executionId, sent, ct);
+            foreach (var step in snapshot.NewSteps)
+            {
+                await http.Response.WriteAsync($"event: step\nid: {++sent}\ndata: {step.ToJsonString()}\n\n", ct);
+                lastWrite = DateTime.UtcNow;
+            }
+            if (ExecutionRow.IsFinished(snapshot.Execution.Status))
+            {
+                await http.Response.WriteAsync($"event: end\ndata: {JsonSerializer.Serialize(snapshot.Execution.ToExecution(withSteps: false), ApiJson.Options)}\n\n", ct);
+                break;
+            }
+            if (DateTime.UtcNow - lastWrite > TimeSpan.FromSeconds(15))
+            {
+                await http.Response.WriteAsync(": keep-alive\n\n", ct);
+                lastWrite = DateTime.UtcNow;
+            }
+            await http.Response.Body.FlushAsync(ct);
+            await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
+        }
+        return Results.Empty;
+    }
+
+    private static async Task<(ExecutionRow Execution, List<JsonNode> NewSteps)> ReadSnapshotAsync(
+        NpgsqlConnection connection, string workspaceId, Guid userId, string role, Guid executionId, int sent, CancellationToken ct)
+    {
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        await using (var context = new NpgsqlCommand(
+            "SELECT set_config('app.workspace_id', $1, true), set_config('app.user_id', $2, true), set_config('app.workspace_role', $3, true)", connection, tx))
+        {
+            context.Parameters.Add(new NpgsqlParameter { Value = workspaceId });
+            context.Parameters.Add(new NpgsqlParameter { Value = userId.ToString() });
+            context.Parameters.Add(new NpgsqlParameter { Value = role });
+            await context.ExecuteNonQueryAsync(ct);
+        }
+        var row = await Dapper.SqlMapper.QuerySingleAsync<ExecutionRow>(connection,
+            new Dapper.CommandDefinition($"SELECT {ExecutionRow.Columns} FROM connector_executions WHERE id = @executionId", new { executionId }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+        var steps = JsonNode.Parse(row.StepsLog) as JsonArray ?? [];
+        return (row, steps.Skip(sent).Select(s => s!.DeepClone()).ToList());
+    }
+
+    private sealed record ConnectorToRun(string Manifest, bool IsActive, int MaxConcurrency);
+}

@@ -1,0 +1,34 @@
+using System.Net;
+using Plugboard.Engine.Net;
+using Plugboard.Engine.Running;
+
+namespace Plugboard.Hosting;
+
+/// <summary>
+/// Outbound connector HTTP: one named client whose handler is the SSRF guard (addresses checked after DNS, at connect
+/// time), and the engine's runner on top of it. PLUGBOARD_OUTBOUND_ALLOW lists CIDRs that may be reached anyway
+/// (development and tests: 127.0.0.1/32); it is empty by default.
+/// </summary>
+public static class ConnectorEngine
+{
+    public const string HttpClientName = "connectors";
+
+    public static void Add(IServiceCollection services, IConfiguration configuration)
+    {
+        var ssrf = SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"]);
+        services.AddHttpClient(HttpClientName).ConfigurePrimaryHttpMessageHandler(() => SsrfGuard.CreateHandler(ssrf));
+        services.AddSingleton(RunnerOptionsFrom(configuration));
+        services.AddTransient(sp => new ConnectorRunner(sp.GetRequiredService<IHttpClientFactory>().CreateClient(HttpClientName), sp.GetRequiredService<RunnerOptions>()));
+    }
+
+    public static SsrfOptions SsrfOptionsFrom(string? allow) => new()
+    {
+        Allow = (allow ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IPNetwork.Parse).ToList(),
+    };
+
+    public static RunnerOptions RunnerOptionsFrom(IConfiguration configuration) => new()
+    {
+        ExecutionTimeout = TimeSpan.FromSeconds(int.TryParse(configuration["PLUGBOARD_EXECUTION_TIMEOUT_SECONDS"], out var t) && t > 0 ? t : 300),
+        DefaultStepTimeout = TimeSpan.FromSeconds(int.TryParse(configuration["PLUGBOARD_STEP_TIMEOUT_SECONDS"], out var s) && s > 0 ? s : 30),
+    };
+}

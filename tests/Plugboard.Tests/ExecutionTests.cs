@@ -1,0 +1,310 @@
+using System.Collections.Concurrent;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Plugboard.Security;
+using Plugboard.Tests.Infrastructure;
+
+namespace Plugboard.Tests;
+
+/// <summary>Executions end to end: API → queue → worker → engine → a real stub API on 127.0.0.1 → results and logs.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ExecutionTests(PlugboardServer server)
+{
+    private static async Task<JsonElement> WaitForEndAsync(Actor actor, string location, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var execution = await (await actor.Http.GetAsync(location)).AssertStatusAsync(200);
+            if (execution.GetProperty("status").GetString() is "succeeded" or "failed" or "cancelled" or "timed_out")
+            {
+                return execution;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"execution still {execution.GetProperty("status").GetString()}: {execution}");
+            await Task.Delay(50);
+        }
+    }
+
+    private static async Task<string> StartAsync(Actor actor, string workspaceId, string connectorId, object? inputs = null, string? idempotencyKey = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/workspaces/{workspaceId}/connectors/{connectorId}/executions")
+        {
+            Content = HttpAssertions.Json(new { inputs = inputs ?? new { } }),
+        };
+        if (idempotencyKey is not null)
+        {
+            request.Headers.Add("Idempotency-Key", idempotencyKey);
+        }
+        var response = await actor.Http.SendAsync(request);
+        var body = await response.AssertStatusAsync(202);
+        Assert.Equal("queued", body.GetProperty("status").GetString());
+        return response.Headers.Location!.ToString();
+    }
+
+    private static async Task<string> ConnectorAsync(TeamWorkspace team, object manifest, object? secret = null, int? maxConcurrency = null)
+    {
+        string? credentialId = null;
+        if (secret is not null)
+        {
+            credentialId = (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/credentials",
+                new { name = "cred-" + Guid.NewGuid().ToString("N")[..6], auth_type = "custom", secret })).AssertStatusAsync(201)).GetProperty("id").GetString();
+        }
+        var body = new Dictionary<string, object?> { ["name"] = "conn-" + Guid.NewGuid().ToString("N")[..8], ["manifest"] = manifest, ["credential_id"] = credentialId };
+        if (maxConcurrency is not null)
+        {
+            body["max_concurrency"] = maxConcurrency;
+        }
+        return (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", body)).AssertStatusAsync(201)).GetProperty("id").GetString()!;
+    }
+
+    [Fact]
+    public async Task Official_rest_template_runs_with_offset_pagination_and_its_own_credential()
+    {
+        var seenKeys = new ConcurrentBag<string>();
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/records", (HttpRequest r, int limit, int offset) =>
+        {
+            seenKeys.Add(r.Headers["X-API-Key"].ToString());
+            var count = Math.Max(0, Math.Min(limit, 230 - offset));
+            return Results.Json(new { data = Enumerable.Range(offset, count).Select(i => new { id = i }) });
+        }));
+        var team = await server.TeamAsync();
+        var templateId = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key'");
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/templates/{templateId}/install", new
+        {
+            workspace_id = team.Id,
+            credentials = new { api_key = "rest-key-" + server.Canary },
+            config = new { base_url = stub.Url },
+        })).AssertStatusAsync(201);
+        var location = await StartAsync(team.Member, team.Id, connector.GetProperty("id").GetString()!);
+        var done = await WaitForEndAsync(team.Viewer, location);
+        Assert.True(done.GetProperty("status").GetString() == "succeeded", done.ToString());
+        Assert.Equal(230, done.GetProperty("output").GetProperty("records").GetArrayLength());
+        Assert.All(seenKeys, k => Assert.Equal("rest-key-" + server.Canary, k));
+        var steps = done.GetProperty("steps");
+        Assert.True(steps.GetArrayLength() >= 3);
+        Assert.DoesNotContain(server.Canary, done.ToString(), StringComparison.Ordinal);
+        Assert.All(steps.EnumerateArray(), s => Assert.Equal(200, s.GetProperty("status").GetInt32()));
+    }
+
+    [Fact]
+    public async Task Oauth2_template_refreshes_and_persists_the_rotated_refresh_token()
+    {
+        var tokenCalls = 0;
+        await using var stub = await StubApi.StartAsync(app =>
+        {
+            app.MapPost("/token", async (HttpRequest r) =>
+            {
+                var form = await r.ReadFormAsync();
+                Interlocked.Increment(ref tokenCalls);
+                return form["grant_type"] == "refresh_token" && form["refresh_token"] == "refresh-1"
+                    ? Results.Json(new { access_token = "access-1", token_type = "Bearer", expires_in = 3600, refresh_token = "refresh-2" })
+                    : Results.Json(new { error = "invalid_grant" }, statusCode: 400);
+            });
+            app.MapGet("/me", (HttpRequest r) => r.Headers.Authorization == "Bearer access-1"
+                ? Results.Json(new { id = 42, name = "Ada" })
+                : Results.Json(new { error = "unauthorized" }, statusCode: 401));
+        });
+        var team = await server.TeamAsync();
+        var templateId = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'oauth2-api'");
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/templates/{templateId}/install", new
+        {
+            workspace_id = team.Id,
+            credentials = new { client_id = "cid", client_secret = "csecret", refresh_token = "refresh-1" },
+            config = new { base_url = stub.Url, token_url = stub.Url + "/token" },
+        })).AssertStatusAsync(201);
+        var connectorId = connector.GetProperty("id").GetString()!;
+        var first = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connectorId));
+        Assert.True(first.GetProperty("status").GetString() == "succeeded", first.ToString());
+        Assert.Equal("Ada", first.GetProperty("output").GetProperty("name").GetString());
+        // The rotated refresh token and the access token were written back into the encrypted credential.
+        var credentialId = Guid.Parse(connector.GetProperty("credential_id").GetString()!);
+        var stored = await server.OwnerScalarAsync<string>("SELECT encrypted_payload FROM workspace_api_credentials WHERE id = @credentialId", new { credentialId });
+        var fields = JsonSerializer.Deserialize<Dictionary<string, string>>(server.Keys.Decrypt(stored, KeyRing.Aad(team.Id, "workspace_api_credentials", credentialId, "encrypted_payload")))!;
+        Assert.Equal("refresh-2", fields["refresh_token"]);
+        Assert.Equal("access-1", fields["access_token"]);
+        // A second run reuses the still-valid access token.
+        var second = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connectorId));
+        Assert.Equal("succeeded", second.GetProperty("status").GetString());
+        Assert.Equal(1, tokenCalls);
+        Assert.DoesNotContain("access-1", second.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("refresh-2", first.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Cancel_stops_a_running_execution_and_aborts_the_request_in_flight()
+    {
+        var started = new TaskCompletionSource();
+        var aborted = new TaskCompletionSource();
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/slow", async (HttpContext http) =>
+        {
+            started.TrySetResult();
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(60), http.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                aborted.TrySetResult();
+            }
+            return Results.Ok();
+        }));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new { version = 1, base_url = stub.Url, steps = new[] { new { id = "slow", request = new { method = "GET", path = "/slow" } } } });
+        var location = await StartAsync(team.Member, team.Id, connectorId);
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await (await team.Member.Http.PostAsync(location + "/cancel", null)).AssertStatusAsync(202);
+        var done = await WaitForEndAsync(team.Member, location, TimeSpan.FromSeconds(15));
+        Assert.Equal("cancelled", done.GetProperty("status").GetString());
+        await aborted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await (await team.Member.Http.PostAsync(location + "/cancel", null)).AssertProblemAsync(409, "execution-finished");
+    }
+
+    [Fact]
+    public async Task Outbound_requests_to_private_and_metadata_addresses_are_blocked()
+    {
+        var team = await server.TeamAsync();
+        foreach (var target in new[] { "http://169.254.169.254", "http://10.0.0.1", "http://[fd00:ec2::254]" })
+        {
+            var connectorId = await ConnectorAsync(team, new { version = 1, base_url = target, steps = new[] { new { id = "probe", request = new { method = "GET", path = "/latest/meta-data" } } } });
+            var done = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connectorId));
+            Assert.Equal("failed", done.GetProperty("status").GetString());
+            Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", done.GetProperty("error").GetString()!, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Secrets_never_reach_the_step_log_the_stream_or_errors_even_when_echoed()
+    {
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/echo", (HttpRequest r) =>
+            Results.Json(new { saw = r.Headers.Authorization.ToString(), query = r.QueryString.Value }, statusCode: 500)));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            auth = new { type = "bearer", token = "{{ credentials.token }}" },
+            steps = new[] { new { id = "echo", request = new { method = "GET", path = "/echo", query = new { api_key = "{{ credentials.token }}" } }, retry = new { max_attempts = 2 } } },
+        }, secret: new { token = server.Canary });
+        var location = await StartAsync(team.Member, team.Id, connectorId);
+        var done = await WaitForEndAsync(team.Member, location);
+        Assert.Equal("failed", done.GetProperty("status").GetString());
+        Assert.DoesNotContain(server.Canary, done.ToString(), StringComparison.Ordinal);
+        Assert.Contains("***", done.ToString(), StringComparison.Ordinal);
+        var stream = await team.Member.Http.GetStringAsync(location + "/stream");
+        Assert.DoesNotContain(server.Canary, stream, StringComparison.Ordinal);
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connector_executions WHERE steps_log::text LIKE '%' || @canary || '%' OR error LIKE '%' || @canary || '%'", new { canary = server.Canary }));
+        // The connector records the failure.
+        var connector = await (await team.Member.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}")).AssertStatusAsync(200);
+        Assert.Equal(1, connector.GetProperty("error_count").GetInt32());
+        Assert.NotEqual(JsonValueKind.Null, connector.GetProperty("last_error").ValueKind);
+    }
+
+    [Fact]
+    public async Task The_live_stream_sends_each_step_then_the_end()
+    {
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/step/{n:int}", async (int n) =>
+        {
+            await Task.Delay(150);
+            return Results.Json(new { next = n + 1 });
+        }));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new object[]
+            {
+                new { id = "a", request = new { method = "GET", path = "/step/1" }, extract = new { next = "$.next" } },
+                new { id = "b", request = new { method = "GET", path = "/step/{{ steps.a.next }}" }, extract = new { next = "$.next" } },
+                new { id = "c", request = new { method = "GET", path = "/step/{{ steps.b.next }}" }, extract = new { next = "$.next" } },
+            },
+            output = new { last = "{{ steps.c.next }}" },
+        });
+        var location = await StartAsync(team.Member, team.Id, connectorId);
+        using var response = await team.Viewer.Http.GetAsync(location + "/stream", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        var text = await response.Content.ReadAsStringAsync();
+        var events = text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Where(e => e.StartsWith("event:", StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, events.Count(e => e.StartsWith("event: step", StringComparison.Ordinal)));
+        var end = Assert.Single(events, e => e.StartsWith("event: end", StringComparison.Ordinal));
+        Assert.Contains("\"status\":\"succeeded\"", end, StringComparison.Ordinal);
+        var done = await WaitForEndAsync(team.Viewer, location);
+        Assert.Equal(4, done.GetProperty("output").GetProperty("last").GetInt32());
+    }
+
+    [Fact]
+    public async Task Creation_is_idempotent_validated_and_role_checked()
+    {
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/ok", () => Results.Json(new { ok = true })));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            inputs = new { region = new { type = "string", required = true } },
+            steps = new[] { new { id = "ok", request = new { method = "GET", path = "/ok", query = new { region = "{{ inputs.region }}" } } } },
+        });
+        var key = Guid.NewGuid().ToString();
+        var first = await StartAsync(team.Member, team.Id, connectorId, new { region = "eu" }, key);
+        var again = await StartAsync(team.Member, team.Id, connectorId, new { region = "eu" }, key);
+        Assert.Equal(first, again);
+        var executions = $"/v1/workspaces/{team.Id}/connectors/{connectorId}/executions";
+        await (await team.Member.Http.PostAsJsonAsync(executions, new { inputs = new { } })).AssertProblemAsync(422);
+        await (await team.Member.Http.PostAsJsonAsync(executions, new { inputs = new { region = 5 } })).AssertProblemAsync(422);
+        await (await team.Member.Http.PostAsJsonAsync(executions, new { inputs = new { region = "eu", other = 1 } })).AssertProblemAsync(422);
+        await (await team.Viewer.Http.PostAsJsonAsync(executions, new { inputs = new { region = "eu" } })).AssertProblemAsync(403);
+        await WaitForEndAsync(team.Member, first);
+        Assert.Equal(1, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connector_executions WHERE connector_id = @id", new { id = Guid.Parse(connectorId) }));
+        var list = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/executions?connector_id={connectorId}&status=succeeded")).AssertStatusAsync(200);
+        Assert.Single(list.GetProperty("items").EnumerateArray());
+        var none = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/executions?status=failed&trigger=api")).AssertStatusAsync(200);
+        Assert.Empty(none.GetProperty("items").EnumerateArray());
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/executions?status=exploded")).AssertProblemAsync(400);
+        // Another workspace sees none of it.
+        var other = await server.TeamAsync();
+        await (await other.Owner.Http.GetAsync(first.Replace(team.Id, other.Id, StringComparison.Ordinal))).AssertProblemAsync(404);
+        await (await other.Owner.Http.GetAsync(first)).AssertProblemAsync(404);
+    }
+
+    [Fact]
+    public async Task The_per_connector_concurrency_limit_holds_and_success_resets_error_counters()
+    {
+        var current = 0;
+        var peak = 0;
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/work", async () =>
+        {
+            var now = Interlocked.Increment(ref current);
+            InterlockedMax(ref peak, now);
+            await Task.Delay(200);
+            Interlocked.Decrement(ref current);
+            return Results.Json(new { ok = true });
+        }));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new { version = 1, base_url = stub.Url, steps = new[] { new { id = "work", request = new { method = "GET", path = "/work" } } } }, maxConcurrency: 1);
+        await server.OwnerExecuteAsync("UPDATE connectors SET error_count = 3, last_error = 'old', last_error_at = now() WHERE id = @id", new { id = Guid.Parse(connectorId) });
+        var locations = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            locations.Add(await StartAsync(team.Member, team.Id, connectorId));
+        }
+        foreach (var location in locations)
+        {
+            Assert.Equal("succeeded", (await WaitForEndAsync(team.Member, location)).GetProperty("status").GetString());
+        }
+        Assert.Equal(1, peak);
+        var connector = await (await team.Member.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}")).AssertStatusAsync(200);
+        Assert.Equal(0, connector.GetProperty("error_count").GetInt32());
+        Assert.Equal(JsonValueKind.Null, connector.GetProperty("last_error").ValueKind);
+        Assert.Equal(5, connector.GetProperty("stats").GetProperty("succeeded").GetInt64());
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int seen;
+        while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen)
+        {
+        }
+    }
+}
