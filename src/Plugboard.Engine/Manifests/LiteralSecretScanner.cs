@@ -3,8 +3,8 @@ using System.Text.RegularExpressions;
 
 namespace Plugboard.Engine.Manifests;
 
-/// <summary>A problem found in a manifest, located by JSON pointer.</summary>
-public sealed record ManifestIssue(string Pointer, string Message);
+/// <summary>A problem found in a manifest, located by JSON pointer (and by line/column when parsed from text).</summary>
+public sealed record ManifestIssue(string Pointer, string Message, int? Line = null, int? Column = null);
 
 /// <summary>
 /// Finds secrets written literally into a manifest. Templates are shared and connectors are readable by every
