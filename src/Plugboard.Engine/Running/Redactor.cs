@@ -77,6 +77,37 @@ public sealed partial class Redactor
         return SecretParameter().Replace(text, m => m.Groups["v"].Value == Mask ? m.Value : $"{m.Groups["k"].Value}={Mask}");
     }
 
+    /// <summary>Redacts a possibly long text and keeps at most <paramref name="maxChars"/> characters of it.</summary>
+    public string RedactTruncated(string? text, int maxChars)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return text ?? "";
+        }
+        var secrets = Volatile.Read(ref _secrets);
+        var longest = secrets.Length == 0 ? 0 : secrets[0].Length;
+        // Redact a prefix long enough to hold any secret crossing the cut, then drop what could be a cut secret.
+        var window = maxChars + longest + 256;
+        var cut = text.Length > window;
+        var redacted = Redact(cut ? text[..window] : text);
+        var keep = cut ? Math.Max(0, redacted.Length - longest - 128) : redacted.Length;
+        keep = Math.Min(keep, maxChars);
+        return keep < redacted.Length ? redacted[..keep] + "…" : redacted;
+    }
+
+    /// <summary>Replaces known secret values only (no parameter-name heuristics): for user data such as run output.</summary>
+    public string RedactSecretValues(string text)
+    {
+        foreach (var secret in Volatile.Read(ref _secrets))
+        {
+            if (text.Contains(secret, StringComparison.Ordinal))
+            {
+                text = text.Replace(secret, Mask, StringComparison.Ordinal);
+            }
+        }
+        return text;
+    }
+
     /// <summary>The message of an exception and its inner exceptions, redacted.</summary>
     public string Redact(Exception ex)
     {
