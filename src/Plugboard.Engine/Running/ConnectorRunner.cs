@@ -47,8 +47,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
         {
             return new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log));
         }
-        catch (Exception ex) when (ex is RunFailedException or TemplateException or HttpRequestException or IOException or InvalidOperationException
-                                       or FormatException or UriFormatException or Newtonsoft.Json.JsonException or SsrfBlockedException or ArgumentException)
+        catch (Exception ex)
         {
             return new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log));
         }
@@ -598,7 +597,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
                     var text = Encoding.UTF8.GetString(bytes);
                     var outcome = new HttpOutcome(status, url, text, ParseJson(text), RetryAfter(response), Links(response), auth?.Token, bytes.Length);
                     await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes.Length, attempt,
-                        redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                        request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
                     return outcome;
                 }
             }
