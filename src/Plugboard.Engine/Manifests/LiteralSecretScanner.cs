@@ -3,8 +3,8 @@ using System.Text.RegularExpressions;
 
 namespace Plugboard.Engine.Manifests;
 
-/// <summary>A problem found in a manifest, located by JSON pointer.</summary>
-public sealed record ManifestIssue(string Pointer, string Message);
+/// <summary>A problem found in a manifest, located by JSON pointer (and by line/column when parsed from text).</summary>
+public sealed record ManifestIssue(string Pointer, string Message, int? Line = null, int? Column = null);
 
 /// <summary>
 /// Finds secrets written literally into a manifest. Templates are shared and connectors are readable by every
@@ -37,6 +37,16 @@ public static partial class LiteralSecretScanner
                 {
                     var childPointer = $"{pointer}/{Escape(key)}";
                     var isAuth = inAuth || key.Equals("auth", StringComparison.OrdinalIgnoreCase);
+                    if (inAuth && key.Equals("extract", StringComparison.OrdinalIgnoreCase))
+                    {
+                        continue; // session login extractions are JSONPaths, not values
+                    }
+                    if (inAuth && key.Equals("login", StringComparison.OrdinalIgnoreCase))
+                    {
+                        // A session login request is an ordinary request: only credential-bearing headers/query must be templated.
+                        Walk(child, childPointer, key, inAuth: false, issues);
+                        continue;
+                    }
                     if (child is JsonValue value && value.TryGetValue<string>(out var text))
                     {
                         CheckString(text, childPointer, key, parentKey, isAuth && !key.Equals("auth", StringComparison.OrdinalIgnoreCase), issues);
@@ -99,7 +109,7 @@ public static partial class LiteralSecretScanner
     [GeneratedRegex(@"\{\{.*?\}\}", RegexOptions.Singleline)]
     private static partial Regex Expression();
 
-    [GeneratedRegex(@"\{\{\s*credentials\.[A-Za-z_][A-Za-z0-9_]*(\s*\|[^}]*)?\s*\}\}")]
+    [GeneratedRegex(@"\{\{\s*(credentials|session)\.[A-Za-z_][A-Za-z0-9_]*(\s*\|[^}]*)?\s*\}\}")]
     private static partial Regex CredentialReference();
 
     // GitHub, Slack, Stripe, AWS access key ids, Google API keys, OpenAI-style keys, and JWTs.

@@ -1,0 +1,89 @@
+using System.Text.Json.Nodes;
+
+namespace Plugboard.Engine.Manifests;
+
+/// <summary>A validated connector manifest (<c>version: 1</c>). Templated strings are kept as written.</summary>
+public sealed record Manifest(
+    int Version,
+    string BaseUrl,
+    IReadOnlyList<string> AllowedHosts,
+    AuthSpec Auth,
+    IReadOnlyDictionary<string, ParameterSpec> Inputs,
+    IReadOnlyDictionary<string, ParameterSpec> Config,
+    IReadOnlyList<StepSpec> Steps,
+    JsonNode? Output);
+
+public sealed record ParameterSpec(string Type, bool Required, JsonNode? Default, string? Description);
+
+/// <summary>Auth scheme. Only the fields of <see cref="Type"/> are set.</summary>
+public sealed record AuthSpec(string Type)
+{
+    public static AuthSpec None { get; } = new("none");
+
+    public string? In { get; init; }
+    public string? Name { get; init; }
+    public string? Value { get; init; }
+    public string? Token { get; init; }
+    public string? Username { get; init; }
+    public string? Password { get; init; }
+    public string? TokenUrl { get; init; }
+    public string? ClientId { get; init; }
+    public string? ClientSecret { get; init; }
+    public string? RefreshToken { get; init; }
+    public IReadOnlyList<string> Scopes { get; init; } = [];
+    public string? Audience { get; init; }
+
+    /// <summary><c>body</c> (default: client id and secret in the form) or <c>basic</c>.</summary>
+    public string ClientAuth { get; init; } = "body";
+    public SessionSpec? Session { get; init; }
+}
+
+public sealed record SessionSpec(
+    RequestSpec Login,
+    IReadOnlyDictionary<string, string> Extract,
+    IReadOnlyDictionary<string, string> ApplyHeaders,
+    IReadOnlyDictionary<string, string> ApplyQuery);
+
+public sealed record StepSpec(string Id, RequestSpec Request)
+{
+    public string? When { get; init; }
+    public string? ForEach { get; init; }
+    public int? Concurrency { get; init; }
+    public IReadOnlyDictionary<string, string> Extract { get; init; } = new Dictionary<string, string>();
+    public PaginateSpec? Paginate { get; init; }
+    public RetrySpec? Retry { get; init; }
+    public int? TimeoutSeconds { get; init; }
+    public string? ErrorWhen { get; init; }
+    public IReadOnlyList<int>? ExpectStatus { get; init; }
+}
+
+public sealed record RequestSpec(string Method)
+{
+    public string? Path { get; init; }
+    public string? Url { get; init; }
+    public IReadOnlyDictionary<string, string> Query { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
+    public BodySpec? Body { get; init; }
+}
+
+/// <summary>Exactly one of <see cref="Json"/>, <see cref="Form"/>, <see cref="Text"/>.</summary>
+public sealed record BodySpec(JsonNode? Json, IReadOnlyDictionary<string, string>? Form, string? Text);
+
+public sealed record PaginateSpec(string Type)
+{
+    public string LimitParam { get; init; } = "limit";
+    public string OffsetParam { get; init; } = "offset";
+    public int? Limit { get; init; }
+    public string PageParam { get; init; } = "page";
+    public int Start { get; init; } = 1;
+    public string? SizeParam { get; init; }
+    public int? Size { get; init; }
+    public string? CursorParam { get; init; }
+    public string? CursorPath { get; init; }
+    public string? NextUrlPath { get; init; }
+    public string? Items { get; init; }
+    public bool StopWhenEmpty { get; init; } = true;
+    public int? MaxPages { get; init; }
+}
+
+public sealed record RetrySpec(int? MaxAttempts, IReadOnlyList<int>? OnStatus);

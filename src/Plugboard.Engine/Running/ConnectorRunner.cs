@@ -1,0 +1,1023 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Newtonsoft.Json.Linq;
+using Plugboard.Engine.Manifests;
+using Plugboard.Engine.Net;
+using Plugboard.Engine.Templating;
+using Polly;
+using Polly.Retry;
+
+namespace Plugboard.Engine.Running;
+
+/// <summary>
+/// Runs a manifest: validates inputs, executes steps in order (conditions, fan-out, pagination, extraction) over the
+/// host's <see cref="HttpClient"/> (which must not follow redirects itself), with retries, timeouts, a response size
+/// cap, credentials applied only to the manifest's own hosts, and every logged string redacted.
+/// </summary>
+public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
+{
+    private readonly TemplateEngine _templates = new(options.MaxTemplateOutputChars);
+
+    public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(request);
+        var redactor = new Redactor(request.Credentials.Values);
+        var log = new List<StepLogEntry>();
+        using var execution = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        execution.CancelAfter(options.ExecutionTimeout);
+        var run = new Run(this, manifest, request, redactor, log, observer, execution.Token);
+        try
+        {
+            var output = await run.ExecuteAsync().ConfigureAwait(false);
+            return new RunResult(RunStatus.Succeeded, output, null, Snapshot(log));
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log));
+        }
+        catch (OperationCanceledException) when (execution.IsCancellationRequested)
+        {
+            return new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log));
+        }
+        catch (StepTimeoutException ex)
+        {
+            return new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log));
+        }
+        catch (Exception ex)
+        {
+            return new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log));
+        }
+    }
+
+    private static List<StepLogEntry> Snapshot(List<StepLogEntry> log)
+    {
+        lock (log)
+        {
+            return [.. log];
+        }
+    }
+
+    internal RunnerOptions Options => options;
+    internal HttpClient Http => http;
+    internal TemplateEngine Templates => _templates;
+
+    /// <summary>One execution: its model, auth state, redactor and log.</summary>
+    private sealed class Run(ConnectorRunner runner, Manifest manifest, RunRequest request, Redactor redactor, List<StepLogEntry> log, IRunObserver? observer, CancellationToken ct)
+    {
+        private static readonly HashSet<string> Falsy = new(StringComparer.OrdinalIgnoreCase) { "", "false", "0", "null", "nil" };
+        private readonly RunnerOptions _options = runner.Options;
+        private readonly TemplateEngine _templates = runner.Templates;
+        private readonly SemaphoreSlim _authGate = new(1, 1);
+        private TemplateModel _model = new();
+        private Uri _baseUrl = null!;
+        private HashSet<string> _authHosts = [];
+        private Dictionary<string, string> _credentials = new(request.Credentials, StringComparer.Ordinal);
+        private AuthMaterial? _auth;
+        private DateTimeOffset _authExpiresAt = DateTimeOffset.MaxValue;
+
+        public async Task<JsonNode?> ExecuteAsync()
+        {
+            var inputs = Arguments("input", manifest.Inputs, request.Inputs);
+            var config = Arguments("config", manifest.Config, request.Config);
+            _model = new TemplateModel { Inputs = inputs, Config = config, Credentials = CredentialsObject(_credentials) };
+            var baseUrl = (await _templates.RenderAsync(manifest.BaseUrl, _model).ConfigureAwait(false)).Trim();
+            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var parsed) || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps))
+            {
+                throw new RunFailedException($"base_url '{baseUrl}' is not an absolute http(s) URL.");
+            }
+            _baseUrl = parsed;
+            _authHosts = new HashSet<string>(manifest.AllowedHosts.Select(h => h.Trim().ToLowerInvariant()), StringComparer.OrdinalIgnoreCase) { parsed.IdnHost };
+            await PrepareAuthAsync(force: false, rejected: null).ConfigureAwait(false);
+
+            for (var i = 0; i < manifest.Steps.Count; i++)
+            {
+                await RunStepAsync(manifest.Steps[i]).ConfigureAwait(false);
+            }
+            if (manifest.Output is null)
+            {
+                return JsonInterop.ToNode(_model.Steps);
+            }
+            var output = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(manifest.Output), _model).ConfigureAwait(false);
+            RedactSecretsIn(output);
+            return JsonInterop.ToNode(output);
+        }
+
+        private static JObject CredentialsObject(Dictionary<string, string> fields)
+        {
+            var obj = new JObject();
+            foreach (var (key, value) in fields)
+            {
+                obj[key] = value;
+            }
+            return obj;
+        }
+
+        private JObject Arguments(string kind, IReadOnlyDictionary<string, ParameterSpec> specs, JsonObject given)
+        {
+            var errors = new List<string>();
+            var result = JsonInterop.ToObject(given);
+            foreach (var (name, spec) in specs)
+            {
+                var present = given.TryGetPropertyValue(name, out var value) && value is not null;
+                if (!present)
+                {
+                    if (spec.Default is not null)
+                    {
+                        result[name] = JsonInterop.ToToken(spec.Default);
+                    }
+                    else if (spec.Required)
+                    {
+                        errors.Add($"missing required {kind} '{name}' ({spec.Type})");
+                    }
+                    continue;
+                }
+                if (!ManifestTypes.Matches(spec.Type, value))
+                {
+                    errors.Add($"{kind} '{name}' must be {spec.Type}");
+                }
+            }
+            return errors.Count == 0 ? result : throw new RunFailedException($"Invalid {kind}s: {string.Join("; ", errors)}.");
+        }
+
+        private void RedactSecretsIn(JToken token)
+        {
+            IEnumerable<JToken> all = token is JContainer container ? container.DescendantsAndSelf() : [token];
+            foreach (var value in all.OfType<JValue>().Where(v => v.Type == JTokenType.String).ToList())
+            {
+                var text = (string)value!;
+                var redacted = redactor.RedactSecretValues(text);
+                if (!ReferenceEquals(text, redacted))
+                {
+                    value.Value = redacted;
+                }
+            }
+        }
+
+        // ---------------------------------------------------------------- steps
+
+        private async Task RunStepAsync(StepSpec step)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (step.When is not null)
+            {
+                var rendered = (await _templates.RenderAsync(step.When, _model).ConfigureAwait(false)).Trim();
+                if (Falsy.Contains(rendered))
+                {
+                    await LogAsync(new StepLogEntry(step.Id, "", "", null, 0, 0, 0, null, null, Skipped: true, At: DateTimeOffset.UtcNow)).ConfigureAwait(false);
+                    _model.Steps[step.Id] = new JObject();
+                    return;
+                }
+            }
+            var pipeline = BuildPipeline(step);
+            JObject result;
+            if (step.ForEach is not null)
+            {
+                var path = step.ForEach.Split('.');
+                var list = _model.Steps[path[1]]?[path[2]];
+                var items = list switch
+                {
+                    JArray array => array.ToList(),
+                    null or { Type: JTokenType.Null } => [],
+                    _ => [list],
+                };
+                var results = new JObject[items.Count];
+                var concurrency = Math.Max(1, step.Concurrency ?? _options.DefaultForEachConcurrency);
+                await Parallel.ForEachAsync(Enumerable.Range(0, items.Count), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct },
+                    async (index, _) => results[index] = await RunInstanceAsync(step, pipeline, _model.With(item: items[index], index: index), index).ConfigureAwait(false))
+                    .ConfigureAwait(false);
+                result = [];
+                foreach (var name in step.Extract.Keys)
+                {
+                    result[name] = new JArray(results.Select(r => r[name] ?? JValue.CreateNull()));
+                }
+            }
+            else
+            {
+                result = await RunInstanceAsync(step, pipeline, _model, null).ConfigureAwait(false);
+            }
+            _model.Steps[step.Id] = result;
+        }
+
+        private async Task<JObject> RunInstanceAsync(StepSpec step, ResiliencePipeline<HttpOutcome> pipeline, TemplateModel model, int? item)
+        {
+            if (step.Paginate is not { } paginate)
+            {
+                var outcome = await SendStepAsync(step, pipeline, model, null, null, item, null).ConfigureAwait(false);
+                return Extract(step, outcome);
+            }
+            var maxPages = Math.Min(paginate.MaxPages ?? _options.MaxPages, _options.MaxPages);
+            var limit = paginate.Limit ?? paginate.Size;
+            var accumulated = new JArray();
+            JObject? first = null;
+            string? cursor = null;
+            Uri? nextUrl = null;
+            for (var i = 0; i < maxPages; i++)
+            {
+                var number = paginate.Type == "page" ? paginate.Start + i : i + 1;
+                var offset = i * (limit ?? 0);
+                var page = new JObject { ["number"] = number, ["offset"] = offset, ["limit"] = limit, ["cursor"] = cursor };
+                var extra = new List<KeyValuePair<string, string>>();
+                switch (paginate.Type)
+                {
+                    case "offset":
+                        extra.Add(new(paginate.LimitParam, (limit ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                        extra.Add(new(paginate.OffsetParam, offset.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                        break;
+                    case "page":
+                        extra.Add(new(paginate.PageParam, number.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                        if (paginate.SizeParam is not null && paginate.Size is { } size)
+                        {
+                            extra.Add(new(paginate.SizeParam, size.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                        }
+                        break;
+                    case "cursor" when cursor is not null:
+                        extra.Add(new(paginate.CursorParam!, cursor));
+                        break;
+                }
+                var outcome = await SendStepAsync(step, pipeline, model.With(page: page), extra, nextUrl, item, i + 1).ConfigureAwait(false);
+                var extracted = Extract(step, outcome);
+                first ??= extracted;
+                var items = paginate.Items is null ? null : extracted[paginate.Items];
+                var count = 0;
+                switch (items)
+                {
+                    case JArray array:
+                        foreach (var element in array)
+                        {
+                            accumulated.Add(element);
+                        }
+                        count = array.Count;
+                        break;
+                    case null or { Type: JTokenType.Null }:
+                        break;
+                    default:
+                        accumulated.Add(items);
+                        count = 1;
+                        break;
+                }
+                if (paginate.StopWhenEmpty && count == 0)
+                {
+                    break;
+                }
+                switch (paginate.Type)
+                {
+                    case "cursor":
+                        var next = outcome.Json is null ? null : JsonInterop.Select(outcome.Json, paginate.CursorPath!);
+                        var nextCursor = next is null or { Type: JTokenType.Null } ? null : next.ToString();
+                        if (string.IsNullOrEmpty(nextCursor) || nextCursor == cursor)
+                        {
+                            return Finish(first, paginate, accumulated);
+                        }
+                        cursor = nextCursor;
+                        break;
+                    case "link":
+                        nextUrl = NextLink(outcome);
+                        if (nextUrl is null)
+                        {
+                            return Finish(first, paginate, accumulated);
+                        }
+                        break;
+                    case "next_url":
+                        var value = outcome.Json is null ? null : JsonInterop.Select(outcome.Json, paginate.NextUrlPath!);
+                        var text = value is null or { Type: JTokenType.Null } ? null : value.ToString();
+                        if (string.IsNullOrWhiteSpace(text) || !Uri.TryCreate(outcome.Url, text, out var resolved) || resolved == outcome.Url)
+                        {
+                            return Finish(first, paginate, accumulated);
+                        }
+                        nextUrl = resolved;
+                        break;
+                }
+            }
+            return Finish(first ?? [], paginate, accumulated);
+        }
+
+        private static JObject Finish(JObject first, PaginateSpec paginate, JArray accumulated)
+        {
+            if (paginate.Items is not null)
+            {
+                first[paginate.Items] = accumulated;
+            }
+            return first;
+        }
+
+        private static Uri? NextLink(HttpOutcome outcome)
+        {
+            foreach (var header in outcome.Link)
+            {
+                foreach (var part in header.Split(','))
+                {
+                    var segments = part.Split(';');
+                    var target = segments[0].Trim();
+                    if (target.Length < 2 || target[0] != '<' || target[^1] != '>')
+                    {
+                        continue;
+                    }
+                    var isNext = segments.Skip(1).Any(s =>
+                    {
+                        var kv = s.Split('=', 2);
+                        return kv.Length == 2 && kv[0].Trim().Equals("rel", StringComparison.OrdinalIgnoreCase)
+                               && kv[1].Trim().Trim('"').Split(' ').Contains("next", StringComparer.OrdinalIgnoreCase);
+                    });
+                    if (isNext && Uri.TryCreate(outcome.Url, target[1..^1], out var uri))
+                    {
+                        return uri;
+                    }
+                }
+            }
+            return null;
+        }
+
+        private JObject Extract(StepSpec step, HttpOutcome outcome)
+        {
+            var result = new JObject();
+            foreach (var (name, path) in step.Extract)
+            {
+                result[name] = outcome.Json is null ? JValue.CreateNull() : JsonInterop.Select(outcome.Json, path);
+            }
+            return result;
+        }
+
+        private async Task<HttpOutcome> SendStepAsync(StepSpec step, ResiliencePipeline<HttpOutcome> pipeline, TemplateModel model,
+            List<KeyValuePair<string, string>>? extraQuery, Uri? explicitUrl, int? item, int? page)
+        {
+            var prepared = await PrepareAsync(step.Request, model, extraQuery, explicitUrl).ConfigureAwait(false);
+            var context = new LogContext(step.Id, page, item);
+            var outcome = await SendWithAuthRetryAsync(prepared, pipeline, context, StepTimeout(step)).ConfigureAwait(false);
+            var expected = step.ExpectStatus is { Count: > 0 } codes ? codes.Contains(outcome.Status) : outcome.Status is >= 200 and < 300;
+            if (!expected)
+            {
+                throw new RunFailedException($"Step '{step.Id}': {prepared.Method} {redactor.Redact(outcome.Url.ToString())} returned HTTP {outcome.Status}" +
+                                             $"{(outcome.Attempts > 1 ? $" after {outcome.Attempts} attempts" : "")}: {redactor.RedactTruncated(outcome.Body, 300)}");
+            }
+            if (step.ErrorWhen is not null && outcome.Json is not null)
+            {
+                var error = JsonInterop.Select(outcome.Json, step.ErrorWhen);
+                if (IsErrorValue(error))
+                {
+                    var message = error is JValue { Type: JTokenType.String } s ? (string)s! : error.ToString(Newtonsoft.Json.Formatting.None);
+                    throw new RunFailedException($"Step '{step.Id}': the API reported an error (HTTP {outcome.Status}): {redactor.RedactTruncated(message, 500)}");
+                }
+            }
+            return outcome;
+        }
+
+        private static bool IsErrorValue(JToken token) => token.Type switch
+        {
+            JTokenType.Null or JTokenType.Undefined => false,
+            JTokenType.Boolean => (bool)token,
+            JTokenType.String => ((string)token!).Length > 0 && !((string)token!).Equals("false", StringComparison.OrdinalIgnoreCase),
+            JTokenType.Array or JTokenType.Object => token.HasValues,
+            _ => true,
+        };
+
+        private TimeSpan StepTimeout(StepSpec? step) => step?.TimeoutSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : _options.DefaultStepTimeout;
+
+        // ---------------------------------------------------------------- requests
+
+        private async Task<PreparedRequest> PrepareAsync(RequestSpec spec, TemplateModel model, List<KeyValuePair<string, string>>? extraQuery, Uri? explicitUrl)
+        {
+            var headers = new List<KeyValuePair<string, string>>(spec.Headers.Count);
+            foreach (var (name, value) in spec.Headers)
+            {
+                headers.Add(new(name, await _templates.RenderAsync(value, model).ConfigureAwait(false)));
+            }
+            var body = await BodyAsync(spec.Body, model).ConfigureAwait(false);
+            if (explicitUrl is not null)
+            {
+                return new PreparedRequest(new HttpMethod(spec.Method), explicitUrl, headers, body);
+            }
+            string url;
+            if (spec.Url is not null)
+            {
+                url = (await _templates.RenderAsync(spec.Url, model).ConfigureAwait(false)).Trim();
+            }
+            else
+            {
+                var path = (await _templates.RenderAsync(spec.Path ?? "", model).ConfigureAwait(false)).Trim();
+                var baseText = _baseUrl.GetLeftPart(UriPartial.Path).TrimEnd('/');
+                url = path.Length == 0 ? baseText : baseText + (path.StartsWith('/') ? path : "/" + path);
+                if (_baseUrl.Query.Length > 1)
+                {
+                    url += (url.Contains('?', StringComparison.Ordinal) ? "&" : "?") + _baseUrl.Query[1..];
+                }
+            }
+            var query = new List<KeyValuePair<string, string>>(spec.Query.Count + (extraQuery?.Count ?? 0));
+            foreach (var (name, value) in spec.Query)
+            {
+                if (extraQuery?.Exists(e => e.Key == name) == true)
+                {
+                    continue;
+                }
+                var rendered = await _templates.RenderAsync(value, model).ConfigureAwait(false);
+                if (rendered.Length > 0)
+                {
+                    query.Add(new(name, rendered));
+                }
+            }
+            if (extraQuery is not null)
+            {
+                query.AddRange(extraQuery);
+            }
+            var uri = AppendQuery(ParseHttpUrl(url), query);
+            return new PreparedRequest(new HttpMethod(spec.Method), uri, headers, body);
+        }
+
+        private Uri ParseHttpUrl(string url) =>
+            Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+                ? uri
+                : throw new RunFailedException($"'{redactor.Redact(url)}' is not an absolute http(s) URL; only http and https are allowed.");
+
+        private static Uri AppendQuery(Uri uri, List<KeyValuePair<string, string>> query)
+        {
+            if (query.Count == 0)
+            {
+                return uri;
+            }
+            var builder = new StringBuilder(uri.GetLeftPart(UriPartial.Path));
+            var separator = '?';
+            if (uri.Query.Length > 1)
+            {
+                builder.Append(uri.Query);
+                separator = '&';
+            }
+            foreach (var (name, value) in query)
+            {
+                builder.Append(separator).Append(Uri.EscapeDataString(name)).Append('=').Append(Uri.EscapeDataString(value));
+                separator = '&';
+            }
+            builder.Append(uri.Fragment);
+            return new Uri(builder.ToString());
+        }
+
+        private async Task<RequestBody?> BodyAsync(BodySpec? body, TemplateModel model)
+        {
+            if (body is null)
+            {
+                return null;
+            }
+            if (body.Json is not null)
+            {
+                var json = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(body.Json), model).ConfigureAwait(false);
+                return new RequestBody(Encoding.UTF8.GetBytes(json.ToString(Newtonsoft.Json.Formatting.None)), "application/json");
+            }
+            if (body.Form is not null)
+            {
+                var fields = new StringBuilder();
+                foreach (var (name, value) in body.Form)
+                {
+                    var rendered = await _templates.RenderAsync(value, model).ConfigureAwait(false);
+                    fields.Append(fields.Length == 0 ? "" : "&").Append(Uri.EscapeDataString(name)).Append('=').Append(Uri.EscapeDataString(rendered));
+                }
+                return new RequestBody(Encoding.UTF8.GetBytes(fields.ToString()), "application/x-www-form-urlencoded");
+            }
+            return new RequestBody(Encoding.UTF8.GetBytes(await _templates.RenderAsync(body.Text ?? "", model).ConfigureAwait(false)), "text/plain; charset=utf-8");
+        }
+
+        private async Task<HttpOutcome> SendWithAuthRetryAsync(PreparedRequest request, ResiliencePipeline<HttpOutcome> pipeline, LogContext context, TimeSpan timeout)
+        {
+            var outcome = await SendAsync(request, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
+            if (outcome.Status == 401 && outcome.AuthToken is not null && manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials")
+            {
+                await PrepareAuthAsync(force: true, rejected: outcome.AuthToken).ConfigureAwait(false);
+                outcome = await SendAsync(request, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
+            }
+            return outcome;
+        }
+
+        private async Task<HttpOutcome> SendAsync(PreparedRequest request, ResiliencePipeline<HttpOutcome> pipeline, LogContext context, TimeSpan timeout, bool applyAuth)
+        {
+            var attempt = 0;
+            return await pipeline.ExecuteAsync(async token =>
+            {
+                var number = Interlocked.Increment(ref attempt);
+                var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
+                return outcome with { Attempts = number };
+            }, ct).ConfigureAwait(false);
+        }
+
+        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
+        {
+            using var attemptCts = CancellationTokenSource.CreateLinkedTokenSource(token);
+            attemptCts.CancelAfter(timeout);
+            var method = request.Method;
+            var body = request.Body;
+            var url = request.Url;
+            for (var hop = 0; ; hop++)
+            {
+                if (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps)
+                {
+                    throw new RunFailedException($"Refusing to request '{redactor.Redact(url.ToString())}': only http and https URLs are allowed.");
+                }
+                var auth = applyAuth && MaySendCredentials(url) ? await CurrentAuthAsync().ConfigureAwait(false) : null;
+                var target = auth is { Query.Count: > 0 } ? AppendQuery(url, auth.Query) : url;
+                using var message = new HttpRequestMessage(method, target);
+                foreach (var (name, value) in request.Headers)
+                {
+                    if (!message.Headers.TryAddWithoutValidation(name, value) && body is not null)
+                    {
+                        continue;
+                    }
+                }
+                if (auth is not null)
+                {
+                    foreach (var (name, value) in auth.Headers)
+                    {
+                        message.Headers.Remove(name);
+                        message.Headers.TryAddWithoutValidation(name, value);
+                    }
+                }
+                if (body is not null)
+                {
+                    message.Content = new ByteArrayContent(body.Bytes);
+                    var contentType = request.Headers.FirstOrDefault(h => h.Key.Equals("Content-Type", StringComparison.OrdinalIgnoreCase)).Value ?? body.ContentType;
+                    message.Content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+                }
+                var started = Stopwatch.GetTimestamp();
+                var at = DateTimeOffset.UtcNow;
+                HttpResponseMessage response;
+                try
+                {
+                    response = await runner.Http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, attemptCts.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    var failure = Translate(ex, attemptCts, token, timeout);
+                    await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), null, Elapsed(started), 0, attempt, null,
+                        redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
+                    if (ReferenceEquals(failure, ex))
+                    {
+                        throw;
+                    }
+                    throw failure;
+                }
+                using (response)
+                {
+                    var status = (int)response.StatusCode;
+                    if (status is 301 or 302 or 303 or 307 or 308 && response.Headers.Location is { } location)
+                    {
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                            null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                        if (hop >= _options.MaxRedirects)
+                        {
+                            throw new RunFailedException($"Too many redirects (more than {_options.MaxRedirects}) starting at {redactor.Redact(request.Url.ToString())}.");
+                        }
+                        var next = new Uri(url, location);
+                        if (request.SensitiveBody && !SameAuthority(next, url))
+                        {
+                            throw new RunFailedException($"Refusing to follow a redirect of a credential request from {url.Host} to {redactor.Redact(next.Host)}.");
+                        }
+                        if (status == 303 || (status is 301 or 302 && method == HttpMethod.Post))
+                        {
+                            method = status == 303 && method == HttpMethod.Head ? HttpMethod.Head : HttpMethod.Get;
+                            body = null;
+                        }
+                        url = next;
+                        continue;
+                    }
+                    byte[] bytes;
+                    try
+                    {
+                        bytes = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception ex)
+                    {
+                        var failure = Translate(ex, attemptCts, token, timeout);
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                            redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
+                        if (ReferenceEquals(failure, ex))
+                        {
+                            throw;
+                        }
+                        throw failure;
+                    }
+                    var text = Encoding.UTF8.GetString(bytes);
+                    var outcome = new HttpOutcome(status, url, text, ParseJson(text), RetryAfter(response), Links(response), auth?.Token, bytes.Length);
+                    await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes.Length, attempt,
+                        request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                    return outcome;
+                }
+            }
+        }
+
+        private static Exception Translate(Exception ex, CancellationTokenSource attemptCts, CancellationToken outer, TimeSpan timeout)
+        {
+            if (ex is OperationCanceledException && attemptCts.IsCancellationRequested && !outer.IsCancellationRequested)
+            {
+                return new StepTimeoutException($"The request did not complete within the step timeout of {timeout.TotalSeconds:0.###} s.");
+            }
+            for (var e = ex; e is not null; e = e.InnerException)
+            {
+                if (e is SsrfBlockedException ssrf)
+                {
+                    return ssrf;
+                }
+            }
+            return ex;
+        }
+
+        private static long Elapsed(long started) => (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+
+        private static JToken? ParseJson(string text)
+        {
+            var span = text.AsSpan().TrimStart();
+            if (span.Length == 0 || (span[0] != '{' && span[0] != '['))
+            {
+                return span.Length == 0 ? null : new JValue(text);
+            }
+            try
+            {
+                return JsonInterop.Parse(text);
+            }
+            catch (Newtonsoft.Json.JsonException)
+            {
+                return new JValue(text);
+            }
+        }
+
+        private static TimeSpan? RetryAfter(HttpResponseMessage response)
+        {
+            var header = response.Headers.RetryAfter;
+            if (header?.Delta is { } delta)
+            {
+                return delta;
+            }
+            if (header?.Date is { } date)
+            {
+                var wait = date - DateTimeOffset.UtcNow;
+                return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
+            }
+            return null;
+        }
+
+        private static string[] Links(HttpResponseMessage response) =>
+            response.Headers.TryGetValues("Link", out var values) ? [.. values] : [];
+
+        private async Task<byte[]> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        {
+            var max = _options.MaxResponseBytes;
+            if (response.Content.Headers.ContentLength is { } length && length > max)
+            {
+                throw new ResponseTooLargeException($"The response is {length} bytes, more than the limit of {max} bytes.");
+            }
+            var stream = await response.Content.ReadAsStreamAsync(token).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+            {
+                using var buffer = new MemoryStream(response.Content.Headers.ContentLength is { } known ? (int)Math.Min(known, max) : 4096);
+                var chunk = new byte[16 * 1024];
+                while (true)
+                {
+                    var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
+                    if (read == 0)
+                    {
+                        return buffer.ToArray();
+                    }
+                    if (buffer.Length + read > max)
+                    {
+                        throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
+                    }
+                    buffer.Write(chunk, 0, read);
+                }
+            }
+        }
+
+        private async ValueTask LogAsync(StepLogEntry entry)
+        {
+            lock (log)
+            {
+                log.Add(entry);
+            }
+            if (observer is not null)
+            {
+                await observer.OnStepAsync(entry, ct).ConfigureAwait(false);
+            }
+        }
+
+        private ResiliencePipeline<HttpOutcome> BuildPipeline(StepSpec? step)
+        {
+            var maxAttempts = step?.Retry?.MaxAttempts ?? _options.DefaultMaxAttempts;
+            if (maxAttempts <= 1)
+            {
+                return ResiliencePipeline<HttpOutcome>.Empty;
+            }
+            var onStatus = step?.Retry?.OnStatus is { Count: > 0 } codes ? codes.ToHashSet() : null;
+            var baseDelay = _options.RetryBaseDelay;
+            var maxDelay = _options.MaxRetryDelay;
+            return new ResiliencePipelineBuilder<HttpOutcome>()
+                .AddRetry(new RetryStrategyOptions<HttpOutcome>
+                {
+                    MaxRetryAttempts = maxAttempts - 1,
+                    ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex
+                        ? IsTransient(ex)
+                        : args.Outcome.Result is { } r && (onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500)),
+                    DelayGenerator = args =>
+                    {
+                        if (args.Outcome.Result?.RetryAfter is { } retryAfter)
+                        {
+                            return ValueTask.FromResult<TimeSpan?>(retryAfter < maxDelay ? retryAfter : maxDelay);
+                        }
+                        // Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempt)].
+                        var ceiling = Math.Min(maxDelay.TotalMilliseconds, baseDelay.TotalMilliseconds * Math.Pow(2, args.AttemptNumber));
+                        return ValueTask.FromResult<TimeSpan?>(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling));
+                    },
+                    MaxDelay = maxDelay,
+                })
+                .Build();
+        }
+
+        private static bool IsTransient(Exception ex) => ex switch
+        {
+            SsrfBlockedException or ResponseTooLargeException or RunFailedException or OperationCanceledException => false,
+            StepTimeoutException => true,
+            HttpRequestException http => http.InnerException is not SsrfBlockedException && http.HttpRequestError is not HttpRequestError.ConfigurationLimitExceeded,
+            IOException or System.Net.Sockets.SocketException => true,
+            _ => false,
+        };
+
+        // ---------------------------------------------------------------- auth
+
+        private bool MaySendCredentials(Uri url)
+        {
+            if (!_authHosts.Contains(url.IdnHost))
+            {
+                return false;
+            }
+            // Never downgrade: credentials of an https API are not sent over plain http.
+            return !(_baseUrl.Scheme == Uri.UriSchemeHttps && url.Scheme == Uri.UriSchemeHttp);
+        }
+
+        private static bool SameAuthority(Uri a, Uri b) =>
+            string.Equals(a.IdnHost, b.IdnHost, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port && a.Scheme == b.Scheme;
+
+        private async ValueTask<AuthMaterial?> CurrentAuthAsync()
+        {
+            if (manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials" && _authExpiresAt - TimeSpan.FromSeconds(60) <= DateTimeOffset.UtcNow)
+            {
+                await PrepareAuthAsync(force: false, rejected: null).ConfigureAwait(false);
+            }
+            return Volatile.Read(ref _auth);
+        }
+
+        private async Task PrepareAuthAsync(bool force, string? rejected)
+        {
+            var auth = manifest.Auth;
+            switch (auth.Type)
+            {
+                case "api_key":
+                    var value = await RenderSecretAsync(auth.Value!).ConfigureAwait(false);
+                    var name = await _templates.RenderAsync(auth.Name!, _model).ConfigureAwait(false);
+                    _auth = auth.In == "query" ? new AuthMaterial([], [new(name, value)], null) : new AuthMaterial([new(name, value)], [], null);
+                    return;
+                case "bearer":
+                    _auth = Bearer(await RenderSecretAsync(auth.Token!).ConfigureAwait(false));
+                    return;
+                case "basic":
+                    var user = await RenderSecretAsync(auth.Username!).ConfigureAwait(false);
+                    var password = auth.Password is null ? "" : await RenderSecretAsync(auth.Password).ConfigureAwait(false);
+                    var basic = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}"));
+                    redactor.Add(basic);
+                    _auth = new AuthMaterial([new("Authorization", "Basic " + basic)], [], null);
+                    return;
+                case "session":
+                    await LoginAsync(auth.Session!).ConfigureAwait(false);
+                    return;
+                case "oauth2_client_credentials":
+                case "oauth2_refresh_token":
+                    await _authGate.WaitAsync(ct).ConfigureAwait(false);
+                    try
+                    {
+                        var current = Volatile.Read(ref _auth);
+                        if (current is not null && (force ? current.Token != rejected : _authExpiresAt - TimeSpan.FromSeconds(60) > DateTimeOffset.UtcNow))
+                        {
+                            return; // another request of this run refreshed meanwhile
+                        }
+                        if (auth.Type == "oauth2_client_credentials")
+                        {
+                            await ClientCredentialsAsync(auth).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            await RefreshTokenAsync(auth, force, rejected).ConfigureAwait(false);
+                        }
+                    }
+                    finally
+                    {
+                        _authGate.Release();
+                    }
+                    return;
+                default:
+                    _auth = null;
+                    return;
+            }
+        }
+
+        private static AuthMaterial Bearer(string token) => new([new("Authorization", "Bearer " + token)], [], token);
+
+        private async Task<string> RenderSecretAsync(string template, Dictionary<string, string>? credentials = null)
+        {
+            var model = credentials is null ? _model : _model.With(credentials: CredentialsObject(credentials));
+            var value = await _templates.RenderAsync(template, model).ConfigureAwait(false);
+            redactor.Add(value);
+            return value;
+        }
+
+        private async Task ClientCredentialsAsync(AuthSpec auth)
+        {
+            var fields = new List<KeyValuePair<string, string>> { new("grant_type", "client_credentials") };
+            if (auth.Scopes.Count > 0)
+            {
+                fields.Add(new("scope", string.Join(' ', auth.Scopes)));
+            }
+            if (auth.Audience is not null)
+            {
+                fields.Add(new("audience", await _templates.RenderAsync(auth.Audience, _model).ConfigureAwait(false)));
+            }
+            var (token, expiresIn, _) = await TokenRequestAsync(auth, fields, _credentials).ConfigureAwait(false);
+            _authExpiresAt = DateTimeOffset.UtcNow + (expiresIn ?? TimeSpan.FromHours(1));
+            Volatile.Write(ref _auth, Bearer(token));
+        }
+
+        private async Task RefreshTokenAsync(AuthSpec auth, bool force, string? rejected)
+        {
+            if (!force && Valid(_credentials) is { } existing)
+            {
+                Adopt(_credentials, existing);
+                return;
+            }
+            async Task<IReadOnlyDictionary<string, string>> Refresh(IReadOnlyDictionary<string, string> fresh, CancellationToken token)
+            {
+                var freshFields = new Dictionary<string, string>(fresh, StringComparer.Ordinal);
+                if (Valid(freshFields) is { } valid && valid.Token != rejected && (!force || fresh.GetValueOrDefault("access_token") != rejected))
+                {
+                    return fresh; // another run or process refreshed already
+                }
+                foreach (var value in fresh.Values)
+                {
+                    redactor.Add(value);
+                }
+                var refreshToken = await RenderSecretAsync(auth.RefreshToken!, freshFields).ConfigureAwait(false);
+                var (accessToken, expiresIn, rotated) = await TokenRequestAsync(auth,
+                    [new("grant_type", "refresh_token"), new("refresh_token", refreshToken)], freshFields).ConfigureAwait(false);
+                freshFields["access_token"] = accessToken;
+                freshFields["access_token_expires_at"] = TemplateEngine.FormatIso(DateTimeOffset.UtcNow + (expiresIn ?? TimeSpan.FromHours(1)));
+                if (!string.IsNullOrEmpty(rotated))
+                {
+                    freshFields[CredentialField(auth.RefreshToken!) ?? "refresh_token"] = rotated;
+                }
+                return freshFields;
+            }
+            var stored = request.CredentialStore is { } store
+                ? await store.UpdateAsync(Refresh, ct).ConfigureAwait(false)
+                : await Refresh(_credentials, ct).ConfigureAwait(false);
+            var updated = new Dictionary<string, string>(stored, StringComparer.Ordinal);
+            foreach (var value in updated.Values)
+            {
+                redactor.Add(value);
+            }
+            Adopt(updated, Valid(updated) ?? throw new RunFailedException("The token endpoint did not return a usable access token."));
+        }
+
+        private void Adopt(Dictionary<string, string> credentials, (string Token, DateTimeOffset ExpiresAt) access)
+        {
+            _credentials = credentials;
+            _model = _model.With(credentials: CredentialsObject(credentials));
+            _authExpiresAt = access.ExpiresAt;
+            Volatile.Write(ref _auth, Bearer(access.Token));
+        }
+
+        private static (string Token, DateTimeOffset ExpiresAt)? Valid(IReadOnlyDictionary<string, string> fields)
+        {
+            if (fields.TryGetValue("access_token", out var token) && token.Length > 0
+                && fields.TryGetValue("access_token_expires_at", out var expires)
+                && DateTimeOffset.TryParse(expires, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)
+                && at - TimeSpan.FromSeconds(60) > DateTimeOffset.UtcNow)
+            {
+                return (token, at);
+            }
+            return null;
+        }
+
+        private static string? CredentialField(string template)
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(template, @"^\s*\{\{\s*credentials\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$");
+            return match.Success ? match.Groups[1].Value : null;
+        }
+
+        private async Task<(string Token, TimeSpan? ExpiresIn, string? Refresh)> TokenRequestAsync(AuthSpec auth, List<KeyValuePair<string, string>> fields, Dictionary<string, string> credentials)
+        {
+            var tokenUrl = ParseHttpUrl((await _templates.RenderAsync(auth.TokenUrl!, _model).ConfigureAwait(false)).Trim());
+            var clientId = await RenderSecretAsync(auth.ClientId!, credentials).ConfigureAwait(false);
+            var clientSecret = auth.ClientSecret is null ? "" : await RenderSecretAsync(auth.ClientSecret, credentials).ConfigureAwait(false);
+            var headers = new List<KeyValuePair<string, string>> { new("Accept", "application/json") };
+            if (auth.ClientAuth == "basic")
+            {
+                var basic = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{Uri.EscapeDataString(clientId)}:{Uri.EscapeDataString(clientSecret)}"));
+                redactor.Add(basic);
+                headers.Add(new("Authorization", "Basic " + basic));
+            }
+            else
+            {
+                fields.Add(new("client_id", clientId));
+                if (clientSecret.Length > 0)
+                {
+                    fields.Add(new("client_secret", clientSecret));
+                }
+            }
+            var form = string.Join('&', fields.Select(f => $"{Uri.EscapeDataString(f.Key)}={Uri.EscapeDataString(f.Value)}"));
+            var prepared = new PreparedRequest(HttpMethod.Post, tokenUrl, headers, new RequestBody(Encoding.UTF8.GetBytes(form), "application/x-www-form-urlencoded"), SensitiveBody: true);
+            var outcome = await SendAsync(prepared, BuildPipeline(null), new LogContext("auth", null, null), _options.DefaultStepTimeout, applyAuth: false).ConfigureAwait(false);
+            if (outcome.Status is < 200 or >= 300)
+            {
+                throw new RunFailedException($"The token endpoint returned HTTP {outcome.Status}: {redactor.RedactTruncated(outcome.Body, 300)}");
+            }
+            var token = outcome.Json?["access_token"]?.ToString();
+            if (string.IsNullOrEmpty(token))
+            {
+                throw new RunFailedException("The token endpoint's response has no access_token.");
+            }
+            redactor.Add(token);
+            var refresh = outcome.Json?["refresh_token"]?.ToString();
+            redactor.Add(refresh);
+            TimeSpan? expiresIn = outcome.Json?["expires_in"] is JValue { Type: JTokenType.Integer or JTokenType.Float or JTokenType.String } e
+                                  && double.TryParse(e.ToString(System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+                ? TimeSpan.FromSeconds(seconds)
+                : null;
+            return (token, expiresIn, refresh);
+        }
+
+        private async Task LoginAsync(SessionSpec session)
+        {
+            var prepared = await PrepareAsync(session.Login, _model, null, null).ConfigureAwait(false);
+            prepared = prepared with { SensitiveBody = true };
+            var outcome = await SendAsync(prepared, BuildPipeline(null), new LogContext("auth", null, null), _options.DefaultStepTimeout, applyAuth: false).ConfigureAwait(false);
+            if (outcome.Status is < 200 or >= 300)
+            {
+                throw new RunFailedException($"Session login returned HTTP {outcome.Status}: {redactor.RedactTruncated(outcome.Body, 300)}");
+            }
+            var values = new JObject();
+            foreach (var (name, path) in session.Extract)
+            {
+                var value = outcome.Json is null ? JValue.CreateNull() : JsonInterop.Select(outcome.Json, path);
+                if (value.Type == JTokenType.Null)
+                {
+                    throw new RunFailedException($"Session login response has nothing at {path} (for session.{name}).");
+                }
+                redactor.Add(value.ToString());
+                values[name] = value;
+            }
+            _model = _model.With(session: values);
+            var headers = new List<KeyValuePair<string, string>>();
+            foreach (var (name, template) in session.ApplyHeaders)
+            {
+                headers.Add(new(name, await RenderSecretAsync(template).ConfigureAwait(false)));
+            }
+            var query = new List<KeyValuePair<string, string>>();
+            foreach (var (name, template) in session.ApplyQuery)
+            {
+                query.Add(new(name, await RenderSecretAsync(template).ConfigureAwait(false)));
+            }
+            _auth = new AuthMaterial(headers, query, null);
+        }
+    }
+
+    private sealed record LogContext(string StepId, int? Page, int? Item);
+
+    private sealed record RequestBody(byte[] Bytes, string ContentType);
+
+    private sealed record PreparedRequest(HttpMethod Method, Uri Url, List<KeyValuePair<string, string>> Headers, RequestBody? Body, bool SensitiveBody = false);
+
+    private sealed record AuthMaterial(List<KeyValuePair<string, string>> Headers, List<KeyValuePair<string, string>> Query, string? Token);
+
+    private sealed record HttpOutcome(int Status, Uri Url, string Body, JToken? Json, TimeSpan? RetryAfter, string[] Link, string? AuthToken, long Bytes)
+    {
+        public int Attempts { get; init; } = 1;
+    }
+}
+
+/// <summary>A run failed for a reason already worded for the user (and redacted where it matters).</summary>
+public sealed class RunFailedException(string message) : Exception(message);
+
+/// <summary>A request exceeded its step timeout (after retries).</summary>
+public sealed class StepTimeoutException(string message) : Exception(message);
+
+/// <summary>A response body exceeded <see cref="RunnerOptions.MaxResponseBytes"/>.</summary>
+public sealed class ResponseTooLargeException(string message) : Exception(message);
+
+internal static class ManifestTypes
+{
+    public static bool Matches(string type, JsonNode? value) => type switch
+    {
+        "string" => value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String,
+        "number" => value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number,
+        "integer" => value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number
+                                          && decimal.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d)
+                                          && d == decimal.Truncate(d),
+        "boolean" => value is JsonValue v && v.GetValueKind() is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False,
+        "object" => value is JsonObject,
+        "array" => value is JsonArray,
+        _ => true,
+    };
+}

@@ -1,0 +1,133 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace Plugboard.Engine.Running;
+
+/// <summary>
+/// Replaces every secret the run knows (credential fields, tokens obtained during the run, their URL-, JSON- and
+/// Base64-encoded forms) and the value of every secret-looking query parameter with <c>***</c>. Thread-safe; secrets
+/// can be added while the run goes on (new access tokens).
+/// </summary>
+public sealed partial class Redactor
+{
+    public const string Mask = "***";
+    public const int MinimumSecretLength = 4;
+
+    private readonly Lock _gate = new();
+    private readonly HashSet<string> _known = new(StringComparer.Ordinal);
+    private string[] _secrets = [];
+
+    public Redactor(IEnumerable<string?>? secrets = null)
+    {
+        foreach (var secret in secrets ?? [])
+        {
+            Add(secret);
+        }
+    }
+
+    /// <summary>Registers a secret value (ignored below <see cref="MinimumSecretLength"/> characters).</summary>
+    public void Add(string? secret)
+    {
+        if (secret is null || secret.Length < MinimumSecretLength)
+        {
+            return;
+        }
+        lock (_gate)
+        {
+            if (!_known.Add(secret))
+            {
+                return;
+            }
+            var forms = new HashSet<string>(_secrets, StringComparer.Ordinal)
+            {
+                secret,
+                Uri.EscapeDataString(secret),
+                JsonEncodedText.Encode(secret).ToString(),
+                Convert.ToBase64String(Encoding.UTF8.GetBytes(secret)),
+                secret.Replace("/", "\\/", StringComparison.Ordinal),
+            };
+            forms.RemoveWhere(f => f.Length < MinimumSecretLength);
+            _secrets = [.. forms.OrderByDescending(f => f.Length)];
+        }
+    }
+
+    public bool Contains(string value)
+    {
+        lock (_gate)
+        {
+            return _known.Contains(value);
+        }
+    }
+
+    public string Redact(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return text ?? "";
+        }
+        var secrets = Volatile.Read(ref _secrets);
+        foreach (var secret in secrets)
+        {
+            if (text.Contains(secret, StringComparison.Ordinal))
+            {
+                text = text.Replace(secret, Mask, StringComparison.Ordinal);
+            }
+        }
+        return SecretParameter().Replace(text, m => m.Groups["v"].Value == Mask ? m.Value : $"{m.Groups["k"].Value}={Mask}");
+    }
+
+    /// <summary>Redacts a possibly long text and keeps at most <paramref name="maxChars"/> characters of it.</summary>
+    public string RedactTruncated(string? text, int maxChars)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return text ?? "";
+        }
+        var secrets = Volatile.Read(ref _secrets);
+        var longest = secrets.Length == 0 ? 0 : secrets[0].Length;
+        // Redact a prefix long enough to hold any secret crossing the cut, then drop what could be a cut secret.
+        var window = maxChars + longest + 256;
+        var cut = text.Length > window;
+        var redacted = Redact(cut ? text[..window] : text);
+        var keep = cut ? Math.Max(0, redacted.Length - longest - 128) : redacted.Length;
+        keep = Math.Min(keep, maxChars);
+        return keep < redacted.Length ? redacted[..keep] + "…" : redacted;
+    }
+
+    /// <summary>Replaces known secret values only (no parameter-name heuristics): for user data such as run output.</summary>
+    public string RedactSecretValues(string text)
+    {
+        foreach (var secret in Volatile.Read(ref _secrets))
+        {
+            if (text.Contains(secret, StringComparison.Ordinal))
+            {
+                text = text.Replace(secret, Mask, StringComparison.Ordinal);
+            }
+        }
+        return text;
+    }
+
+    /// <summary>The message of an exception and its inner exceptions, redacted.</summary>
+    public string Redact(Exception ex)
+    {
+        var messages = new List<string>();
+        for (var e = ex; e is not null; e = e.InnerException)
+        {
+            if (messages.Count == 0 || !messages[^1].Contains(e.Message, StringComparison.Ordinal))
+            {
+                messages.Add(e.Message);
+            }
+        }
+        return Redact(string.Join(" ---> ", messages));
+    }
+
+    /// <summary>True when a query parameter (or form field) name suggests its value is a secret.</summary>
+    public static bool IsSecretName(string name) => SecretName().IsMatch(name);
+
+    [GeneratedRegex(@"(token|key|secret|signature|\bsig\b|^sig$|password|passwd|pwd|auth|credential|session|cookie|private)", RegexOptions.IgnoreCase)]
+    private static partial Regex SecretName();
+
+    [GeneratedRegex(@"(?<k>(?<=^|[?&;\s""'])[A-Za-z0-9_.\-\[\]]*(?:token|key|secret|signature|sig|password|passwd|pwd|auth|credential|session|cookie|private)[A-Za-z0-9_.\-\[\]]*)=(?<v>[^&#\s""'<>]*)", RegexOptions.IgnoreCase)]
+    private static partial Regex SecretParameter();
+}

@@ -1,0 +1,348 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using Fluid;
+using Fluid.Ast;
+using Fluid.Parser;
+using Fluid.Values;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+
+namespace Plugboard.Engine.Templating;
+
+/// <summary>Thrown when a template cannot be parsed or rendered (syntax, step limit, output size).</summary>
+public sealed class TemplateException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>A parsed template. Strings without <c>{{</c> or <c>{%</c> are literals and never reach Fluid.</summary>
+public sealed class CompiledTemplate
+{
+    internal CompiledTemplate(string source, IFluidTemplate? template, Expression? single)
+    {
+        Source = source;
+        Template = template;
+        SingleExpression = single;
+    }
+
+    public string Source { get; }
+    internal IFluidTemplate? Template { get; }
+
+    /// <summary>Set when the whole source is one <c>{{ expression }}</c>: evaluating it keeps the JSON type.</summary>
+    internal Expression? SingleExpression { get; }
+
+    public bool IsLiteral => Template is null;
+}
+
+/// <summary>The variables a template sees. Everything is JSON (Newtonsoft tokens), exposed to Fluid read-only.</summary>
+public sealed class TemplateModel
+{
+    public JObject Inputs { get; init; } = [];
+    public JObject Config { get; init; } = [];
+    public JObject Steps { get; init; } = [];
+    public JObject Credentials { get; init; } = [];
+    public JObject Session { get; init; } = [];
+    public JObject? Page { get; init; }
+    public JToken? Item { get; init; }
+    public int? Index { get; init; }
+
+    public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null) => new()
+    {
+        Inputs = Inputs,
+        Config = Config,
+        Steps = Steps,
+        Credentials = credentials ?? Credentials,
+        Session = session ?? Session,
+        Page = page ?? Page,
+        Item = item ?? Item,
+        Index = index ?? Index,
+    };
+}
+
+/// <summary>
+/// Sandboxed Liquid (Fluid): no file system, no CLR member access (the model is JSON converted to Fluid values),
+/// a step limit, a recursion limit and a cap on the rendered size. Parsed templates are cached by source.
+/// </summary>
+public sealed class TemplateEngine(int maxOutputChars)
+{
+    private const int MaxCachedTemplates = 10_000;
+    private static readonly FluidParser Parser = new(new FluidParserOptions { AllowFunctions = false, AllowLiquidTag = false });
+    private static readonly ConcurrentDictionary<string, CompiledTemplate> Cache = new(StringComparer.Ordinal);
+    private static readonly TemplateOptions Options = CreateOptions();
+
+    public static bool TryCompile(string source, out CompiledTemplate template, out string? error)
+    {
+        if (Cache.TryGetValue(source, out var cached))
+        {
+            template = cached;
+            error = null;
+            return true;
+        }
+        if (!source.Contains("{{", StringComparison.Ordinal) && !source.Contains("{%", StringComparison.Ordinal))
+        {
+            template = new CompiledTemplate(source, null, null);
+            error = null;
+            return true;
+        }
+        if (!Parser.TryParse(source, out var parsed, out error))
+        {
+            template = new CompiledTemplate(source, null, null);
+            return false;
+        }
+        Expression? single = null;
+        if (parsed is FluidTemplate { Statements: [OutputStatement output] } && source.AsSpan().Trim().StartsWith("{{") && source.AsSpan().Trim().EndsWith("}}"))
+        {
+            single = output.Expression;
+        }
+        template = new CompiledTemplate(source, parsed, single);
+        if (Cache.Count < MaxCachedTemplates)
+        {
+            Cache.TryAdd(source, template);
+        }
+        return true;
+    }
+
+    public static CompiledTemplate Compile(string source) =>
+        TryCompile(source, out var template, out var error) ? template : throw new TemplateException($"Template syntax error in '{source}': {error}");
+
+    public async ValueTask<string> RenderAsync(string source, TemplateModel model) => await RenderAsync(Compile(source), model).ConfigureAwait(false);
+
+    public async ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model)
+    {
+        if (template.Template is null)
+        {
+            return template.Source;
+        }
+        var writer = new BoundedWriter(maxOutputChars);
+        try
+        {
+            await template.Template.RenderAsync(writer, NullEncoder.Default, CreateContext(model)).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not TemplateException and not OperationCanceledException)
+        {
+            throw new TemplateException($"Template '{template.Source}' failed: {ex.Message}", ex);
+        }
+        return writer.ToString();
+    }
+
+    /// <summary>Evaluates a template to JSON: a single <c>{{ expression }}</c> keeps its type, anything else is a string.</summary>
+    public async ValueTask<JToken> EvaluateAsync(CompiledTemplate template, TemplateModel model)
+    {
+        if (template.SingleExpression is null)
+        {
+            return new JValue(await RenderAsync(template, model).ConfigureAwait(false));
+        }
+        FluidValue value;
+        try
+        {
+            value = await template.SingleExpression.EvaluateAsync(CreateContext(model)).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not TemplateException and not OperationCanceledException)
+        {
+            throw new TemplateException($"Template '{template.Source}' failed: {ex.Message}", ex);
+        }
+        var json = FromFluid(value);
+        if (json.Type == JTokenType.String && ((string)json!)!.Length > maxOutputChars)
+        {
+            throw new TemplateException($"Template output exceeds {maxOutputChars} characters.");
+        }
+        return json;
+    }
+
+    /// <summary>Evaluates every string leaf of a JSON tree as a template (objects and arrays keep their shape).</summary>
+    public async ValueTask<JToken> EvaluateTreeAsync(JToken node, TemplateModel model)
+    {
+        switch (node)
+        {
+            case JObject obj:
+                var result = new JObject();
+                foreach (var (key, value) in obj)
+                {
+                    result[key] = value is null ? JValue.CreateNull() : await EvaluateTreeAsync(value, model).ConfigureAwait(false);
+                }
+                return result;
+            case JArray array:
+                var items = new JArray();
+                foreach (var item in array)
+                {
+                    items.Add(await EvaluateTreeAsync(item, model).ConfigureAwait(false));
+                }
+                return items;
+            case JValue { Type: JTokenType.String } text:
+                return await EvaluateAsync(Compile((string)text!), model).ConfigureAwait(false);
+            default:
+                return node.DeepClone();
+        }
+    }
+
+    private static TemplateContext CreateContext(TemplateModel model)
+    {
+        var context = new TemplateContext(Options, StringComparer.Ordinal);
+        context.SetValue("inputs", ToFluid(model.Inputs));
+        context.SetValue("config", ToFluid(model.Config));
+        context.SetValue("steps", ToFluid(model.Steps));
+        context.SetValue("credentials", ToFluid(model.Credentials));
+        context.SetValue("session", ToFluid(model.Session));
+        context.SetValue("page", model.Page is null ? NilValue.Instance : ToFluid(model.Page));
+        context.SetValue("item", ToFluid(model.Item));
+        context.SetValue("index", model.Index is { } i ? NumberValue.Create(i) : NilValue.Instance);
+        context.SetValue("now", new DateTimeValue(DateTimeOffset.UtcNow));
+        return context;
+    }
+
+    private static TemplateOptions CreateOptions()
+    {
+        var options = new TemplateOptions
+        {
+            MaxSteps = 100_000,
+            MaxRecursion = 16,
+            CultureInfo = CultureInfo.InvariantCulture,
+            TimeZone = TimeZoneInfo.Utc,
+            Now = static () => DateTimeOffset.UtcNow,
+        };
+        options.Filters.AddFilter("iso8601", static (input, _, _) =>
+            ToDate(input) is { } d ? new StringValue(FormatIso(d)) : NilValue.Instance);
+        options.Filters.AddFilter("unix_time", static (input, _, _) =>
+            ToDate(input) is { } d ? NumberValue.Create(d.ToUnixTimeSeconds()) : NilValue.Instance);
+        options.Filters.AddFilter("add_seconds", static (input, args, _) =>
+            ToDate(input) is { } d ? new DateTimeValue(d.AddSeconds((double)args.At(0).ToNumberValue())) : NilValue.Instance);
+        options.Filters.AddFilter("url_encode", static (input, _, _) =>
+            new StringValue(Uri.EscapeDataString(input.ToStringValue())));
+        options.Filters.AddFilter("base64_encode", static (input, _, _) =>
+            new StringValue(Convert.ToBase64String(Encoding.UTF8.GetBytes(input.ToStringValue()))));
+        options.Filters.AddFilter("json", static (input, _, _) =>
+            new StringValue(FromFluid(input).ToString(Formatting.None)));
+        return options;
+    }
+
+    internal static string FormatIso(DateTimeOffset d) => d.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    private static DateTimeOffset? ToDate(FluidValue input)
+    {
+        switch (input)
+        {
+            case DateTimeValue:
+                return input.ToObjectValue() switch
+                {
+                    DateTimeOffset dto => dto,
+                    DateTime dt => new DateTimeOffset(DateTime.SpecifyKind(dt, dt.Kind == DateTimeKind.Unspecified ? DateTimeKind.Utc : dt.Kind)),
+                    _ => null,
+                };
+            case NumberValue:
+                return DateTimeOffset.FromUnixTimeSeconds((long)input.ToNumberValue());
+            case StringValue:
+                var text = input.ToStringValue();
+                if (text is "now" or "today")
+                {
+                    return DateTimeOffset.UtcNow;
+                }
+                return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed) ? parsed : null;
+            default:
+                return null;
+        }
+    }
+
+    internal static FluidValue ToFluid(JToken? token) => token?.Type switch
+    {
+        JTokenType.Object => new DictionaryValue(new JObjectIndexable((JObject)token)),
+        JTokenType.Array => new ArrayValue(((JArray)token).Select(ToFluid).ToArray()),
+        JTokenType.String => new StringValue((string)token!),
+        JTokenType.Integer or JTokenType.Float => ((JValue)token).Value switch
+        {
+            long l => NumberValue.Create(l),
+            int i => NumberValue.Create(i),
+            decimal m => NumberValue.Create(m),
+            double d when d is > (double)decimal.MinValue and < (double)decimal.MaxValue => NumberValue.Create((decimal)d),
+            var other => new StringValue(Convert.ToString(other, CultureInfo.InvariantCulture) ?? ""),
+        },
+        JTokenType.Boolean => BooleanValue.Create((bool)token),
+        JTokenType.Date => new DateTimeValue((DateTime)token),
+        null or JTokenType.Null or JTokenType.Undefined => NilValue.Instance,
+        _ => new StringValue(token.ToString()),
+    };
+
+    internal static JToken FromFluid(FluidValue value)
+    {
+        switch (value)
+        {
+            case ArrayValue array:
+                return new JArray(array.Values.Select(FromFluid));
+            case DictionaryValue dictionary:
+                if (dictionary.ToObjectValue() is JObjectIndexable indexable)
+                {
+                    return indexable.Object.DeepClone();
+                }
+                var obj = new JObject();
+                if (dictionary.ToObjectValue() is IFluidIndexable other)
+                {
+                    foreach (var key in other.Keys)
+                    {
+                        obj[key] = other.TryGetValue(key, out var v) ? FromFluid(v) : JValue.CreateNull();
+                    }
+                }
+                return obj;
+            case NumberValue:
+                var number = value.ToNumberValue();
+                return number == decimal.Truncate(number) && number is >= long.MinValue and <= long.MaxValue ? new JValue((long)number) : new JValue(number);
+            case BooleanValue:
+                return new JValue(value.ToBooleanValue());
+            case DateTimeValue:
+                return ToDate(value) is { } d ? new JValue(FormatIso(d)) : JValue.CreateNull();
+            case StringValue:
+                return new JValue(value.ToStringValue());
+            default:
+                return value.IsNil() ? JValue.CreateNull() : new JValue(value.ToStringValue());
+        }
+    }
+
+    private sealed class JObjectIndexable(JObject obj) : IFluidIndexable
+    {
+        public JObject Object => obj;
+        public int Count => obj.Count;
+        public IEnumerable<string> Keys => obj.Properties().Select(p => p.Name);
+
+        public bool TryGetValue(string name, out FluidValue value)
+        {
+            if (obj.TryGetValue(name, StringComparison.Ordinal, out var token))
+            {
+                value = ToFluid(token);
+                return true;
+            }
+            value = NilValue.Instance;
+            return false;
+        }
+    }
+
+    private sealed class BoundedWriter(int max) : StringWriter(CultureInfo.InvariantCulture)
+    {
+        private void Check(int adding)
+        {
+            if (GetStringBuilder().Length + adding > max)
+            {
+                throw new TemplateException($"Template output exceeds {max} characters.");
+            }
+        }
+
+        public override void Write(char value)
+        {
+            Check(1);
+            base.Write(value);
+        }
+
+        public override void Write(string? value)
+        {
+            Check(value?.Length ?? 0);
+            base.Write(value);
+        }
+
+        public override void Write(char[] buffer, int index, int count)
+        {
+            Check(count);
+            base.Write(buffer, index, count);
+        }
+
+        public override void Write(ReadOnlySpan<char> buffer)
+        {
+            Check(buffer.Length);
+            base.Write(buffer);
+        }
+    }
+}

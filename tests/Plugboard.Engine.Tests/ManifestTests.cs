@@ -1,0 +1,199 @@
+using System.Text.Json.Nodes;
+using Plugboard.Engine.Manifests;
+using Plugboard.Engine.Running;
+
+namespace Plugboard.Engine.Tests;
+
+public sealed class ManifestTests
+{
+    private static string RepoFile(string relative)
+    {
+        var dir = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(dir, "Directory.Build.props")))
+        {
+            dir = Path.GetDirectoryName(dir)!;
+        }
+        return Path.Combine(dir, relative);
+    }
+
+    [Theory]
+    [InlineData("templates/generic-rest-api-key.yaml")]
+    [InlineData("templates/oauth2-api.yaml")]
+    public void Official_templates_parse_with_zero_issues(string file)
+    {
+        var result = ManifestParser.Parse(File.ReadAllText(RepoFile(file)), "/manifest");
+        Assert.Empty(result.Issues);
+        Assert.NotNull(result.Manifest);
+        Assert.Equal(1, result.Manifest.Version);
+    }
+
+    [Theory]
+    [InlineData("templates/generic-rest-api-key.yaml")]
+    [InlineData("templates/oauth2-api.yaml")]
+    public void Published_schema_accepts_the_template_files_and_their_manifests(string file)
+    {
+        var schema = JsonNode.Parse(ManifestSchema.Json)!;
+        Assert.Equal("https://json-schema.org/draft/2020-12/schema", (string?)schema["$schema"]);
+        var document = ManifestParser.Parse(File.ReadAllText(RepoFile(file))).Json!; // the whole file
+        Assert.Empty(MiniSchema.Validate(schema, document));
+        Assert.Empty(MiniSchema.Validate(schema, document["manifest"]));
+    }
+
+    [Fact]
+    public void Published_schema_rejects_what_the_parser_rejects()
+    {
+        var schema = JsonNode.Parse(ManifestSchema.Json)!;
+        Assert.Empty(MiniSchema.Validate(schema, ManifestParser.Parse(Valid).Json));
+        Assert.NotEmpty(MiniSchema.Validate(schema, ManifestParser.Parse(Valid.Replace("for_each:", "for_every:")).Json));
+        Assert.NotEmpty(MiniSchema.Validate(schema, ManifestParser.Parse(Valid.Replace("version: 1", "version: 3")).Json));
+        Assert.NotEmpty(MiniSchema.Validate(schema, JsonNode.Parse("""{"version":1,"base_url":"x","auth":{"type":"bearer"},"steps":[{"id":"a","request":{"path":"/"}}]}""")));
+    }
+
+    private const string Valid = """
+        version: 1
+        base_url: https://api.example.com
+        steps:
+          - id: search
+            request: { method: GET, path: /search }
+            extract: { ids: "$.items[*].id" }
+          - id: details
+            for_each: steps.search.ids
+            request: { method: GET, path: "/items/{{ item }}" }
+            extract: { record: "$" }
+        output:
+          records: "{{ steps.details.record }}"
+        """;
+
+    [Fact]
+    public void Valid_manifest_has_no_issues_in_yaml_and_json()
+    {
+        var yaml = ManifestParser.Parse(Valid);
+        Assert.Empty(yaml.Issues);
+        var json = ManifestParser.Parse(yaml.Json!.ToJsonString());
+        Assert.Empty(json.Issues);
+        Assert.Empty(ManifestParser.Parse(yaml.Json).Issues);
+        Assert.Equal("steps.search.ids", json.Manifest!.Steps[1].ForEach);
+    }
+
+    [Fact]
+    public void Unknown_step_reference_is_reported_with_pointer_line_and_column()
+    {
+        var issue = Assert.Single(ManifestParser.Parse(Valid.Replace("steps.details.record", "steps.detail.record")).Issues);
+        Assert.Equal("/output/records", issue.Pointer);
+        Assert.Contains("unknown step 'detail'", issue.Message);
+        Assert.Equal(12, issue.Line);
+        Assert.Equal(12, issue.Column);
+    }
+
+    [Fact]
+    public void Forward_reference_and_self_reference_are_cycles()
+    {
+        var forward = ManifestParser.Parse(Valid.Replace("path: /search", "path: \"/search/{{ steps.details.record }}\""));
+        var issue = Assert.Single(forward.Issues);
+        Assert.Equal("/steps/0/request/path", issue.Pointer);
+        Assert.Contains("runs later", issue.Message);
+        Assert.Equal(5, issue.Line);
+
+        var self = ManifestParser.Parse(Valid.Replace("for_each: steps.search.ids", "for_each: steps.details.record"));
+        issue = Assert.Single(self.Issues);
+        Assert.Equal("/steps/1/for_each", issue.Pointer);
+        Assert.Contains("itself", issue.Message);
+        Assert.Equal(8, issue.Line);
+    }
+
+    [Fact]
+    public void Unknown_extraction_of_a_known_step_is_reported()
+    {
+        var issue = Assert.Single(ManifestParser.Parse(Valid.Replace("steps.search.ids", "steps.search.idz")).Issues);
+        Assert.Equal("/steps/1/for_each", issue.Pointer);
+        Assert.Contains("no extraction 'idz'", issue.Message);
+    }
+
+    [Fact]
+    public void Bad_jsonpath_is_reported_with_its_place()
+    {
+        var issue = Assert.Single(ManifestParser.Parse(Valid.Replace("\"$.items[*].id\"", "\"$.items[*\"")).Issues);
+        Assert.Equal("/steps/0/extract/ids", issue.Pointer);
+        Assert.Contains("Invalid JSONPath", issue.Message);
+        Assert.Equal(6, issue.Line);
+    }
+
+    [Fact]
+    public void Template_syntax_errors_unknown_fields_duplicate_ids_and_versions_are_reported()
+    {
+        var issues = ManifestParser.Parse("""
+            version: 2
+            base_url: "{{ config.base_url "
+            colour: red
+            steps:
+              - id: a
+                request: { method: GET, path: /a, verb: x }
+              - id: a
+                request: { method: GET, path: /b }
+            """).Issues;
+        Assert.Contains(issues, i => i.Pointer == "/version" && i.Message.Contains("version 2"));
+        Assert.Contains(issues, i => i.Pointer == "/base_url" && i.Message.Contains("syntax"));
+        Assert.Contains(issues, i => i.Pointer == "/colour" && i.Message.Contains("Unknown field") && i.Line == 3);
+        Assert.Contains(issues, i => i.Pointer == "/steps/0/request/verb" && i.Line == 6);
+        Assert.Contains(issues, i => i.Pointer == "/steps/1/id" && i.Message.Contains("Duplicate"));
+    }
+
+    [Fact]
+    public void Wrong_types_and_defaults_of_the_wrong_type_are_reported()
+    {
+        var issues = ManifestParser.Parse("""
+            version: 1
+            base_url: https://x.example
+            inputs:
+              limit: { type: integer, required: true, default: "ten" }
+            steps:
+              - id: a
+                timeout_seconds: soon
+                request: { method: GET, path: /a }
+            """).Issues;
+        Assert.Contains(issues, i => i.Pointer == "/inputs/limit/default" && i.Message.Contains("integer"));
+        Assert.Contains(issues, i => i.Pointer == "/steps/0/timeout_seconds" && i.Message.Contains("integer"));
+    }
+
+    [Fact]
+    public void Literal_secrets_are_reported()
+    {
+        var issues = ManifestParser.Parse("""
+            version: 1
+            base_url: https://x.example
+            auth: { type: bearer, token: "hunter2-literal" }
+            steps:
+              - id: a
+                request: { method: GET, path: /a, headers: { Authorization: "Bearer abcdef" } }
+            """).Issues;
+        Assert.Contains(issues, i => i.Pointer == "/auth/token" && i.Line == 3);
+        Assert.Contains(issues, i => i.Pointer == "/steps/0/request/headers/Authorization");
+    }
+
+    [Fact]
+    public void Yaml_syntax_errors_carry_line_and_column()
+    {
+        var issue = Assert.Single(ManifestParser.Parse("version: 1\nsteps:\n  - id: a\n   bad: [\n").Issues);
+        Assert.NotNull(issue.Line);
+        Assert.Contains("YAML", issue.Message);
+    }
+
+    [Fact]
+    public async Task Missing_required_inputs_fail_the_run_before_any_request()
+    {
+        var result = await Engine.RunAsync("""
+            version: 1
+            base_url: http://127.0.0.1:9
+            inputs:
+              query: { type: string, required: true }
+              limit: { type: integer, default: 10 }
+            steps:
+              - id: a
+                request: { method: GET, path: /a }
+            """, inputs: new JsonObject { ["limit"] = "ten" });
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("missing required input 'query'", result.Error);
+        Assert.Contains("'limit' must be integer", result.Error);
+        Assert.Empty(result.Log);
+    }
+}

@@ -1,0 +1,219 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Plugboard.Engine.Net;
+using Plugboard.Engine.Running;
+
+namespace Plugboard.Engine.Tests;
+
+public sealed class SecurityTests
+{
+    private const string Canary = "CANARY-cred-8f3k2j";
+    private const string LoopbackAndLocalhost = "127.0.0.1/32,::1/128";
+
+    private static Task<Stub> Elsewhere() => Stub.StartAsync(app => app.MapGet("/{**rest}", () => Results.Json(new { data = new[] { 9 } })));
+
+    private static string ApiKeyManifest(string baseUrl, string step, string allowedHosts = "[]") => $$$"""
+        version: 1
+        base_url: "{{{baseUrl}}}"
+        allowed_hosts: {{{allowedHosts}}}
+        auth: { type: api_key, in: header, name: X-API-Key, value: "{{ credentials.key }}" }
+        steps:
+          - id: s
+        {{{step}}}
+        """;
+
+    [Fact]
+    public async Task Credentials_are_not_sent_to_another_host_on_redirect()
+    {
+        await using var other = await Elsewhere();
+        var otherUrl = $"http://localhost:{other.Port}";
+        await using var api = await Stub.StartAsync(app => app.MapGet("/start", () => Results.Redirect($"{otherUrl}/landing")));
+        var result = await Engine.RunAsync(ApiKeyManifest(api.Url, "    request: { method: GET, path: /start }\n    extract: { data: \"$.data\" }"),
+            new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+        Engine.Succeeded(result);
+        Assert.Equal(Canary, api.Requests.Single().Headers["X-API-Key"]);
+        var landed = Assert.Single(other.Requests);
+        Assert.False(landed.Headers.ContainsKey("X-API-Key"));
+        Assert.Equal([302, 200], result.Log.Select(l => l.Status));
+
+        // The same redirect to a host listed in allowed_hosts carries the credential.
+        var allowed = await Engine.RunAsync(ApiKeyManifest(api.Url, "    request: { method: GET, path: /start }", "[localhost]"),
+            new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+        Engine.Succeeded(allowed);
+        Assert.Equal(Canary, other.Requests.Last().Headers["X-API-Key"]);
+    }
+
+    [Fact]
+    public async Task Credentials_are_not_sent_to_another_host_by_next_url_or_absolute_url()
+    {
+        await using var other = await Elsewhere();
+        await using var api = await Stub.StartAsync(app => app.MapGet("/r", () =>
+            Results.Json(new { data = new[] { 1 }, next = $"http://localhost:{other.Port}/page2" })));
+        var result = await Engine.RunAsync(ApiKeyManifest(api.Url, """
+                request: { method: GET, path: /r }
+                extract: { data: "$.data[*]" }
+                paginate: { type: next_url, next_url_path: "$.next", max_pages: 2 }
+            """), new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+        Engine.Succeeded(result);
+        Assert.False(Assert.Single(other.Requests).Headers.ContainsKey("X-API-Key"));
+
+        var absolute = await Engine.RunAsync(ApiKeyManifest(api.Url, $"    request: {{ method: GET, url: \"http://localhost:{other.Port}/abs\" }}"),
+            new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+        Engine.Succeeded(absolute);
+        Assert.False(other.Requests.Last().Headers.ContainsKey("X-API-Key"));
+    }
+
+    [Fact]
+    public async Task Canary_credentials_and_obtained_tokens_never_appear_in_logs_errors_or_exceptions()
+    {
+        const string accessToken = "ACCESS-obtained-5521";
+        await using var api = await Stub.StartAsync(app =>
+        {
+            app.MapPost("/token", () => Results.Json(new { access_token = accessToken, expires_in = 3600 }));
+            app.MapGet("/echo", (HttpRequest r) => Results.Json(new
+            {
+                headers = r.Headers.ToDictionary(h => h.Key, h => h.Value.ToString()),
+                url = $"{r.Path}{r.QueryString}",
+                secret = Canary,
+            }));
+            app.MapGet("/redirect", (HttpRequest r) => Results.Redirect($"/fail?token={accessToken}&signature=sig-value-123"));
+            app.MapGet("/fail", (HttpRequest r) => Results.Text($"<html>denied for {r.Headers.Authorization} {Canary} {r.QueryString}</html>", statusCode: 500));
+        });
+        var observed = new List<StepLogEntry>();
+        var manifest = Engine.Manifest($$$"""
+            version: 1
+            base_url: "{{{api.Url}}}"
+            auth: { type: oauth2_client_credentials, token_url: "{{{api.Url}}}/token", client_id: "{{ credentials.client_id }}", client_secret: "{{ credentials.client_secret }}" }
+            steps:
+              - id: echo
+                request: { method: GET, path: /echo, query: { api_key: "{{ credentials.client_secret }}", q: "{{ credentials.client_id }}" } }
+                extract: { secret: "$.secret" }
+              - id: fail
+                retry: { max_attempts: 2 }
+                request: { method: GET, path: /redirect }
+            output:
+              secret: "{{ steps.echo.secret }}"
+            """);
+        var runner = new ConnectorRunner(Engine.Client(), Engine.FastOptions);
+        var result = await runner.RunAsync(manifest, new RunRequest([], [], new Dictionary<string, string> { ["client_id"] = "client-id-canary", ["client_secret"] = Canary }),
+            new Observer(observed), CancellationToken.None);
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("HTTP 500", result.Error);
+        Assert.True(result.Log.Count >= 5);
+        var everything = string.Join("\n", result.Log.Concat(observed).Select(l => $"{l.Url} {l.ResponseBody} {l.Error}")) + result.Error;
+        foreach (var secret in new[] { Canary, accessToken, "client-id-canary", "sig-value-123", Uri.EscapeDataString(Canary) })
+        {
+            Assert.DoesNotContain(secret, everything);
+        }
+        Assert.Contains("***", everything);
+    }
+
+    private sealed class Observer(List<StepLogEntry> entries) : IRunObserver
+    {
+        public ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)
+        {
+            lock (entries)
+            {
+                entries.Add(entry);
+            }
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    [Fact]
+    public void Redactor_masks_secret_values_and_secret_looking_parameters()
+    {
+        var redactor = new Redactor(["abc", "topsecret1"]);
+        Assert.Equal("abc *** ***", redactor.Redact("abc topsecret1 " + Uri.EscapeDataString("topsecret1")));
+        Assert.Equal("https://x/y?page=2&access_token=***&client_secret=***&sig=***", redactor.Redact("https://x/y?page=2&access_token=zz&client_secret=yy&sig=qq"));
+        Assert.Equal("failed: *** ---> inner ***", redactor.Redact(new InvalidOperationException("failed: topsecret1", new IOException("inner topsecret1"))));
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1")]
+    [InlineData("localhost")]
+    [InlineData("[::1]")]
+    [InlineData("[::ffff:127.0.0.1]")]
+    public async Task Loopback_is_refused_before_any_connection(string host)
+    {
+        await using var stub = await Elsewhere();
+        using var client = Engine.Client(allow: "");
+        var ex = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync($"http://{host}:{stub.Port}/x"));
+        Assert.IsType<SsrfBlockedException>(ex.InnerException);
+        Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", ex.InnerException!.Message);
+        Assert.Empty(stub.Requests);
+    }
+
+    [Theory]
+    [InlineData("10.0.0.1")]
+    [InlineData("169.254.169.254")]
+    [InlineData("192.168.1.1")]
+    [InlineData("100.64.0.1")]
+    [InlineData("[fd00:ec2::254]")]
+    public async Task Private_and_metadata_addresses_are_refused_without_connecting(string host)
+    {
+        using var client = Engine.Client(allow: "");
+        var watch = Stopwatch.StartNew();
+        var ex = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync($"http://{host}/latest/meta-data/"));
+        Assert.IsType<SsrfBlockedException>(ex.InnerException);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"took {watch.Elapsed}");
+    }
+
+    [Fact]
+    public void Address_checks_cover_mapped_and_special_ranges()
+    {
+        var none = new SsrfOptions();
+        foreach (var blocked in new[] { "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2001:db8::1", "198.51.100.7", "64:ff9b::7f00:1" })
+        {
+            Assert.NotNull(SsrfGuard.Check(IPAddress.Parse(blocked), none));
+        }
+        foreach (var open in new[] { "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8" })
+        {
+            Assert.Null(SsrfGuard.Check(IPAddress.Parse(open), none));
+        }
+        Assert.Null(SsrfGuard.Check(IPAddress.Parse("127.0.0.1"), SsrfOptions.FromList("127.0.0.1/32")));
+        Assert.Null(SsrfGuard.Check(IPAddress.Parse("::ffff:127.0.0.1"), SsrfOptions.FromList("127.0.0.1/32")));
+        Assert.NotNull(SsrfGuard.Check(IPAddress.Parse("127.0.0.2"), SsrfOptions.FromList("127.0.0.1/32")));
+    }
+
+    [Fact]
+    public async Task Allowed_loopback_is_reached_but_a_redirect_to_a_blocked_address_is_refused()
+    {
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/ok", () => Results.Json(new { ok = true }));
+            app.MapGet("/meta", () => Results.Redirect("http://169.254.169.254/latest/meta-data/"));
+        });
+        using var client = Engine.Client();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"{stub.Url}/ok")).StatusCode);
+
+        var result = await Engine.RunAsync($$$"""
+            version: 1
+            base_url: "{{{stub.Url}}}"
+            steps:
+              - id: s
+                request: { method: GET, path: /meta }
+            """);
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("169.254.169.254", result.Error);
+        Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", result.Error);
+        Assert.Equal(2, result.Log.Count); // the redirect, then the refused hop; not retried
+    }
+
+    [Fact]
+    public async Task Non_http_schemes_are_refused()
+    {
+        var result = await Engine.RunAsync("""
+            version: 1
+            base_url: "http://127.0.0.1:9"
+            steps:
+              - id: s
+                request: { method: GET, url: "file:///etc/passwd" }
+            """);
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("only http and https", result.Error);
+        Assert.Empty(result.Log);
+    }
+}
