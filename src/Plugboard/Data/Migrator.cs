@@ -26,6 +26,9 @@ public abstract class SqlScriptMigration : Migration
 [Migration(1, "platform_core")]
 public sealed class PlatformCoreMigration : SqlScriptMigration;
 
+[Migration(2, "jobs")]
+public sealed class JobsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>
