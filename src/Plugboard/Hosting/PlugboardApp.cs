@@ -16,10 +16,12 @@ using Plugboard.Features.AuditLog;
 using Plugboard.Features.Connectors;
 using Plugboard.Features.Credentials;
 using Plugboard.Features.Health;
+using Plugboard.Features.Jobs;
 using Plugboard.Features.Members;
 using Plugboard.Features.Templates;
 using Plugboard.Features.Workspaces;
 using Plugboard.Http;
+using Plugboard.Jobs;
 using Plugboard.Observability;
 using Plugboard.Security;
 using Scalar.AspNetCore;
@@ -59,6 +61,7 @@ public static class PlugboardApp
         builder.Services.AddSingleton(dbSettings);
         builder.Services.AddSingleton<Db>();
         builder.Services.AddScoped<RequestDb>();
+        builder.Services.AddPlugboardJobs(configuration, runWorkers: configuration.GetValue("PLUGBOARD_RUN_WORKERS", true));
         builder.Services.AddSingleton(KeyRing.Load(configuration, options.Home, options.CreateKeyRing));
 
         builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
@@ -145,6 +148,7 @@ public static class PlugboardApp
         TemplatesApi.Map(v1, workspace);
         AuditLogApi.Map(workspace);
         AdminApi.Map(v1);
+        JobsAdminApi.Map(v1);
         return app;
     }
 }
