@@ -33,7 +33,12 @@ public static class DispatchBenchmark
         await using var stub = await StartStubAsync();
         var keys = KeyRing.Generate();
         await using var db = new Db(settings);
-        var manifest = $$"""{"version": 1, "base_url": "{{stub.Url}}", "steps": [{"id": "ping", "request": {"method": "GET", "path": "/ping"}}]}""";
+        var manifest = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new[] { new { id = "ping", request = new { method = "GET", path = "/ping" } } },
+        });
         await using (var connection = await db.Service.OpenConnectionAsync())
         {
             await connection.ExecuteAsync(

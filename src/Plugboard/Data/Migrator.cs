@@ -26,6 +26,9 @@ public abstract class SqlScriptMigration : Migration
 [Migration(1, "platform_core")]
 public sealed class PlatformCoreMigration : SqlScriptMigration;
 
+[Migration(2, "jobs")]
+public sealed class JobsMigration : SqlScriptMigration;
+
 [Migration(3, "executions")]
 public sealed class ExecutionsMigration : SqlScriptMigration;
 

@@ -135,6 +135,15 @@ CREATE FUNCTION public.increment_batch_processed(batch_id uuid) RETURNS public.f
      RETURNING b.*
     $$;
 
+CREATE FUNCTION public.jobs_notify() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('plugboard_jobs', '');
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.record_template_install(p_template_id uuid) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -372,6 +381,35 @@ CREATE TABLE public.imported_documents (
 
 ALTER TABLE ONLY public.imported_documents FORCE ROW LEVEL SECURITY;
 
+CREATE TABLE public.jobs (
+    id uuid NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    workspace_id text,
+    concurrency_key text,
+    concurrency_limit integer DEFAULT 1 NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
+    state text DEFAULT 'available'::text NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 10 NOT NULL,
+    lease_expires_at timestamp with time zone,
+    locked_by text,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT jobs_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT jobs_concurrency_key_check CHECK (((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 500))),
+    CONSTRAINT jobs_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
+    CONSTRAINT jobs_kind_check CHECK (((length(kind) >= 1) AND (length(kind) <= 200))),
+    CONSTRAINT jobs_max_attempts_check CHECK ((max_attempts >= 1)),
+    CONSTRAINT jobs_running_has_lease CHECK (((state = 'running'::text) = ((lease_expires_at IS NOT NULL) AND (locked_by IS NOT NULL)))),
+    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['available'::text, 'running'::text, 'dead'::text, 'cancelled'::text])))
+);
+
+ALTER TABLE ONLY public.jobs FORCE ROW LEVEL SECURITY;
+
 CREATE TABLE public.saas_admin_users (
     user_id uuid NOT NULL,
     role text NOT NULL,
@@ -466,6 +504,9 @@ ALTER TABLE ONLY public.idempotency_keys
 ALTER TABLE ONLY public.imported_documents
     ADD CONSTRAINT imported_documents_pkey PRIMARY KEY (workspace_id, id);
 
+ALTER TABLE ONLY public.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.saas_admin_users
     ADD CONSTRAINT saas_admin_users_pkey PRIMARY KEY (user_id);
 
@@ -525,6 +566,14 @@ CREATE INDEX imported_documents_hash_idx ON public.imported_documents USING btre
 
 CREATE INDEX imported_documents_pending_chunks_idx ON public.imported_documents USING btree (created_at) WHERE (NOT chunks_generated);
 
+CREATE INDEX jobs_dead_idx ON public.jobs USING btree (id DESC) WHERE (state = 'dead'::text);
+
+CREATE INDEX jobs_due_idx ON public.jobs USING btree (priority DESC, run_at) WHERE (state = 'available'::text);
+
+CREATE INDEX jobs_lease_idx ON public.jobs USING btree (lease_expires_at) WHERE (state = 'running'::text);
+
+CREATE INDEX jobs_running_key_idx ON public.jobs USING btree (concurrency_key) WHERE (state = 'running'::text);
+
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email);
 
 CREATE INDEX workspace_api_credentials_key_idx ON public.workspace_api_credentials USING btree (key_id);
@@ -546,6 +595,10 @@ CREATE TRIGGER connectors_updated_at BEFORE UPDATE ON public.connectors FOR EACH
 CREATE TRIGGER file_upload_batches_updated_at BEFORE UPDATE ON public.file_upload_batches FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER imported_documents_updated_at BEFORE UPDATE ON public.imported_documents FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+
+CREATE TRIGGER jobs_notify AFTER INSERT ON public.jobs FOR EACH STATEMENT EXECUTE FUNCTION public.jobs_notify();
+
+CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON public.jobs FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER saas_admin_users_updated_at BEFORE UPDATE ON public.saas_admin_users FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
@@ -671,6 +724,8 @@ CREATE POLICY api_insert ON public.file_upload_batches FOR INSERT TO plugboard_a
 
 CREATE POLICY api_insert ON public.imported_documents FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
 
+CREATE POLICY api_insert ON public.jobs FOR INSERT TO plugboard_api WITH CHECK ((workspace_id = public.app_workspace_id()));
+
 CREATE POLICY api_insert ON public.saas_admin_users FOR INSERT TO plugboard_api WITH CHECK ((public.app_platform_role_at_least('owner'::text) OR (public.app_platform_role_at_least('admin'::text) AND (role = 'developer'::text))));
 
 CREATE POLICY api_insert ON public.workspace_api_credentials FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('admin'::text)));
@@ -757,6 +812,8 @@ ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.imported_documents ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.jobs ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.saas_admin_users ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY service_all ON public.api_keys TO plugboard_service USING (true) WITH CHECK (true);
@@ -778,6 +835,8 @@ CREATE POLICY service_all ON public.file_upload_batches TO plugboard_service USI
 CREATE POLICY service_all ON public.idempotency_keys TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.imported_documents TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.jobs TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.saas_admin_users TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -843,6 +902,9 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_keys TO plugboard_
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.imported_documents TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.imported_documents TO plugboard_api;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.jobs TO plugboard_service;
+GRANT INSERT ON TABLE public.jobs TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_api;

@@ -16,9 +16,9 @@ using Plugboard.Features.AuditLog;
 using Plugboard.Features.Connectors;
 using Plugboard.Features.Credentials;
 using Plugboard.Features.Executions;
-using Plugboard.Features.Jobs;
 using Plugboard.Features.Manifests;
 using Plugboard.Features.Health;
+using Plugboard.Features.Jobs;
 using Plugboard.Features.Members;
 using Plugboard.Features.Templates;
 using Plugboard.Features.Workspaces;
@@ -75,7 +75,7 @@ public static class PlugboardApp
 
         ConnectorEngine.Add(builder.Services, configuration);
         builder.Services.AddJobHandler<ExecutionJobHandler>();
-        builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api);
+        builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api && configuration.GetValue("PLUGBOARD_RUN_WORKERS", true));
         WorkspaceRateLimit.Add(builder.Services, configuration);
 
         builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
