@@ -233,6 +233,9 @@ CREATE TABLE public.connector_executions (
     created_by uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    cancel_requested_at timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    output_truncated boolean DEFAULT false NOT NULL,
     CONSTRAINT connector_executions_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text, 'timed_out'::text]))),
     CONSTRAINT connector_executions_trigger_check CHECK ((trigger = ANY (ARRAY['manual'::text, 'api'::text, 'schedule'::text, 'webhook'::text])))
 );
@@ -334,6 +337,8 @@ CREATE TABLE public.connectors (
     created_by uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_concurrency integer DEFAULT 4 NOT NULL,
+    CONSTRAINT connectors_max_concurrency_check CHECK (((max_concurrency >= 1) AND (max_concurrency <= 100))),
     CONSTRAINT connectors_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
     CONSTRAINT connectors_sync_frequency_check CHECK ((sync_frequency = ANY (ARRAY['manual'::text, 'hourly'::text, 'daily'::text, 'weekly'::text, 'realtime'::text]))),
     CONSTRAINT connectors_webhook_secret_check CHECK (((webhook_secret IS NULL) OR (webhook_secret ~~ 'pb1:%'::text)))
@@ -537,6 +542,10 @@ CREATE INDEX audit_log_workspace_idx ON public.audit_log USING btree (workspace_
 CREATE INDEX connector_executions_active_idx ON public.connector_executions USING btree (status) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]));
 
 CREATE INDEX connector_executions_connector_idx ON public.connector_executions USING btree (workspace_id, connector_id, created_at DESC);
+
+CREATE INDEX connector_executions_status_idx ON public.connector_executions USING btree (workspace_id, status, id DESC);
+
+CREATE INDEX connector_executions_workspace_idx ON public.connector_executions USING btree (workspace_id, id DESC);
 
 CREATE INDEX connector_sync_logs_connector_idx ON public.connector_sync_logs USING btree (workspace_id, connector_id, started_at DESC);
 

@@ -22,8 +22,14 @@ public static class ExecutionsApi
     {
         var executions = workspace.MapGroup("/connectors/{connectorId:guid}/executions").WithTags("Executions");
         executions.MapPost("", Create).Produces<Execution>(202).RequireRateLimiting(WorkspaceRateLimit.Policy);
-        executions.MapGet("", (Guid connectorId, RequestDb db, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct) =>
-            ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct)).Produces<Page<Execution>>();
+        executions.MapGet("", async (Guid connectorId, RequestDb db, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct) =>
+        {
+            if (!await db.QuerySingleOrDefaultAsync<bool>("SELECT EXISTS (SELECT 1 FROM connectors WHERE id = @connectorId)", new { connectorId }, ct))
+            {
+                throw Problems.NotFound("The connector");
+            }
+            return await ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct);
+        }).Produces<Page<Execution>>();
         executions.MapGet("/{executionId:guid}", Get).Produces<Execution>();
         executions.MapPost("/{executionId:guid}/cancel", Cancel).Produces<Execution>(202);
         executions.MapGet("/{executionId:guid}/stream", Stream).Produces(200, contentType: "text/event-stream");
