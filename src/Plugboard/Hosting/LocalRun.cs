@@ -10,7 +10,7 @@ namespace Plugboard.Hosting;
 /// `plugboard run` and `plugboard manifest validate`: the test bench for people writing manifests. No server, no
 /// database: the engine runs the manifest here, printing each (redacted) request as it happens.
 /// </summary>
-public static class LocalRun
+public static partial class LocalRun
 {
     public static int Validate(string path)
     {
@@ -19,7 +19,7 @@ public static class LocalRun
             AnsiConsole.MarkupLine($"[red]No such file:[/] {Markup.Escape(path)}");
             return 2;
         }
-        var result = ManifestParser.Parse(File.ReadAllText(path));
+        var result = Parse(File.ReadAllText(path));
         if (result.Issues.Count == 0)
         {
             AnsiConsole.MarkupLine($"[green]valid[/] {Markup.Escape(path)}");
@@ -41,7 +41,7 @@ public static class LocalRun
             AnsiConsole.MarkupLine($"[red]No such file:[/] {Markup.Escape(path)}");
             return 2;
         }
-        var parsed = ManifestParser.Parse(await File.ReadAllTextAsync(path, ct));
+        var parsed = Parse(await File.ReadAllTextAsync(path, ct));
         if (parsed.Manifest is null)
         {
             return Validate(path);
@@ -71,6 +71,13 @@ public static class LocalRun
         }
         return result.Status == RunStatus.Succeeded ? 0 : 1;
     }
+
+    /// <summary>A manifest file, or a template file (templates/*.yaml) whose `manifest:` holds the connector.</summary>
+    private static ManifestParseResult Parse(string text) =>
+        TemplateFile().IsMatch(text) ? ManifestParser.Parse(text, "/manifest") : ManifestParser.Parse(text);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?m)^manifest\s*:|^\s*\{[\s\S]*""manifest""\s*:")]
+    private static partial System.Text.RegularExpressions.Regex TemplateFile();
 
     /// <summary>k=v pairs; a value that parses as JSON (number, boolean, object, array) keeps that type.</summary>
     private static JsonObject Pairs(string[] pairs, string option)

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Plugboard.Hosting;
+using Plugboard.Tests.Infrastructure;
+
+namespace Plugboard.Tests;
+
+/// <summary>The manifest tools: schema, API validation, `plugboard manifest validate` and `plugboard run` give the same answers.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class ManifestToolingTests(PlugboardServer server)
+{
+    private const string BrokenYaml = """
+        version: 1
+        base_url: https://api.example.test
+        steps:
+          - id: first
+            request:
+              method: GET
+              path: /a
+          - id: second
+            request:
+              method: GET
+              path: "/b/{{ steps.nowhere.id }}"
+            extract:
+              id: "$..[?(@.x"
+        """;
+
+    private static async Task<(int Exit, string Output)> PlugboardAsync(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "plugboard.dll"));
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["NO_COLOR"] = "1";
+        start.Environment["COLUMNS"] = "400";
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await output + await error);
+    }
+
+    [Fact]
+    public async Task Api_and_cli_validation_name_the_same_places()
+    {
+        var user = await server.NewUserAsync();
+        var answer = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = BrokenYaml })).AssertStatusAsync(200);
+        Assert.False(answer.GetProperty("valid").GetBoolean());
+        var issues = answer.GetProperty("issues").EnumerateArray().ToList();
+        Assert.Contains(issues, i => i.GetProperty("pointer").GetString()!.StartsWith("/steps/1", StringComparison.Ordinal) && i.GetProperty("message").GetString()!.Contains("nowhere", StringComparison.Ordinal));
+        Assert.All(issues, i => Assert.True(i.GetProperty("line").GetInt32() > 0));
+        var file = Path.Combine(server.TestHome, "broken.yaml");
+        await File.WriteAllTextAsync(file, BrokenYaml);
+        var (exit, output) = await PlugboardAsync("manifest", "validate", file);
+        Assert.Equal(1, exit);
+        foreach (var issue in issues)
+        {
+            Assert.Contains($"{file}:{issue.GetProperty("line").GetInt32()}:", output, StringComparison.Ordinal);
+            Assert.Contains(issue.GetProperty("pointer").GetString()!, output, StringComparison.Ordinal);
+        }
+        var good = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = TestManifests.Minimal() })).AssertStatusAsync(200);
+        Assert.True(good.GetProperty("valid").GetBoolean());
+        var (goodExit, _) = await PlugboardAsync("manifest", "validate", Path.Combine(PlugboardServer.RepoRoot, "templates", "oauth2-api.yaml"));
+        Assert.Equal(0, goodExit);
+        await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = 42 })).AssertProblemAsync(422);
+    }
+
+    [Fact]
+    public async Task The_json_schema_is_served_for_editors()
+    {
+        using var anonymous = server.Client(null);
+        var schema = await (await anonymous.GetAsync("/v1/schemas/manifest.json")).AssertStatusAsync(200);
+        Assert.True(schema.TryGetProperty("$schema", out _));
+        Assert.True(schema.GetProperty("$defs").GetProperty("manifest").GetProperty("properties").TryGetProperty("steps", out _));
+    }
+
+    [Fact]
+    public async Task Plugboard_run_executes_a_template_locally_with_redacted_progress()
+    {
+        await using var stub = await StubApi.StartAsync(app => app.MapGet("/records", (HttpRequest r, int offset) =>
+            r.Headers["X-API-Key"] == server.Canary
+                ? Results.Json(new { data = offset == 0 ? new[] { new { id = 1, echo = r.Headers["X-API-Key"].ToString() } } : [] })
+                : Results.StatusCode(401)));
+        var credentials = Path.Combine(server.TestHome, "run-credentials.json");
+        await File.WriteAllTextAsync(credentials, $$"""{"api_key": "{{server.Canary}}"}""");
+        var (exit, output) = await PlugboardAsync("run", Path.Combine(PlugboardServer.RepoRoot, "templates", "generic-rest-api-key.yaml"),
+            "--config", $"base_url={stub.Url}", "--credentials", credentials, "--allow", "127.0.0.1/32");
+        Assert.True(exit == 0, output);
+        Assert.Contains("succeeded", output, StringComparison.Ordinal);
+        Assert.Contains("\"id\": 1", output, StringComparison.Ordinal);
+        Assert.Contains("/records", output, StringComparison.Ordinal);
+        Assert.DoesNotContain(server.Canary, output.Replace("\"echo\": \"***\"", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        // Without the allowance the SSRF guard refuses the loopback stub.
+        var (blockedExit, blockedOutput) = await PlugboardAsync("run", Path.Combine(PlugboardServer.RepoRoot, "templates", "generic-rest-api-key.yaml"),
+            "--config", $"base_url={stub.Url}", "--credentials", credentials);
+        Assert.Equal(1, blockedExit);
+        Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", blockedOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_busy_workspace_is_rate_limited_with_429_and_retry_after()
+    {
+        var app = PlugboardApp.Build([], new PlugboardHostOptions(server.TestHome, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api), new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = server.Settings.OwnerConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = server.Settings.RolePassword,
+            ["PLUGBOARD_KEYS"] = server.Keys.ToJson(),
+            ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1",
+            ["PLUGBOARD_WORKSPACE_RATE_BURST"] = "2",
+        });
+        await app.StartAsync();
+        await using var dispose = app;
+        var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var busy = await server.TeamAsync();
+        var quiet = await server.TeamAsync();
+        async Task<string> ConnectorAsync(TeamWorkspace t) => (await (await t.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{t.Id}/connectors",
+            new { name = "rl", manifest = TestManifests.Minimal("http://127.0.0.1:9"), is_active = true })).AssertStatusAsync(201)).GetProperty("id").GetString()!;
+        var busyConnector = await ConnectorAsync(busy);
+        var quietConnector = await ConnectorAsync(quiet);
+        using var busyHttp = new HttpClient { BaseAddress = new Uri(url) };
+        busyHttp.DefaultRequestHeaders.Authorization = new("Bearer", busy.Member.Key);
+        using var quietHttp = new HttpClient { BaseAddress = new Uri(url) };
+        quietHttp.DefaultRequestHeaders.Authorization = new("Bearer", quiet.Member.Key);
+        var statuses = new List<int>();
+        for (var i = 0; i < 4; i++)
+        {
+            statuses.Add((int)(await busyHttp.PostAsJsonAsync($"/v1/workspaces/{busy.Id}/connectors/{busyConnector}/executions", new { })).StatusCode);
+        }
+        Assert.Equal([202, 202], statuses.Take(2));
+        var limited = await busyHttp.PostAsJsonAsync($"/v1/workspaces/{busy.Id}/connectors/{busyConnector}/executions", new { });
+        await limited.AssertProblemAsync(429, "too-many-requests");
+        Assert.NotNull(limited.Headers.RetryAfter);
+        // Another workspace is not affected.
+        await (await quietHttp.PostAsJsonAsync($"/v1/workspaces/{quiet.Id}/connectors/{quietConnector}/executions", new { })).AssertStatusAsync(202);
+    }
+}
