@@ -19,7 +19,11 @@ namespace Plugboard.Engine.Running;
 /// </summary>
 public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
 {
+    private static readonly object AuthPipelineKey = new();
     private readonly TemplateEngine _templates = new(options.MaxTemplateOutputChars);
+
+    // Pipelines are stateless; building one (options validation, telemetry) costs more than a loopback request.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, ResiliencePipeline<HttpOutcome>> _pipelines = new();
 
     public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
     {
@@ -667,19 +671,26 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             await using (stream.ConfigureAwait(false))
             {
                 using var buffer = new MemoryStream(response.Content.Headers.ContentLength is { } known ? (int)Math.Min(known, max) : 4096);
-                var chunk = new byte[16 * 1024];
-                while (true)
+                var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+                try
                 {
-                    var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
-                    if (read == 0)
+                    while (true)
                     {
-                        return buffer.ToArray();
+                        var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
+                        if (read == 0)
+                        {
+                            return buffer.ToArray();
+                        }
+                        if (buffer.Length + read > max)
+                        {
+                            throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
+                        }
+                        buffer.Write(chunk, 0, read);
                     }
-                    if (buffer.Length + read > max)
-                    {
-                        throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
-                    }
-                    buffer.Write(chunk, 0, read);
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(chunk);
                 }
             }
         }
@@ -696,7 +707,10 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             }
         }
 
-        private ResiliencePipeline<HttpOutcome> BuildPipeline(StepSpec? step)
+        private ResiliencePipeline<HttpOutcome> BuildPipeline(StepSpec? step) =>
+            runner._pipelines.GetValue(step ?? AuthPipelineKey, _ => CreatePipeline(step));
+
+        private ResiliencePipeline<HttpOutcome> CreatePipeline(StepSpec? step)
         {
             var maxAttempts = step?.Retry?.MaxAttempts ?? _options.DefaultMaxAttempts;
             if (maxAttempts <= 1)
