@@ -24,6 +24,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
 
     // Pipelines are stateless; building one (options validation, telemetry) costs more than a loopback request.
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, ResiliencePipeline<HttpOutcome>> _pipelines = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Manifest, JToken> _outputs = new();
 
     public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
     {
@@ -105,7 +106,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             {
                 return JsonInterop.ToNode(_model.Steps);
             }
-            var output = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(manifest.Output), _model).ConfigureAwait(false);
+            var output = await _templates.EvaluateTreeAsync(runner._outputs.GetValue(manifest, static m => JsonInterop.ToToken(m.Output)), _model).ConfigureAwait(false);
             RedactSecretsIn(output);
             return JsonInterop.ToNode(output);
         }
@@ -123,7 +124,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
         private JObject Arguments(string kind, IReadOnlyDictionary<string, ParameterSpec> specs, JsonObject given)
         {
             var errors = new List<string>();
-            var result = JsonInterop.ToObject(given);
+            var result = given.Count == 0 ? [] : JsonInterop.ToObject(given);
             foreach (var (name, spec) in specs)
             {
                 var present = given.TryGetPropertyValue(name, out var value) && value is not null;
@@ -426,8 +427,18 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             {
                 query.AddRange(extraQuery);
             }
-            var uri = AppendQuery(ParseHttpUrl(url), query);
-            return new PreparedRequest(new HttpMethod(spec.Method), uri, headers, body);
+            if (query.Count > 0)
+            {
+                var builder = new StringBuilder(url);
+                var separator = url.Contains('?', StringComparison.Ordinal) ? '&' : '?';
+                foreach (var (name, value) in query)
+                {
+                    builder.Append(separator).Append(Uri.EscapeDataString(name)).Append('=').Append(Uri.EscapeDataString(value));
+                    separator = '&';
+                }
+                url = builder.ToString();
+            }
+            return new PreparedRequest(new HttpMethod(spec.Method), ParseHttpUrl(url), headers, body);
         }
 
         private Uri ParseHttpUrl(string url) =>
