@@ -4,6 +4,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
 {
     ["rls"] = RlsBenchmark.RunAsync,
     ["dispatch"] = DispatchBenchmark.RunAsync,
+    ["engine"] = EngineBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {

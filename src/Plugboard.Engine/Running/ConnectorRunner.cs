@@ -19,7 +19,12 @@ namespace Plugboard.Engine.Running;
 /// </summary>
 public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
 {
+    private static readonly object AuthPipelineKey = new();
     private readonly TemplateEngine _templates = new(options.MaxTemplateOutputChars);
+
+    // Pipelines are stateless; building one (options validation, telemetry) costs more than a loopback request.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, ResiliencePipeline<HttpOutcome>> _pipelines = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Manifest, JToken> _outputs = new();
 
     public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
     {
@@ -101,7 +106,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             {
                 return JsonInterop.ToNode(_model.Steps);
             }
-            var output = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(manifest.Output), _model).ConfigureAwait(false);
+            var output = await _templates.EvaluateTreeAsync(runner._outputs.GetValue(manifest, static m => JsonInterop.ToToken(m.Output)), _model).ConfigureAwait(false);
             RedactSecretsIn(output);
             return JsonInterop.ToNode(output);
         }
@@ -119,7 +124,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
         private JObject Arguments(string kind, IReadOnlyDictionary<string, ParameterSpec> specs, JsonObject given)
         {
             var errors = new List<string>();
-            var result = JsonInterop.ToObject(given);
+            var result = given.Count == 0 ? [] : JsonInterop.ToObject(given);
             foreach (var (name, spec) in specs)
             {
                 var present = given.TryGetPropertyValue(name, out var value) && value is not null;
@@ -422,8 +427,18 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             {
                 query.AddRange(extraQuery);
             }
-            var uri = AppendQuery(ParseHttpUrl(url), query);
-            return new PreparedRequest(new HttpMethod(spec.Method), uri, headers, body);
+            if (query.Count > 0)
+            {
+                var builder = new StringBuilder(url);
+                var separator = url.Contains('?', StringComparison.Ordinal) ? '&' : '?';
+                foreach (var (name, value) in query)
+                {
+                    builder.Append(separator).Append(Uri.EscapeDataString(name)).Append('=').Append(Uri.EscapeDataString(value));
+                    separator = '&';
+                }
+                url = builder.ToString();
+            }
+            return new PreparedRequest(new HttpMethod(spec.Method), ParseHttpUrl(url), headers, body);
         }
 
         private Uri ParseHttpUrl(string url) =>
@@ -667,19 +682,26 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             await using (stream.ConfigureAwait(false))
             {
                 using var buffer = new MemoryStream(response.Content.Headers.ContentLength is { } known ? (int)Math.Min(known, max) : 4096);
-                var chunk = new byte[16 * 1024];
-                while (true)
+                var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+                try
                 {
-                    var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
-                    if (read == 0)
+                    while (true)
                     {
-                        return buffer.ToArray();
+                        var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
+                        if (read == 0)
+                        {
+                            return buffer.ToArray();
+                        }
+                        if (buffer.Length + read > max)
+                        {
+                            throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
+                        }
+                        buffer.Write(chunk, 0, read);
                     }
-                    if (buffer.Length + read > max)
-                    {
-                        throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
-                    }
-                    buffer.Write(chunk, 0, read);
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(chunk);
                 }
             }
         }
@@ -696,7 +718,10 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             }
         }
 
-        private ResiliencePipeline<HttpOutcome> BuildPipeline(StepSpec? step)
+        private ResiliencePipeline<HttpOutcome> BuildPipeline(StepSpec? step) =>
+            runner._pipelines.GetValue(step ?? AuthPipelineKey, _ => CreatePipeline(step));
+
+        private ResiliencePipeline<HttpOutcome> CreatePipeline(StepSpec? step)
         {
             var maxAttempts = step?.Retry?.MaxAttempts ?? _options.DefaultMaxAttempts;
             if (maxAttempts <= 1)

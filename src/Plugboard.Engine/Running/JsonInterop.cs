@@ -7,6 +7,8 @@ namespace Plugboard.Engine.Running;
 /// <summary>Conversions between System.Text.Json nodes (the host contract) and Newtonsoft tokens (JSONPath, templating).</summary>
 internal static class JsonInterop
 {
+    private static readonly JsonLoadSettings LoadSettings = new() { LineInfoHandling = LineInfoHandling.Ignore, CommentHandling = CommentHandling.Ignore };
+
     public static JToken Parse(string json)
     {
         using var reader = new JsonTextReader(new StringReader(json))
@@ -15,7 +17,7 @@ internal static class JsonInterop
             FloatParseHandling = FloatParseHandling.Decimal,
             MaxDepth = 128,
         };
-        var token = JToken.ReadFrom(reader);
+        var token = JToken.ReadFrom(reader, LoadSettings);
         return reader.Read() ? throw new JsonReaderException("Additional text after the JSON value.") : token;
     }
 
@@ -23,6 +25,7 @@ internal static class JsonInterop
 
     public static JObject ToObject(JsonObject? node) => node is null ? [] : (JObject)Parse(node.ToJsonString());
 
+    // Through text on purpose: parsed nodes are JsonElement-backed, so hosts can read numbers as any numeric type.
     public static JsonNode? ToNode(JToken token) => token.Type == JTokenType.Null ? null : JsonNode.Parse(token.ToString(Formatting.None));
 
     /// <summary>Applies a JSONPath: a path that can match several values always yields an array, otherwise one value or null.</summary>

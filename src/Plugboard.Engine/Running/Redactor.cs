@@ -74,8 +74,52 @@ public sealed partial class Redactor
                 text = text.Replace(secret, Mask, StringComparison.Ordinal);
             }
         }
-        return SecretParameter().Replace(text, m => m.Groups["v"].Value == Mask ? m.Value : $"{m.Groups["k"].Value}={Mask}");
+        return MaskSecretParameters(text);
     }
+
+    /// <summary>Masks the value of every <c>name=value</c> pair (query strings, form bodies) whose name looks secret.</summary>
+    private static string MaskSecretParameters(string text)
+    {
+        var equals = text.IndexOf('=', StringComparison.Ordinal);
+        if (equals < 0)
+        {
+            return text;
+        }
+        StringBuilder? result = null;
+        var copied = 0;
+        for (; equals >= 0 && equals < text.Length; equals = text.IndexOf('=', equals + 1))
+        {
+            var keyStart = equals;
+            while (keyStart > 0 && IsKeyChar(text[keyStart - 1]))
+            {
+                keyStart--;
+            }
+            if (keyStart == equals || (keyStart > 0 && !IsPairStart(text[keyStart - 1])) || !SecretName().IsMatch(text.AsSpan(keyStart, equals - keyStart)))
+            {
+                continue;
+            }
+            var valueEnd = equals + 1;
+            while (valueEnd < text.Length && !IsValueEnd(text[valueEnd]))
+            {
+                valueEnd++;
+            }
+            if (valueEnd == equals + 1 || text.AsSpan(equals + 1, valueEnd - equals - 1).SequenceEqual(Mask))
+            {
+                continue;
+            }
+            result ??= new StringBuilder(text.Length);
+            result.Append(text, copied, equals + 1 - copied).Append(Mask);
+            copied = valueEnd;
+            equals = valueEnd - 1;
+        }
+        return result is null ? text : result.Append(text, copied, text.Length - copied).ToString();
+    }
+
+    private static bool IsKeyChar(char c) => char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-' or '[' or ']';
+
+    private static bool IsPairStart(char c) => c is '?' or '&' or ';' or '"' or '\'' or ' ' or '\t' or '\n' or '\r';
+
+    private static bool IsValueEnd(char c) => c is '&' or '#' or '"' or '\'' or '<' or '>' || char.IsWhiteSpace(c);
 
     /// <summary>Redacts a possibly long text and keeps at most <paramref name="maxChars"/> characters of it.</summary>
     public string RedactTruncated(string? text, int maxChars)
@@ -127,7 +171,4 @@ public sealed partial class Redactor
 
     [GeneratedRegex(@"(token|key|secret|signature|\bsig\b|^sig$|password|passwd|pwd|auth|credential|session|cookie|private)", RegexOptions.IgnoreCase)]
     private static partial Regex SecretName();
-
-    [GeneratedRegex(@"(?<k>(?<=^|[?&;\s""'])[A-Za-z0-9_.\-\[\]]*(?:token|key|secret|signature|sig|password|passwd|pwd|auth|credential|session|cookie|private)[A-Za-z0-9_.\-\[\]]*)=(?<v>[^&#\s""'<>]*)", RegexOptions.IgnoreCase)]
-    private static partial Regex SecretParameter();
 }

@@ -44,6 +44,21 @@ public sealed class TemplateModel
     public JToken? Item { get; init; }
     public int? Index { get; init; }
 
+    /// <summary>The run's clock: fixed when the run starts so every template of a run sees the same <c>now</c>.</summary>
+    public DateTimeOffset Now { get; init; } = DateTimeOffset.UtcNow;
+
+    // Fluid views of the model, built once per model (they wrap the live JSON, so later step results are visible).
+    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _now;
+
+    internal FluidValue InputsValue => _inputs ??= TemplateEngine.ToFluid(Inputs);
+    internal FluidValue ConfigValue => _config ??= TemplateEngine.ToFluid(Config);
+    internal FluidValue StepsValue => _steps ??= TemplateEngine.ToFluid(Steps);
+    internal FluidValue CredentialsValue => _credentials ??= TemplateEngine.ToFluid(Credentials);
+    internal FluidValue SessionValue => _session ??= TemplateEngine.ToFluid(Session);
+    internal FluidValue PageValue => _page ??= Page is null ? NilValue.Instance : TemplateEngine.ToFluid(Page);
+    internal FluidValue ItemValue => _item ??= TemplateEngine.ToFluid(Item);
+    internal FluidValue NowValue => _now ??= new DateTimeValue(Now);
+
     public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null) => new()
     {
         Inputs = Inputs,
@@ -54,6 +69,7 @@ public sealed class TemplateModel
         Page = page ?? Page,
         Item = item ?? Item,
         Index = index ?? Index,
+        Now = Now,
     };
 }
 
@@ -176,15 +192,15 @@ public sealed class TemplateEngine(int maxOutputChars)
     private static TemplateContext CreateContext(TemplateModel model)
     {
         var context = new TemplateContext(Options, StringComparer.Ordinal);
-        context.SetValue("inputs", ToFluid(model.Inputs));
-        context.SetValue("config", ToFluid(model.Config));
-        context.SetValue("steps", ToFluid(model.Steps));
-        context.SetValue("credentials", ToFluid(model.Credentials));
-        context.SetValue("session", ToFluid(model.Session));
-        context.SetValue("page", model.Page is null ? NilValue.Instance : ToFluid(model.Page));
-        context.SetValue("item", ToFluid(model.Item));
+        context.SetValue("inputs", model.InputsValue);
+        context.SetValue("config", model.ConfigValue);
+        context.SetValue("steps", model.StepsValue);
+        context.SetValue("credentials", model.CredentialsValue);
+        context.SetValue("session", model.SessionValue);
+        context.SetValue("page", model.PageValue);
+        context.SetValue("item", model.ItemValue);
         context.SetValue("index", model.Index is { } i ? NumberValue.Create(i) : NilValue.Instance);
-        context.SetValue("now", new DateTimeValue(DateTimeOffset.UtcNow));
+        context.SetValue("now", model.NowValue);
         return context;
     }
 
