@@ -3,6 +3,7 @@ using Plugboard.Bench;
 var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringComparer.Ordinal)
 {
     ["rls"] = RlsBenchmark.RunAsync,
+    ["queue"] = QueueBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {
