@@ -5,10 +5,11 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["rls"] = RlsBenchmark.RunAsync,
     ["dispatch"] = DispatchBenchmark.RunAsync,
     ["engine"] = EngineBenchmark.RunAsync,
+    ["queue"] = QueueBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {
-    Console.WriteLine("Benchmarks (run one with ./bench NAME):");
+    Console.WriteLine("Benchmarks (run one with bench/run NAME):");
     foreach (var name in benchmarks.Keys)
     {
         Console.WriteLine($"  {name}");

@@ -583,6 +583,8 @@ CREATE INDEX jobs_lease_idx ON public.jobs USING btree (lease_expires_at) WHERE 
 
 CREATE INDEX jobs_running_key_idx ON public.jobs USING btree (concurrency_key) WHERE (state = 'running'::text);
 
+CREATE INDEX jobs_workspace_due_idx ON public.jobs USING btree (COALESCE(workspace_id, ''::text) COLLATE "C", priority DESC, run_at) WHERE (state = 'available'::text);
+
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email);
 
 CREATE INDEX workspace_api_credentials_key_idx ON public.workspace_api_credentials USING btree (key_id);

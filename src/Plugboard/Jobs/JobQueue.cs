@@ -53,18 +53,39 @@ public sealed class JobQueue : IAsyncDisposable
         SELECT count(*)::int FROM swept
         """;
 
-    // The candidate window is the due head of the queue plus expired leases. Inside it, jobs are ranked per
-    // workspace so each workspace's first job comes before any workspace's second; a keyed job is taken only
-    // while its rank among its key's candidates plus the key's running jobs stays within the limit.
+    // Candidates: the due head of the queue, the due heads of the next workspaces after a rotating cursor (a skip
+    // scan that wraps around, so a workspace behind another's large backlog is still seen), and expired leases.
+    // Inside them, jobs are ranked per workspace so each workspace's first job comes before any workspace's second;
+    // at equal rank and priority, workspaces take turns in order after the cursor. A keyed job is taken only while
+    // its rank among its key's candidates plus the key's running jobs stays within the limit.
     private const string ClaimSql =
         $"""
-        WITH candidates AS (
+        WITH RECURSIVE spaces(w, n, wrapped) AS (
+            SELECT (SELECT coalesce(workspace_id, '') COLLATE "C" FROM jobs
+                     WHERE state = 'available' AND coalesce(workspace_id, '') COLLATE "C" > $6
+                     ORDER BY 1 LIMIT 1), 1, false
+            UNION ALL
+            SELECT (SELECT coalesce(j.workspace_id, '') COLLATE "C" FROM jobs j
+                     WHERE j.state = 'available' AND coalesce(j.workspace_id, '') COLLATE "C" > coalesce(s.w, '')
+                     ORDER BY 1 LIMIT 1), s.n + 1, s.wrapped OR s.w IS NULL
+              FROM spaces s
+             WHERE s.n < $7 AND NOT (s.wrapped AND (s.w IS NULL OR s.w > $6))
+        ),
+        candidates AS (
             (SELECT id, workspace_id, concurrency_key, concurrency_limit, priority, run_at
                FROM jobs
               WHERE state = 'available' AND run_at <= now() AND kind = ANY($1)
               ORDER BY priority DESC, run_at
               LIMIT $2)
-            UNION ALL
+            UNION
+            SELECT h.* FROM spaces s CROSS JOIN LATERAL (
+                SELECT id, workspace_id, concurrency_key, concurrency_limit, priority, run_at
+                  FROM jobs
+                 WHERE state = 'available' AND coalesce(workspace_id, '') COLLATE "C" = s.w AND run_at <= now() AND kind = ANY($1)
+                 ORDER BY priority DESC, run_at
+                 LIMIT $8) h
+             WHERE s.w IS NOT NULL
+            UNION
             (SELECT id, workspace_id, concurrency_key, concurrency_limit, priority, run_at
                FROM jobs
               WHERE state = 'running' AND lease_expires_at < now() AND attempts < max_attempts AND kind = ANY($1)
@@ -88,7 +109,8 @@ public sealed class JobQueue : IAsyncDisposable
             SELECT r.id
               FROM ranked r LEFT JOIN busy b ON b.concurrency_key = r.concurrency_key
              WHERE r.concurrency_key IS NULL OR r.key_rank + coalesce(b.running, 0) <= r.concurrency_limit
-             ORDER BY r.workspace_rank, r.priority DESC, r.run_at
+             ORDER BY r.workspace_rank, r.priority DESC,
+                      coalesce(r.workspace_id, '') COLLATE "C" <= $6, coalesce(r.workspace_id, '') COLLATE "C", r.run_at
              LIMIT $3
         ),
         locked AS (
@@ -122,8 +144,7 @@ public sealed class JobQueue : IAsyncDisposable
 
     public Db Db { get; }
 
-    /// <summary>How many due jobs a claim considers at most (the fairness window).</summary>
-    public int CandidateWindow { get; init; } = 1000;
+    private volatile string _workspaceCursor = "";
 
     // Enqueue ----------------------------------------------------------------------------------------------
 
@@ -211,10 +232,13 @@ public sealed class JobQueue : IAsyncDisposable
         }
         var claim = batch.BatchCommands[2].Parameters;
         claim.Add(new() { Value = (object?)kindFilter ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        claim.Add(new() { Value = Math.Max(CandidateWindow, maxJobs), NpgsqlDbType = NpgsqlDbType.Integer });
+        claim.Add(new() { Value = Math.Max(16, 2 * maxJobs), NpgsqlDbType = NpgsqlDbType.Integer });
         claim.Add(new() { Value = maxJobs, NpgsqlDbType = NpgsqlDbType.Integer });
         claim.Add(new() { Value = workerId, NpgsqlDbType = NpgsqlDbType.Text });
         claim.Add(new() { Value = lease, NpgsqlDbType = NpgsqlDbType.Interval });
+        claim.Add(new() { Value = _workspaceCursor, NpgsqlDbType = NpgsqlDbType.Text });
+        claim.Add(new() { Value = Math.Max(8, maxJobs), NpgsqlDbType = NpgsqlDbType.Integer });
+        claim.Add(new() { Value = Math.Max(1, (maxJobs + 1) / 2), NpgsqlDbType = NpgsqlDbType.Integer });
 
         var jobs = new List<ClaimedJob>(maxJobs);
         var swept = 0;
@@ -235,12 +259,25 @@ public sealed class JobQueue : IAsyncDisposable
                     reader.GetDateTime(8), reader.GetDateTime(9)));
             }
         }
+        // Round-robin: the next claim starts after the last workspace served here, in turn order (after the cursor, then wrapped).
+        _workspaceCursor = NextCursor(_workspaceCursor, jobs);
         if (swept > 0)
         {
             JobMetrics.Dead.Add(swept);
         }
         JobMetrics.Claimed.Add(jobs.Count);
         return jobs;
+    }
+
+    private static string NextCursor(string cursor, List<ClaimedJob> jobs)
+    {
+        if (jobs.Count == 0)
+        {
+            return "";
+        }
+        var served = jobs.Select(j => j.WorkspaceId ?? "").ToList();
+        var wrapped = served.Where(w => string.CompareOrdinal(w, cursor) <= 0).ToList();
+        return (wrapped.Count > 0 ? wrapped : served).Max(StringComparer.Ordinal) ?? "";
     }
 
     /// <summary>Extends the leases this worker still holds; returns the ids it holds (the rest were lost).</summary>
@@ -420,6 +457,9 @@ public sealed class JobQueue : IAsyncDisposable
             Pooling = false,
             KeepAlive = 30,
         }.ConnectionString);
+
+    /// <summary>Closes idle pooled connections (their backends then report their statistics at once).</summary>
+    internal void ClearPool() => _source.Clear();
 
     internal static string Truncate(string error) => error.Length <= MaxErrorLength ? error : error[..MaxErrorLength];
 

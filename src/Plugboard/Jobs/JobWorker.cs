@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using Npgsql;
 
@@ -76,7 +77,7 @@ public sealed partial class JobWorker : BackgroundService
     {
         var pending = true; // due work may be waiting that this worker has not claimed yet
         var failures = 0;
-        var threshold = Math.Max(1, _options.Concurrency / 4);
+        var threshold = Math.Max(1, _options.Concurrency / 2);
         while (!stop.IsCancellationRequested)
         {
             if (!pending)
@@ -94,8 +95,12 @@ public sealed partial class JobWorker : BackgroundService
             if (free < threshold && !_inFlight.IsEmpty)
             {
                 // Saturated with a backlog: give a few more slots a moment to free so the claim is a batch.
-                await WaitAsync(_slotFreed.Reader, _options.BatchWait, stop);
-                free = _options.Concurrency - _inFlight.Count;
+                var batchClock = Stopwatch.StartNew();
+                while (free < threshold && batchClock.Elapsed < _options.BatchWait && !stop.IsCancellationRequested)
+                {
+                    await WaitAsync(_slotFreed.Reader, _options.BatchWait - batchClock.Elapsed, stop);
+                    free = _options.Concurrency - _inFlight.Count;
+                }
             }
             while (_wake.Reader.TryRead(out _))
             {

@@ -24,6 +24,8 @@ CREATE TABLE jobs (
 );
 -- Claims read the due head of the queue, reclaim expired leases and count running jobs per concurrency key.
 CREATE INDEX jobs_due_idx ON jobs (priority DESC, run_at) WHERE state = 'available';
+-- Fair claims walk the workspaces that have available jobs (a skip scan) and read each one's due head.
+CREATE INDEX jobs_workspace_due_idx ON jobs ((coalesce(workspace_id, '') COLLATE "C"), priority DESC, run_at) WHERE state = 'available';
 CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_running_key_idx ON jobs (concurrency_key) WHERE state = 'running';
 -- Operators page through dead letters newest first.
