@@ -54,28 +54,19 @@ public static class DispatchBenchmark
 
         Console.WriteLine($"queueing {total} executions …");
         await QueueAsync(db, "ws_bulk", bulk, total);
-        var app = PlugboardApp.Build([], new PlugboardHostOptions(Path.GetTempPath(), "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Worker),
-            new Dictionary<string, string?>
-            {
-                ["DATABASE_URL"] = settings.OwnerConnectionString,
-                ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
-                ["PLUGBOARD_KEYS"] = keys.ToJson(),
-                ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
-                ["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["PLUGBOARD_LOG_LEVEL"] = "Warning",
-            });
-        var clock = Stopwatch.StartNew();
-        await app.StartAsync();
+        // The workers run as a real `plugboard worker` process, as in production; this process only drives and measures.
+        using var worker = StartWorker(settings, keys, slots);
+        await WaitAsync(async () => await CountAsync(db, "ws_bulk", "queued") < total); // the worker is up and claiming
         var probes = new List<Guid>();
         while (await CountAsync(db, "ws_bulk", "succeeded") < total)
         {
             probes.Add((await QueueAsync(db, "ws_probe", probe, 1))[0]);
             await Task.Delay(20);
         }
-        var drained = clock.Elapsed;
+        var drained = await DrainTimeAsync(db, "ws_bulk");
         await WaitAsync(async () => await CountAsync(db, "ws_probe", "succeeded") == probes.Count);
-        await app.StopAsync();
-        await app.DisposeAsync();
+        worker.Kill(entireProcessTree: true);
+        await worker.WaitForExitAsync();
         var failed = await CountAsync(db, "ws_bulk", "failed");
         var latencies = (await QueryLatenciesAsync(db, probes)).Order().ToList();
         var rate = total / drained.TotalSeconds;
@@ -96,6 +87,27 @@ public static class DispatchBenchmark
         Console.WriteLine($"latency probes: {latencies.Count} single executions queued in a second workspace during the drain");
         Console.WriteLine($"ratio: {rate / bare:F3}");
         return failed == 0 ? 0 : 1;
+    }
+
+    private static Process StartWorker(DatabaseSettings settings, KeyRing keys, int slots)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "plugboard.dll"));
+        start.ArgumentList.Add("worker");
+        start.Environment["DATABASE_URL"] = settings.OwnerConnectionString;
+        start.Environment["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword ?? "";
+        start.Environment["PLUGBOARD_KEYS"] = keys.ToJson();
+        start.Environment["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32";
+        start.Environment["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment["PLUGBOARD_LOG_LEVEL"] = "Warning";
+        start.Environment["PLUGBOARD_HOME"] = Directory.CreateTempSubdirectory("plugboard-bench").FullName;
+        start.Environment["DOTNET_PerfMapEnabled"] = Environment.GetEnvironmentVariable("DOTNET_PerfMapEnabled") ?? "0";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { Console.Error.WriteLine(e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
     private static async Task<List<Guid>> QueueAsync(Db db, string workspaceId, Guid connectorId, int count)
@@ -154,6 +166,15 @@ public static class DispatchBenchmark
             }
         }));
         return total / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>From the first execution started to the last finished, as recorded by the workers.</summary>
+    private static async Task<TimeSpan> DrainTimeAsync(Db db, string workspaceId)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync();
+        var seconds = await connection.ExecuteScalarAsync<double>(
+            "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM connector_executions WHERE workspace_id = @workspaceId", new { workspaceId });
+        return TimeSpan.FromSeconds(seconds);
     }
 
     private static async Task<long> CountAsync(Db db, string workspaceId, string status)

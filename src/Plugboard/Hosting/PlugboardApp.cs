@@ -74,6 +74,7 @@ public static class PlugboardApp
         builder.Services.AddSingleton(KeyRing.Load(configuration, options.Home, options.CreateKeyRing));
 
         ConnectorEngine.Add(builder.Services, configuration);
+        builder.Services.AddSingleton<ManifestCache>();
         builder.Services.AddJobHandler<ExecutionJobHandler>();
         builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api && configuration.GetValue("PLUGBOARD_RUN_WORKERS", true));
         WorkspaceRateLimit.Add(builder.Services, configuration);
@@ -103,26 +104,16 @@ public static class PlugboardApp
         builder.Services.AddAuthorization();
 
         // Traces and metrics go to OTLP when an endpoint is configured; logs never do, so every log line
-        // passes the redacting provider.
-        var exportOtlp = !string.IsNullOrEmpty(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
-        builder.Services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("plugboard"))
-            .WithTracing(t =>
-            {
-                t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddNpgsql();
-                if (exportOtlp)
-                {
-                    t.AddOtlpExporter();
-                }
-            })
-            .WithMetrics(m =>
-            {
-                m.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation().AddMeter("Npgsql");
-                if (exportOtlp)
-                {
-                    m.AddOtlpExporter();
-                }
-            });
+        // passes the redacting provider. Without an exporter nothing is instrumented: spans nobody reads would
+        // cost CPU on every request, query and job.
+        if (!string.IsNullOrEmpty(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            builder.Services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService("plugboard"))
+                .WithTracing(t => t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddNpgsql().AddOtlpExporter())
+                .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation()
+                    .AddMeter("Npgsql", JobMetrics.MeterName).AddOtlpExporter());
+        }
 
         var app = builder.Build();
         app.UseExceptionHandler();

@@ -38,6 +38,34 @@ public sealed class JobContext(JobQueue queue, ClaimedJob job)
         CompletionAttempted = true;
         return JobQueue.CompleteAsync(connection, transaction, Job, ct);
     }
+
+    /// <summary>
+    /// Completes the job and applies the handler's final writes in one statement, one round trip: each effect is a
+    /// data-modifying statement that must contain <c>{lease_held}</c> in its WHERE clause, which is true only if this
+    /// worker still holds the lease (the job's row is deleted by the same statement). Returns false, having changed
+    /// nothing, when the lease was lost.
+    /// </summary>
+    public async Task<bool> CompleteWithAsync(NpgsqlConnection connection, IReadOnlyList<string> effects, object parameters, CancellationToken ct)
+    {
+        CompletionAttempted = true;
+        var sql = new System.Text.StringBuilder(
+            "WITH done AS (DELETE FROM jobs WHERE id = @JobId AND attempts = @JobAttempt AND state = 'running' AND locked_by = @JobWorker RETURNING 1)");
+        for (var i = 0; i < effects.Count; i++)
+        {
+            sql.Append($",\neffect{i} AS ({effects[i].Replace("{lease_held}", "EXISTS (SELECT FROM done)", StringComparison.Ordinal)})");
+        }
+        sql.Append("\nSELECT count(*)::int FROM done");
+        var arguments = new Dapper.DynamicParameters(parameters);
+        arguments.Add("JobId", Job.Id);
+        arguments.Add("JobAttempt", Job.Attempt);
+        arguments.Add("JobWorker", Job.WorkerId);
+        var completed = await Dapper.SqlMapper.ExecuteScalarAsync<int>(connection, new Dapper.CommandDefinition(sql.ToString(), arguments, cancellationToken: ct)) == 1;
+        if (completed)
+        {
+            JobMetrics.Completed.Add(1);
+        }
+        return completed;
+    }
 }
 
 /// <summary>Worker settings (configuration keys PLUGBOARD_WORKER_*).</summary>

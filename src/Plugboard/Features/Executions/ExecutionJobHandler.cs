@@ -17,7 +17,7 @@ namespace Plugboard.Features.Executions;
 /// error counters and the job's completion in one transaction — only while this worker still holds the job's lease,
 /// so a worker presumed dead can never apply an execution's effects twice.
 /// </summary>
-public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner runner, ILogger<ExecutionJobHandler> logger) : IJobHandler
+public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner runner, ManifestCache manifests, ILogger<ExecutionJobHandler> logger) : IJobHandler
 {
     public string Kind => ExecutionsApi.JobKind;
 
@@ -32,7 +32,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             return;
         }
 
-        var parsed = ManifestParser.Parse(JsonNode.Parse(target.Manifest)!);
+        var parsed = manifests.Get(target.ManifestVersion, target.Manifest);
         var started = Stopwatch.GetTimestamp();
         RunResult result;
         var observer = new StepLogWriter(db, payload.WorkspaceId, payload.ExecutionId);
@@ -69,39 +69,41 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             RunStatus.TimedOut => "timed_out",
             _ => "failed",
         };
+        // Result, connector counters and job completion in one statement, applied only while this worker holds the lease.
         await using (var connection = await db.Service.OpenConnectionAsync(ct))
-        await using (var tx = await connection.BeginTransactionAsync(ct))
         {
-            if (!await context.CompleteAsync(connection, tx, ct))
-            {
-                logger.LogWarning("Execution {ExecutionId}: lease lost before completion; leaving it to the worker that holds it", payload.ExecutionId);
-                await tx.RollbackAsync(ct);
-                return;
-            }
-            await connection.ExecuteAsync(new CommandDefinition(
+            var completed = await context.CompleteWithAsync(connection,
+            [
                 """
                 UPDATE connector_executions
                    SET status = @status, output = @output::jsonb, error = @error, steps_log = @steps::jsonb, finished_at = now(), duration_ms = @durationMs
-                 WHERE workspace_id = @workspaceId AND id = @executionId;
+                 WHERE workspace_id = @workspaceId AND id = @executionId AND {lease_held}
+                """,
+                """
                 UPDATE connectors
                    SET error_count = CASE WHEN @status = 'succeeded' THEN 0 ELSE error_count + 1 END,
                        last_error = CASE WHEN @status = 'succeeded' THEN NULL ELSE @error END,
                        last_error_at = CASE WHEN @status = 'succeeded' THEN NULL ELSE now() END
-                 WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled'
-                   AND (@status <> 'succeeded' OR error_count <> 0 OR last_error IS NOT NULL);
+                 WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled' AND {lease_held}
+                   AND (@status <> 'succeeded' OR error_count <> 0 OR last_error IS NOT NULL)
                 """,
-                new
-                {
-                    status,
-                    output = result.Output?.ToJsonString(),
-                    error = result.Error,
-                    steps = JsonSerializer.Serialize(result.Log.Select(StepLogWriter.ToJson)),
-                    durationMs,
-                    workspaceId = payload.WorkspaceId,
-                    executionId = payload.ExecutionId,
-                    connectorId = payload.ConnectorId,
-                }, tx, cancellationToken: ct));
-            await tx.CommitAsync(ct);
+            ],
+            new
+            {
+                status,
+                output = result.Output?.ToJsonString(),
+                error = result.Error,
+                steps = JsonSerializer.Serialize(result.Log.Select(StepLogWriter.ToJson)),
+                durationMs,
+                workspaceId = payload.WorkspaceId,
+                executionId = payload.ExecutionId,
+                connectorId = payload.ConnectorId,
+            }, ct);
+            if (!completed)
+            {
+                logger.LogWarning("Execution {ExecutionId}: lease lost before completion; leaving it to the worker that holds it", payload.ExecutionId);
+                return;
+            }
         }
         logger.LogInformation("Execution {ExecutionId} {Status} in {DurationMs} ms", payload.ExecutionId, status, durationMs);
     }
@@ -153,14 +155,15 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
                    SET status = 'running', started_at = coalesce(started_at, now()), attempts = attempts + 1
                  WHERE workspace_id = @WorkspaceId AND id = @ExecutionId AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
              RETURNING workspace_id, connector_id, status, inputs)
-            SELECT e.status, e.inputs::text AS inputs, c.manifest::text AS manifest, c.config::text AS config, c.credential_id, k.encrypted_payload
+            SELECT e.status, e.inputs::text AS inputs, c.manifest::text AS manifest, c.id::text || ':' || c.xmin::text AS manifest_version,
+                   c.config::text AS config, c.credential_id, k.encrypted_payload
               FROM e
               JOIN connectors c ON c.workspace_id = e.workspace_id AND c.id = e.connector_id
               LEFT JOIN workspace_api_credentials k ON k.workspace_id = c.workspace_id AND k.id = c.credential_id
             """, payload, cancellationToken: ct));
     }
 
-    private sealed record Target(string Status, string Inputs, string Manifest, string Config, Guid? CredentialId, string? EncryptedPayload);
+    private sealed record Target(string Status, string Inputs, string Manifest, string ManifestVersion, string Config, Guid? CredentialId, string? EncryptedPayload);
 }
 
 /// <summary>Appends redacted step entries to the execution row as they happen (batched), for the live stream.</summary>
