@@ -101,7 +101,13 @@ public static class DispatchBenchmark
         start.Environment["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["PLUGBOARD_LOG_LEVEL"] = "Warning";
         start.Environment["PLUGBOARD_HOME"] = Directory.CreateTempSubdirectory("plugboard-bench").FullName;
-        start.Environment["DOTNET_PerfMapEnabled"] = Environment.GetEnvironmentVariable("DOTNET_PerfMapEnabled") ?? "0";
+        foreach (var name in new[] { "DOTNET_PerfMapEnabled", "DOTNET_EnableWriteXorExecute" })
+        {
+            if (Environment.GetEnvironmentVariable(name) is { } value)
+            {
+                start.Environment[name] = value; // profiling the worker with perf
+            }
+        }
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { Console.Error.WriteLine(e.Data); } };
