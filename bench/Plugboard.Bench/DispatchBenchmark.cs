@@ -68,6 +68,12 @@ public static class DispatchBenchmark
         worker.Kill(entireProcessTree: true);
         await worker.WaitForExitAsync();
         var failed = await CountAsync(db, "ws_bulk", "failed");
+        await using (var connection = await db.Service.OpenConnectionAsync())
+        {
+            var handled = await connection.QuerySingleAsync<(double Avg, double P99)>(
+                "SELECT avg(duration_ms)::float8, percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8 FROM connector_executions WHERE workspace_id = 'ws_bulk'");
+            Console.WriteLine($"run time per execution inside the worker: avg {handled.Avg:F1} ms, p99 {handled.P99:F1} ms");
+        }
         var latencies = (await QueryLatenciesAsync(db, probes)).Order().ToList();
         var rate = total / drained.TotalSeconds;
 

@@ -24,6 +24,12 @@ public sealed class Db : IAsyncDisposable
             // Secrets in connection strings must never surface in exceptions or logs.
             PersistSecurityInfo = false,
             IncludeErrorDetail = false,
+            // Hot statements (claims, request context, lookups) are prepared per connection after two uses, so
+            // PostgreSQL stops re-planning them. Behind a transaction-pooling proxy set Max Auto Prepare=0 in the URL.
+            MaxAutoPrepare = connectionString.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase)
+                ? new NpgsqlConnectionStringBuilder(connectionString).MaxAutoPrepare
+                : 100,
+            AutoPrepareMinUsages = 2,
         }.ConnectionString);
         return builder.Build();
     }

@@ -49,7 +49,7 @@ public sealed class JobContext(JobQueue queue, ClaimedJob job)
     {
         CompletionAttempted = true;
         var sql = new System.Text.StringBuilder(
-            "WITH done AS (DELETE FROM jobs WHERE id = @JobId AND attempts = @JobAttempt AND state = 'running' AND locked_by = @JobWorker RETURNING 1)");
+            $"WITH done AS (DELETE FROM jobs WHERE {JobQueue.LeaseHeld} RETURNING 1)");
         for (var i = 0; i < effects.Count; i++)
         {
             sql.Append($",\neffect{i} AS ({effects[i].Replace("{lease_held}", "EXISTS (SELECT FROM done)", StringComparison.Ordinal)})");

@@ -37,6 +37,9 @@ public sealed class JobQueue : IAsyncDisposable
     public const int MaxErrorLength = 4000;
 
     /// <summary>One claimer at a time in the whole cluster, so concurrency limits hold across processes.</summary>
+    /// <summary>True for the job row only while this worker holds this attempt's lease (parameters JobId, JobAttempt, JobWorker).</summary>
+    internal const string LeaseHeld = "id = @JobId AND attempts = @JobAttempt AND state = 'running' AND locked_by = @JobWorker";
+
     private const long ClaimLockKey = 0x706c7567_6a6f6273; // "plugjobs"
 
     internal static readonly JsonSerializerOptions PayloadJson = new(JsonSerializerDefaults.Web);
@@ -311,8 +314,8 @@ public sealed class JobQueue : IAsyncDisposable
     public static async Task<bool> CompleteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, ClaimedJob job, CancellationToken ct)
     {
         var deleted = await connection.ExecuteAsync(new CommandDefinition(
-            "DELETE FROM jobs WHERE id = @Id AND attempts = @Attempt AND state = 'running' AND locked_by = @WorkerId",
-            new { job.Id, job.Attempt, job.WorkerId }, transaction, cancellationToken: ct));
+            $"DELETE FROM jobs WHERE {LeaseHeld}",
+            new { JobId = job.Id, JobAttempt = job.Attempt, JobWorker = job.WorkerId }, transaction, cancellationToken: ct));
         if (deleted == 1)
         {
             JobMetrics.Completed.Add(1);
