@@ -30,7 +30,7 @@ public static class DispatchBenchmark
         var slots = Arg(args, "--concurrency", 20);
         var settings = await BenchDatabase.CreateAsync("dispatch");
         Migrator.Up(settings);
-        await using var stub = await StartStubAsync();
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/ping", () => Results.Json(new { ok = true })), record: false);
         var keys = KeyRing.Generate();
         await using var db = new Db(settings);
         var manifest = System.Text.Json.JsonSerializer.Serialize(new
@@ -209,28 +209,6 @@ public static class DispatchBenchmark
         {
             await Task.Delay(50);
         }
-    }
-
-    private sealed class Stub(WebApplication app, string url) : IAsyncDisposable
-    {
-        public string Url { get; } = url;
-
-        public async ValueTask DisposeAsync()
-        {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
-    }
-
-    private static async Task<Stub> StartStubAsync()
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        app.MapGet("/ping", () => Results.Json(new { ok = true }));
-        await app.StartAsync();
-        return new Stub(app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
 
     private static double Percentile(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];

@@ -28,15 +28,13 @@ public static class EngineBenchmark
         var concurrency = Arg(args, "--concurrency", 8);
         var rounds = Arg(args, "--rounds", 5);
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        await using var app = builder.Build();
-        app.MapGet("/users", () => Results.Json(new { data = new[] { new { id = "u-1", name = "Ada" } }, total = 1 }));
-        app.MapGet("/users/{id}/orders", (string id) => Results.Json(new { orders = new[] { new { id = $"{id}-o-7", amount = 42 } } }));
-        app.MapGet("/orders/{id}", (string id) => Results.Json(new { id, status = "shipped", amount = 42 }));
-        await app.StartAsync();
-        var baseUrl = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/users", () => Results.Json(new { data = new[] { new { id = "u-1", name = "Ada" } }, total = 1 }));
+            app.MapGet("/users/{id}/orders", (string id) => Results.Json(new { orders = new[] { new { id = $"{id}-o-7", amount = 42 } } }));
+            app.MapGet("/orders/{id}", (string id) => Results.Json(new { id, status = "shipped", amount = 42 }));
+        }, record: false);
+        var baseUrl = stub.Url;
 
         var parsed = ManifestParser.Parse($$$"""
             version: 1
@@ -112,7 +110,6 @@ public static class EngineBenchmark
         Console.WriteLine($"engine (ConnectorRunner, SSRF guard): {engineTotal / rounds:F0} runs/s");
         Console.WriteLine($"raw (HttpClient + System.Text.Json): {rawTotal / rounds:F0} runs/s");
         Console.WriteLine($"ratio: {engineTotal / rawTotal:F2}");
-        await app.StopAsync();
         return 0;
     }
 

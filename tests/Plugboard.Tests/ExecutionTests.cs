@@ -63,7 +63,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     public async Task Official_rest_template_runs_with_offset_pagination_and_its_own_credential()
     {
         var seenKeys = new ConcurrentBag<string>();
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/records", (HttpRequest r, int limit, int offset) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/records", (HttpRequest r, int limit, int offset) =>
         {
             seenKeys.Add(r.Headers["X-API-Key"].ToString());
             var count = Math.Max(0, Math.Min(limit, 230 - offset));
@@ -92,7 +92,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     public async Task Oauth2_template_refreshes_and_persists_the_rotated_refresh_token()
     {
         var tokenCalls = 0;
-        await using var stub = await StubApi.StartAsync(app =>
+        await using var stub = await Stub.StartAsync(app =>
         {
             app.MapPost("/token", async (HttpRequest r) =>
             {
@@ -137,7 +137,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     {
         var started = new TaskCompletionSource();
         var aborted = new TaskCompletionSource();
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/slow", async (HttpContext http) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/slow", async (HttpContext http) =>
         {
             started.TrySetResult();
             try
@@ -177,7 +177,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     [Fact]
     public async Task Secrets_never_reach_the_step_log_the_stream_or_errors_even_when_echoed()
     {
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/echo", (HttpRequest r) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/echo", (HttpRequest r) =>
             Results.Json(new { saw = r.Headers.Authorization.ToString(), query = r.QueryString.Value }, statusCode: 500)));
         var team = await server.TeamAsync();
         var connectorId = await ConnectorAsync(team, new
@@ -204,7 +204,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     [Fact]
     public async Task The_live_stream_sends_each_step_then_the_end()
     {
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/step/{n:int}", async (int n) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/step/{n:int}", async (int n) =>
         {
             await Task.Delay(150);
             return Results.Json(new { next = n + 1 });
@@ -237,7 +237,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     [Fact]
     public async Task Creation_is_idempotent_validated_and_role_checked()
     {
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/ok", () => Results.Json(new { ok = true })));
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/ok", () => Results.Json(new { ok = true })));
         var team = await server.TeamAsync();
         var connectorId = await ConnectorAsync(team, new
         {
@@ -273,7 +273,7 @@ public sealed class ExecutionTests(PlugboardServer server)
     {
         var current = 0;
         var peak = 0;
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/work", async () =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/work", async () =>
         {
             var now = Interlocked.Increment(ref current);
             InterlockedMax(ref peak, now);

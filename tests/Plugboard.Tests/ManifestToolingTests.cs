@@ -84,7 +84,7 @@ public sealed class ManifestToolingTests(PlugboardServer server)
     [Fact]
     public async Task Plugboard_run_executes_a_template_locally_with_redacted_progress()
     {
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/records", (HttpRequest r, int offset) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/records", (HttpRequest r, int offset) =>
             r.Headers["X-API-Key"] == server.Canary
                 ? Results.Json(new { data = offset == 0 ? new[] { new { id = 1, echo = r.Headers["X-API-Key"].ToString() } } : [] })
                 : Results.StatusCode(401)));

@@ -117,7 +117,7 @@ public sealed class WorkerProcessTests : IAsyncLifetime
     {
         var calls = 0;
         var firstCall = new TaskCompletionSource();
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/call", async (HttpContext http) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/call", async (HttpContext http) =>
         {
             if (Interlocked.Increment(ref calls) == 1)
             {
@@ -149,7 +149,7 @@ public sealed class WorkerProcessTests : IAsyncLifetime
     public async Task Two_worker_processes_share_one_queue_without_running_anything_twice()
     {
         var calls = new ConcurrentDictionary<int, int>();
-        await using var stub = await StubApi.StartAsync(app => app.MapGet("/call", (int n) =>
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/call", (int n) =>
         {
             calls.AddOrUpdate(n, 1, (_, c) => c + 1);
             return Results.Json(new { ok = true });
