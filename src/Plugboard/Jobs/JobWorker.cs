@@ -22,6 +22,8 @@ public sealed partial class JobWorker : BackgroundService
     private readonly Channel<ClaimedJob> _completions = Channel.CreateUnbounded<ClaimedJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<Guid, InFlight> _inFlight = new();
     private readonly CancellationTokenSource _hardStop = new();
+    private readonly SemaphoreSlim _slots;
+    private volatile bool _stopping;
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public JobWorker(JobQueue queue, IEnumerable<IJobHandler> handlers, JobWorkerOptions options, ILogger<JobWorker> logger)
@@ -29,6 +31,7 @@ public sealed partial class JobWorker : BackgroundService
         _queue = queue;
         _handlers = handlers.ToDictionary(h => h.Kind, StringComparer.Ordinal);
         _options = options;
+        _slots = new SemaphoreSlim(_options.Concurrency, _options.Concurrency);
         _logger = logger;
         WorkerId = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
     }
@@ -63,6 +66,7 @@ public sealed partial class JobWorker : BackgroundService
         }
         finally
         {
+            _stopping = true; // prefetched jobs that have not started go back to the queue instead of starting now
             await DrainAsync();
             _completions.Writer.TryComplete();
             await completer;
@@ -78,6 +82,7 @@ public sealed partial class JobWorker : BackgroundService
         var pending = true; // due work may be waiting that this worker has not claimed yet
         var failures = 0;
         var threshold = Math.Max(1, _options.Concurrency / 2);
+        var capacity = _options.Concurrency + _options.Prefetch;
         while (!stop.IsCancellationRequested)
         {
             if (!pending)
@@ -86,7 +91,7 @@ public sealed partial class JobWorker : BackgroundService
                 pending = true;
                 continue;
             }
-            var free = _options.Concurrency - _inFlight.Count;
+            var free = capacity - _inFlight.Count;
             if (free <= 0)
             {
                 await WaitAsync(_slotFreed.Reader, Timeout.InfiniteTimeSpan, stop);
@@ -99,7 +104,7 @@ public sealed partial class JobWorker : BackgroundService
                 while (free < threshold && batchClock.Elapsed < _options.BatchWait && !stop.IsCancellationRequested)
                 {
                     await WaitAsync(_slotFreed.Reader, _options.BatchWait - batchClock.Elapsed, stop);
-                    free = _options.Concurrency - _inFlight.Count;
+                    free = capacity - _inFlight.Count;
                 }
             }
             while (_wake.Reader.TryRead(out _))
@@ -139,8 +144,17 @@ public sealed partial class JobWorker : BackgroundService
     {
         var job = entry.Job;
         var context = new JobContext(_queue, job);
+        var slot = false;
         try
         {
+            await _slots.WaitAsync(entry.Cancel.Token);
+            slot = true;
+            if (_stopping)
+            {
+                // Prefetched but never started: hand it straight back (this counts as an attempt).
+                await FailAsync(job, new OperationCanceledException("The worker stopped before starting this job."), TimeSpan.Zero, permanent: false);
+                return;
+            }
             await _handlers[job.Kind].HandleAsync(job, context, entry.Cancel.Token);
             if (!context.CompletionAttempted)
             {
@@ -165,6 +179,10 @@ public sealed partial class JobWorker : BackgroundService
         }
         finally
         {
+            if (slot)
+            {
+                _slots.Release();
+            }
             _inFlight.TryRemove(job.Id, out _);
             entry.Cancel.Dispose();
             JobMetrics.AddInFlight(-1);
@@ -351,6 +369,7 @@ public sealed partial class JobWorker : BackgroundService
     public override void Dispose()
     {
         _hardStop.Dispose();
+        _slots.Dispose();
         base.Dispose();
     }
 
