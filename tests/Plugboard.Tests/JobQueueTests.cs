@@ -104,6 +104,32 @@ public sealed class JobQueueTests
     }
 
     [Fact]
+    public async Task Prefetched_jobs_wait_for_a_slot_and_go_back_to_the_queue_when_the_worker_stops()
+    {
+        await using var q = await QuietQueueAsync();
+        var release = new TaskCompletionSource();
+        var started = new ConcurrentQueue<Guid>();
+        var worker = Worker(q, new JobWorkerOptions { Concurrency = 1, Prefetch = 3, PollInterval = TimeSpan.FromMilliseconds(200), ShutdownTimeout = TimeSpan.FromSeconds(10) },
+            new DelegateHandler("test.prefetch", async (job, context, ct) =>
+            {
+                started.Enqueue(job.Id);
+                await release.Task.WaitAsync(ct);
+                await RecordAndCompleteAsync(context, ct);
+            }));
+        await q.EnqueueManyAsync(Enumerable.Range(0, 4).Select(_ => new JobRequest("test.prefetch", "ws_a")).ToList());
+        await worker.StartAsync(CancellationToken.None);
+        await EventuallyAsync(async () => await q.ScalarAsync<long>("SELECT count(*) FROM jobs WHERE state = 'running'") == 4, TimeSpan.FromSeconds(10), "four claimed jobs");
+        await Task.Delay(300);
+        Assert.Single(started); // one slot: the three prefetched jobs hold leases but have not started
+        var stopping = worker.StopAsync(CancellationToken.None);
+        release.SetResult();
+        await stopping;
+        Assert.Single(started);
+        Assert.Equal(1, await q.ScalarAsync<long>("SELECT count(*) FROM handled"));
+        Assert.Equal(3, await q.ScalarAsync<long>("SELECT count(*) FROM jobs WHERE state = 'available' AND locked_by IS NULL AND run_at <= now()"));
+    }
+
+    [Fact]
     public async Task Rolled_back_enqueue_leaves_no_job_and_a_commit_wakes_a_listening_worker_within_a_second()
     {
         await using var q = await QuietQueueAsync();
