@@ -83,6 +83,7 @@ public static class DispatchBenchmark
         Console.WriteLine($"plugboard workers: {total} executions in {drained.TotalSeconds:F2} s ({failed} failed), {slots} slots");
         Console.WriteLine($"bare SKIP LOCKED loop: {bare:F0} executions/s");
         Console.WriteLine($"executions/s: {rate:F0}");
+        Console.WriteLine($"p90_ms: {Percentile(latencies, 0.90):F1}, p95_ms: {Percentile(latencies, 0.95):F1}, max_ms: {latencies.LastOrDefault():F1}");
         Console.WriteLine($"p50_ms: {Percentile(latencies, 0.50):F1}");
         Console.WriteLine($"p99_ms: {Percentile(latencies, 0.99):F1}");
         Console.WriteLine($"latency probes: {latencies.Count} single executions queued in a second workspace during the drain");
@@ -102,7 +103,7 @@ public static class DispatchBenchmark
         start.Environment["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["PLUGBOARD_LOG_LEVEL"] = "Warning";
         start.Environment["PLUGBOARD_HOME"] = Directory.CreateTempSubdirectory("plugboard-bench").FullName;
-        foreach (var name in new[] { "DOTNET_PerfMapEnabled", "DOTNET_EnableWriteXorExecute" })
+        foreach (var name in new[] { "DOTNET_PerfMapEnabled", "DOTNET_EnableWriteXorExecute", "DOTNET_gcServer", "DOTNET_GCgen0size" })
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
             {
