@@ -21,8 +21,8 @@ public static class DispatchBenchmark
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var total = Arg(args, "--executions", 10_000);
-        var slots = Arg(args, "--concurrency", 20);
+        var total = BenchTools.Arg(args, "--executions", 10_000);
+        var slots = BenchTools.Arg(args, "--concurrency", 20);
         var settings = await BenchDatabase.CreateAsync("dispatch");
         Migrator.Up(settings);
         await using var stub = await Stub.StartAsync(app => app.MapGet("/ping", () => Results.Json(new { ok = true })), record: false);
@@ -83,9 +83,9 @@ public static class DispatchBenchmark
         Console.WriteLine($"plugboard workers: {total} executions in {drained.TotalSeconds:F2} s ({failed} failed), {slots} slots");
         Console.WriteLine($"bare SKIP LOCKED loop: {bare:F0} executions/s");
         Console.WriteLine($"executions/s: {rate:F0}");
-        Console.WriteLine($"p90_ms: {Percentile(latencies, 0.90):F1}, p95_ms: {Percentile(latencies, 0.95):F1}, max_ms: {latencies.LastOrDefault():F1}");
-        Console.WriteLine($"p50_ms: {Percentile(latencies, 0.50):F1}");
-        Console.WriteLine($"p99_ms: {Percentile(latencies, 0.99):F1}");
+        Console.WriteLine($"p90_ms: {BenchTools.Percentile(latencies, 0.90):F1}, p95_ms: {BenchTools.Percentile(latencies, 0.95):F1}, max_ms: {latencies.LastOrDefault():F1}");
+        Console.WriteLine($"p50_ms: {BenchTools.Percentile(latencies, 0.50):F1}");
+        Console.WriteLine($"p99_ms: {BenchTools.Percentile(latencies, 0.99):F1}");
         Console.WriteLine($"latency probes: {latencies.Count} single executions queued in a second workspace during the drain");
         Console.WriteLine($"ratio: {rate / bare:F3}");
         return failed == 0 ? 0 : 1;
@@ -207,11 +207,5 @@ public static class DispatchBenchmark
         }
     }
 
-    private static double Percentile(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
 
-    private static int Arg(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
-    }
 }

@@ -19,9 +19,9 @@ public static class EngineBenchmark
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var runs = Arg(args, "--runs", 5000);
-        var concurrency = Arg(args, "--concurrency", 8);
-        var rounds = Arg(args, "--rounds", 5);
+        var runs = BenchTools.Arg(args, "--runs", 5000);
+        var concurrency = BenchTools.Arg(args, "--concurrency", 8);
+        var rounds = BenchTools.Arg(args, "--rounds", 5);
 
         await using var stub = await Stub.StartAsync(app =>
         {
@@ -85,7 +85,7 @@ public static class EngineBenchmark
 
         // Warm up both paths until the JIT has settled (tiered compilation promotes the engine's many methods over
         // several seconds), then alternate measured rounds of equal duration.
-        var warmup = TimeSpan.FromSeconds(Arg(args, "--warmup-seconds", 10));
+        var warmup = TimeSpan.FromSeconds(BenchTools.Arg(args, "--warmup-seconds", 10));
         var watch = Stopwatch.StartNew();
         while (watch.Elapsed < warmup)
         {
@@ -122,9 +122,4 @@ public static class EngineBenchmark
         return runs / watch.Elapsed.TotalSeconds;
     }
 
-    private static int Arg(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var value) ? value : fallback;
-    }
 }

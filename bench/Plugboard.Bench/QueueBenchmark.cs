@@ -22,9 +22,9 @@ public static class QueueBenchmark
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var jobs = Arg(args, "--jobs", 10_000);
-        var slots = Arg(args, "--slots", 20);
-        var bareLoops = Arg(args, "--bare-loops", 2);
+        var jobs = BenchTools.Arg(args, "--jobs", 10_000);
+        var slots = BenchTools.Arg(args, "--slots", 20);
+        var bareLoops = BenchTools.Arg(args, "--bare-loops", 2);
         var settings = await BenchDatabase.CreateAsync("queue");
         Migrator.Up(settings);
         await using var db = new Db(settings);
@@ -35,7 +35,7 @@ public static class QueueBenchmark
         var handled = 0;
         var probeStarts = new ConcurrentDictionary<Guid, long>();
         var handler = new NoopHandler(probeStarts, () => Interlocked.Increment(ref handled));
-        var workerCount = Arg(args, "--workers", 1);
+        var workerCount = BenchTools.Arg(args, "--workers", 1);
         var workers = Enumerable.Range(0, workerCount).Select(_ => new JobWorker(queue, [handler, handler.Probe], new JobWorkerOptions { Concurrency = slots / workerCount }, NullLogger<JobWorker>.Instance)).ToList();
         var clock = Stopwatch.StartNew();
         foreach (var worker in workers)
@@ -81,7 +81,7 @@ public static class QueueBenchmark
         await Task.Delay(11_000);
         var idleStart = await CommitsAsync(db, queue);
         var idleClock = Stopwatch.StartNew();
-        await Task.Delay(TimeSpan.FromSeconds(Arg(args, "--idle-seconds", 5)));
+        await Task.Delay(TimeSpan.FromSeconds(BenchTools.Arg(args, "--idle-seconds", 5)));
         var idleCommits = await CommitsAsync(db, queue) - idleStart - 1; // less the first read's own transaction
         var idleRate = idleCommits / idleClock.Elapsed.TotalSeconds;
         foreach (var worker in workers)
@@ -125,8 +125,8 @@ public static class QueueBenchmark
         var bareRate = jobs / bareSeconds;
         Console.WriteLine($"jobs: {jobs} no-op jobs over 50 workspaces; JobWorker {slots} slots; bare loop {bareLoops} loops × {batch} jobs");
         Console.WriteLine($"JobWorker drain: {workerSeconds:F2} s = {workerRate:F0} jobs/s");
-        Console.WriteLine($"enqueue→start while draining (one job per new workspace, n={busy.Count}): p50 {P(busy, 0.5):F1} ms  p99 {P(busy, 0.99):F1} ms");
-        Console.WriteLine($"enqueue→start idle (n={idle.Count}): p50 {P(idle, 0.5):F1} ms  p99 {P(idle, 0.99):F1} ms");
+        Console.WriteLine($"enqueue→start while draining (one job per new workspace, n={busy.Count}): p50 {BenchTools.Percentile(busy, 0.5):F1} ms  p99 {BenchTools.Percentile(busy, 0.99):F1} ms");
+        Console.WriteLine($"enqueue→start idle (n={idle.Count}): p50 {BenchTools.Percentile(idle, 0.5):F1} ms  p99 {BenchTools.Percentile(idle, 0.99):F1} ms");
         Console.WriteLine($"idle: {idleRate:F2} transactions/s (pg_stat_database xact_commit over {idleClock.Elapsed.TotalSeconds:F1} s, this measurement's own connections included)");
         Console.WriteLine($"bare SKIP LOCKED loop drain: {bareSeconds:F2} s = {bareRate:F0} jobs/s");
         Console.WriteLine($"ratio: {workerRate / bareRate:F3}");
@@ -198,13 +198,7 @@ public static class QueueBenchmark
         return enqueued.Select(p => Stopwatch.GetElapsedTime(p.Value, started[p.Key]).TotalMilliseconds).Order().ToList();
     }
 
-    private static double P(List<double> sorted, double q) => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
 
-    private static int Arg(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
-    }
 
     private static void Check(bool condition, string message)
     {

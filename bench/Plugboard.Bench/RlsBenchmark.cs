@@ -15,9 +15,9 @@ public static class RlsBenchmark
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var workspaces = Arg(args, "--workspaces", 1000);
-        var perWorkspace = Arg(args, "--connectors", 100);
-        var iterations = Arg(args, "--iterations", 20000);
+        var workspaces = BenchTools.Arg(args, "--workspaces", 1000);
+        var perWorkspace = BenchTools.Arg(args, "--connectors", 100);
+        var iterations = BenchTools.Arg(args, "--iterations", 20000);
         var settings = await BenchDatabase.CreateAsync("rls");
         Migrator.Up(settings);
 
@@ -60,10 +60,10 @@ public static class RlsBenchmark
         }
         rls.Sort();
         direct.Sort();
-        Console.WriteLine($"rls (plugboard_api, set_config context): p50 {P(rls, 0.50):F3} ms  p99 {P(rls, 0.99):F3} ms");
-        Console.WriteLine($"bypass (owner, WHERE workspace_id):      p50 {P(direct, 0.50):F3} ms  p99 {P(direct, 0.99):F3} ms");
+        Console.WriteLine($"rls (plugboard_api, set_config context): p50 {BenchTools.Percentile(rls, 0.50):F3} ms  p99 {BenchTools.Percentile(rls, 0.99):F3} ms");
+        Console.WriteLine($"bypass (owner, WHERE workspace_id):      p50 {BenchTools.Percentile(direct, 0.50):F3} ms  p99 {BenchTools.Percentile(direct, 0.99):F3} ms");
         Console.WriteLine($"iterations: {iterations} each, workspaces: {workspaces}, connectors per workspace: {perWorkspace}");
-        Console.WriteLine($"ratio: {P(rls, 0.99) / P(direct, 0.99):F3}");
+        Console.WriteLine($"ratio: {BenchTools.Percentile(rls, 0.99) / BenchTools.Percentile(direct, 0.99):F3}");
         return 0;
     }
 
@@ -117,13 +117,7 @@ public static class RlsBenchmark
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
-    private static double P(List<double> sorted, double q) => sorted[Math.Min(sorted.Count - 1, (int)(q * sorted.Count))];
 
-    private static int Arg(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
-    }
 
     private static void Assert(bool condition, string message)
     {
