@@ -133,13 +133,17 @@ public static class ExecutionsApi
         http.Response.Headers.ContentType = "text/event-stream";
         http.Response.Headers.CacheControl = "no-cache";
         http.Response.Headers["X-Accel-Buffering"] = "no";
-        await using var connection = await databases.Api.OpenConnectionAsync(ct);
         var sent = 0;
         var lastWrite = DateTime.UtcNow;
         var deadline = DateTime.UtcNow.AddHours(1);
         while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
         {
-            var snapshot = await ReadSnapshotAsync(connection, workspaceId, userId, role, executionId, sent, ct);
+            // A pooled connection per poll: a slow client never pins a database connection for the stream's lifetime.
+            (ExecutionRow Execution, List<JsonNode> NewSteps) snapshot;
+            await using (var connection = await databases.Api.OpenConnectionAsync(ct))
+            {
+                snapshot = await ReadSnapshotAsync(connection, workspaceId, userId, role, executionId, sent, ct);
+            }
             foreach (var step in snapshot.NewSteps)
             {
                 await http.Response.WriteAsync($"event: step\nid: {++sent}\ndata: {step.ToJsonString()}\n\n", ct);
