@@ -300,6 +300,35 @@ public sealed class ExecutionTests(PlugboardServer server)
         Assert.Equal(5, connector.GetProperty("stats").GetProperty("succeeded").GetInt64());
     }
 
+    [Fact]
+    public async Task A_credential_the_key_ring_cannot_read_fails_the_execution_with_what_to_do()
+    {
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/ok", () => Results.Json(new { ok = true })));
+        var team = await server.TeamAsync();
+        var manifest = new
+        {
+            version = 1,
+            base_url = stub.Url,
+            auth = new { type = "bearer", token = "{{ credentials.token }}" },
+            steps = new[] { new { id = "ok", request = new { method = "GET", path = "/ok" } } },
+        };
+        var good = await ConnectorAsync(team, manifest, secret: new { token = "first-token-value" });
+        var moved = await ConnectorAsync(team, manifest, secret: new { token = "second-token-value" });
+        // A ciphertext copied from another row fails authentication (its AAD names the other row).
+        await server.OwnerExecuteAsync(
+            """
+            UPDATE workspace_api_credentials t SET encrypted_payload = s.encrypted_payload
+              FROM connectors cs JOIN workspace_api_credentials s ON s.workspace_id = cs.workspace_id AND s.id = cs.credential_id,
+                   connectors ct
+             WHERE cs.id = @good AND ct.id = @moved AND t.workspace_id = ct.workspace_id AND t.id = ct.credential_id
+            """, new { good = Guid.Parse(good), moved = Guid.Parse(moved) });
+        var done = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, moved));
+        Assert.Equal("failed", done.GetProperty("status").GetString());
+        Assert.Contains("key ring", done.GetProperty("error").GetString()!, StringComparison.Ordinal);
+        Assert.DoesNotContain("token-value", done.ToString(), StringComparison.Ordinal);
+        Assert.Equal("succeeded", (await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, good))).GetProperty("status").GetString());
+    }
+
     private static void InterlockedMax(ref int target, int value)
     {
         int seen;

@@ -44,15 +44,23 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             {
                 result = new RunResult(RunStatus.Failed, null, "The connector's manifest is invalid: " + string.Join("; ", parsed.Issues.Select(i => $"{i.Pointer}: {i.Message}")), []);
             }
+            else if (Credentials(target, payload) is not { } credentials)
+            {
+                result = new RunResult(RunStatus.Failed, null,
+                    "The connector's credential cannot be decrypted with this server's key ring: an operator must restore the key it was written with, or update the credential.", []);
+            }
             else
             {
-                var credentials = target.CredentialId is { } credentialId && target.EncryptedPayload is { } encrypted
-                    ? JsonSerializer.Deserialize<Dictionary<string, string>>(keys.Decrypt(encrypted, KeyRing.Aad(payload.WorkspaceId, "workspace_api_credentials", credentialId, "encrypted_payload")))!
-                    : new Dictionary<string, string>();
                 var store = target.CredentialId is { } id ? new DbCredentialStore(db, keys, payload.WorkspaceId, id) : null;
                 var request = new RunRequest(JsonNode.Parse(target.Inputs) as JsonObject ?? [], JsonNode.Parse(target.Config) as JsonObject ?? [], credentials, store);
                 result = await runner.RunAsync(parsed.Manifest, request, observer, cancel.Token);
             }
+        }
+        catch (Exception e) when (e is not OperationCanceledException && job.Attempt >= job.MaxAttempts)
+        {
+            // Out of attempts (the database kept failing under us): the execution ends as failed rather than staying running.
+            logger.LogError("Execution {ExecutionId} failed on its last attempt: {ExceptionType}", payload.ExecutionId, e.GetType().Name);
+            result = new RunResult(RunStatus.Failed, null, $"The execution could not be completed after {job.Attempt} attempts ({e.GetType().Name}).", []);
         }
         finally
         {
@@ -106,6 +114,25 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             }
         }
         logger.LogInformation("Execution {ExecutionId} {Status} in {DurationMs} ms", payload.ExecutionId, status, durationMs);
+    }
+
+    /// <summary>The decrypted credential fields (none when the connector has no credential); null when the key ring cannot read them.</summary>
+    private Dictionary<string, string>? Credentials(Target target, ExecutionJob.Payload payload)
+    {
+        if (target.CredentialId is not { } credentialId || target.EncryptedPayload is not { } encrypted)
+        {
+            return [];
+        }
+        try
+        {
+            return JsonSerializer.Deserialize<Dictionary<string, string>>(
+                keys.Decrypt(encrypted, KeyRing.Aad(payload.WorkspaceId, "workspace_api_credentials", credentialId, "encrypted_payload")));
+        }
+        catch (SecretDecryptionException e)
+        {
+            logger.LogError("Execution {ExecutionId}: credential {CredentialId} unreadable: {Reason}", payload.ExecutionId, credentialId, e.Message);
+            return null;
+        }
     }
 
     /// <summary>Completes the job without a run; a cancel requested while no worker held it is settled here.</summary>
