@@ -27,18 +27,21 @@ public sealed class WorkspaceAccessFilter : IEndpointFilter
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var workspaceId = http.Request.RouteValues["workspaceId"] as string ?? "";
-        var keyWorkspace = http.User.FindFirst(ApiKeyAuthenticationHandler.KeyWorkspaceClaim)?.Value;
-        if (workspaceId.Length is 0 or > 64 || (keyWorkspace is not null && keyWorkspace != workspaceId))
-        {
-            throw Problems.NotFound("The workspace");
-        }
-        var db = http.RequestServices.GetRequiredService<RequestDb>();
-        var role = await db.EnterWorkspaceAsync(workspaceId, http.User.FindFirst(ApiKeyAuthenticationHandler.KeyRoleClaim)?.Value, http.RequestAborted);
-        if (role is null)
-        {
-            throw Problems.NotFound("The workspace");
-        }
+        await EnterAsync(http, http.RequestServices.GetRequiredService<RequestDb>(), http.Request.RouteValues["workspaceId"] as string, http.RequestAborted);
         return await next(context);
+    }
+
+    /// <summary>
+    /// Enters a workspace for the caller: 404 unless they are a member and their key is not confined to another
+    /// workspace. Used by the route filter and by endpoints that name the workspace in their body.
+    /// </summary>
+    public static async Task EnterAsync(HttpContext http, RequestDb db, string? workspaceId, CancellationToken ct)
+    {
+        var keyWorkspace = http.User.FindFirst(ApiKeyAuthenticationHandler.KeyWorkspaceClaim)?.Value;
+        if (workspaceId is not { Length: > 0 and <= 64 } || (keyWorkspace is not null && keyWorkspace != workspaceId)
+            || await db.EnterWorkspaceAsync(workspaceId, http.User.FindFirst(ApiKeyAuthenticationHandler.KeyRoleClaim)?.Value, ct) is null)
+        {
+            throw Problems.NotFound("The workspace");
+        }
     }
 }

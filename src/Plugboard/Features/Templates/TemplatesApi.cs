@@ -88,12 +88,7 @@ public static class TemplatesApi
     /// <summary>Installs a published template into a workspace with that workspace's own credential.</summary>
     private static async Task<IResult> Install(Guid templateId, InstallTemplateRequest body, RequestDb db, KeyRing keys, HttpContext http, CancellationToken ct)
     {
-        var keyWorkspace = http.User.FindFirst(ApiKeyAuthenticationHandler.KeyWorkspaceClaim)?.Value;
-        if (body.WorkspaceId is not { Length: > 0 and <= 64 } || (keyWorkspace is not null && keyWorkspace != body.WorkspaceId)
-            || await db.EnterWorkspaceAsync(body.WorkspaceId, http.User.FindFirst(ApiKeyAuthenticationHandler.KeyRoleClaim)?.Value, ct) is null)
-        {
-            throw Problems.NotFound("The workspace");
-        }
+        await WorkspaceAccessFilter.EnterAsync(http, db, body.WorkspaceId, ct);
         var template = await Find(db, templateId, ct);
         if (template.Status != "published")
         {
