@@ -55,7 +55,7 @@ public static class EngineBenchmark
             return 1;
         }
         var manifest = parsed.Manifest;
-        using var engineClient = new HttpClient(SsrfGuard.CreateHandler(SsrfOptions.FromList("127.0.0.1/32"))) { Timeout = Timeout.InfiniteTimeSpan };
+        using var engineClient = new HttpMessageInvoker(SsrfGuard.CreateHandler(SsrfOptions.FromList("127.0.0.1/32")));
         var runner = new ConnectorRunner(engineClient, new RunnerOptions());
         var credentials = new Dictionary<string, string> { ["api_key"] = "bench-key-123456" };
         using var rawClient = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) });

@@ -14,10 +14,11 @@ namespace Plugboard.Engine.Running;
 
 /// <summary>
 /// Runs a manifest: validates inputs, executes steps in order (conditions, fan-out, pagination, extraction) over the
-/// host's <see cref="HttpClient"/> (which must not follow redirects itself), with retries, timeouts, a response size
+/// host's HTTP handler (which must not follow redirects itself; an <see cref="HttpMessageInvoker"/> over the handler
+/// skips HttpClient's per-request cancellation plumbing, which the runner's own timeouts make redundant), with retries, timeouts, a response size
 /// cap, credentials applied only to the manifest's own hosts, and every logged string redacted.
 /// </summary>
-public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
+public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions options)
 {
     private static readonly object AuthPipelineKey = new();
     private readonly TemplateEngine _templates = new(options.MaxTemplateOutputChars);
@@ -67,7 +68,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
     }
 
     internal RunnerOptions Options => options;
-    internal HttpClient Http => http;
+    internal HttpMessageInvoker Http => http;
     internal TemplateEngine Templates => _templates;
 
     /// <summary>One execution: its model, auth state, redactor and log.</summary>
@@ -77,8 +78,9 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
         private readonly RunnerOptions _options = runner.Options;
         private readonly TemplateEngine _templates = runner.Templates;
         private readonly SemaphoreSlim _authGate = new(1, 1);
-        private TemplateModel _model = new();
+        private TemplateModel _model = null!;
         private Uri _baseUrl = null!;
+        private string _basePath = "";
         private HashSet<string> _authHosts = [];
         private Dictionary<string, string> _credentials = new(request.Credentials, StringComparer.Ordinal);
         private AuthMaterial? _auth;
@@ -95,7 +97,8 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
                 throw new RunFailedException($"base_url '{baseUrl}' is not an absolute http(s) URL.");
             }
             _baseUrl = parsed;
-            _authHosts = new HashSet<string>(manifest.AllowedHosts.Select(h => h.Trim().ToLowerInvariant()), StringComparer.OrdinalIgnoreCase) { parsed.IdnHost };
+            _basePath = parsed.GetLeftPart(UriPartial.Path).TrimEnd('/');
+            _authHosts = new HashSet<string>(manifest.AllowedHosts.Select(h => h.Trim().ToLowerInvariant()), StringComparer.OrdinalIgnoreCase) { HostName(parsed) };
             await PrepareAuthAsync(force: false, rejected: null).ConfigureAwait(false);
 
             for (var i = 0; i < manifest.Steps.Count; i++)
@@ -403,7 +406,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
             else
             {
                 var path = (await _templates.RenderAsync(spec.Path ?? "", model).ConfigureAwait(false)).Trim();
-                var baseText = _baseUrl.GetLeftPart(UriPartial.Path).TrimEnd('/');
+                var baseText = _basePath;
                 url = path.Length == 0 ? baseText : baseText + (path.StartsWith('/') ? path : "/" + path);
                 if (_baseUrl.Query.Length > 1)
                 {
@@ -556,7 +559,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
                 HttpResponseMessage response;
                 try
                 {
-                    response = await runner.Http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, attemptCts.Token).ConfigureAwait(false);
+                    response = await runner.Http.SendAsync(message, attemptCts.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
@@ -593,10 +596,11 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
                         url = next;
                         continue;
                     }
-                    byte[] bytes;
+                    string text;
+                    long bytes;
                     try
                     {
-                        bytes = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                        (text, bytes) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
                     }
                     catch (Exception ex)
                     {
@@ -609,9 +613,8 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
                         }
                         throw failure;
                     }
-                    var text = Encoding.UTF8.GetString(bytes);
-                    var outcome = new HttpOutcome(status, url, text, ParseJson(text), RetryAfter(response), Links(response), auth?.Token, bytes.Length);
-                    await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes.Length, attempt,
+                    var outcome = new HttpOutcome(status, url, text, ParseJson(text), RetryAfter(response), Links(response), auth?.Token, bytes);
+                    await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
                         request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
                     return outcome;
                 }
@@ -671,39 +674,24 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
         private static string[] Links(HttpResponseMessage response) =>
             response.Headers.TryGetValues("Link", out var values) ? [.. values] : [];
 
-        private async Task<byte[]> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        /// <summary>Buffers the body (decompressed) up to the size cap and decodes it by its charset (UTF-8 by default).</summary>
+        private async Task<(string Text, long Bytes)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
         {
             var max = _options.MaxResponseBytes;
             if (response.Content.Headers.ContentLength is { } length && length > max)
             {
                 throw new ResponseTooLargeException($"The response is {length} bytes, more than the limit of {max} bytes.");
             }
-            var stream = await response.Content.ReadAsStreamAsync(token).ConfigureAwait(false);
-            await using (stream.ConfigureAwait(false))
+            try
             {
-                using var buffer = new MemoryStream(response.Content.Headers.ContentLength is { } known ? (int)Math.Min(known, max) : 4096);
-                var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
-                try
-                {
-                    while (true)
-                    {
-                        var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
-                        if (read == 0)
-                        {
-                            return buffer.ToArray();
-                        }
-                        if (buffer.Length + read > max)
-                        {
-                            throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
-                        }
-                        buffer.Write(chunk, 0, read);
-                    }
-                }
-                finally
-                {
-                    System.Buffers.ArrayPool<byte>.Shared.Return(chunk);
-                }
+                await response.Content.LoadIntoBufferAsync(max, token).ConfigureAwait(false);
             }
+            catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+            {
+                throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
+            }
+            var text = await response.Content.ReadAsStringAsync(token).ConfigureAwait(false);
+            return (text, response.Content.Headers.ContentLength ?? Encoding.UTF8.GetByteCount(text));
         }
 
         private async ValueTask LogAsync(StepLogEntry entry)
@@ -766,7 +754,7 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
 
         private bool MaySendCredentials(Uri url)
         {
-            if (!_authHosts.Contains(url.IdnHost))
+            if (!_authHosts.Contains(HostName(url)))
             {
                 return false;
             }
@@ -775,7 +763,11 @@ public sealed class ConnectorRunner(HttpClient http, RunnerOptions options)
         }
 
         private static bool SameAuthority(Uri a, Uri b) =>
-            string.Equals(a.IdnHost, b.IdnHost, StringComparison.OrdinalIgnoreCase) && a.Port == b.Port && a.Scheme == b.Scheme;
+            string.Equals(HostName(a), HostName(b), StringComparison.OrdinalIgnoreCase) && a.Port == b.Port && a.Scheme == b.Scheme;
+
+        // The punycode form, computed only when the host has non-ASCII characters (IdnHost is costly on every request).
+        private static string HostName(Uri url) =>
+            url.HostNameType is UriHostNameType.Dns or UriHostNameType.IPv4 && System.Text.Ascii.IsValid(url.Host) ? url.Host : url.IdnHost;
 
         private async ValueTask<AuthMaterial?> CurrentAuthAsync()
         {

@@ -16,6 +16,7 @@ internal static class JsonInterop
             DateParseHandling = DateParseHandling.None,
             FloatParseHandling = FloatParseHandling.Decimal,
             MaxDepth = 128,
+            ArrayPool = CharPool.Instance,
         };
         var token = JToken.ReadFrom(reader, LoadSettings);
         return reader.Read() ? throw new JsonReaderException("Additional text after the JSON value.") : token;
@@ -27,6 +28,19 @@ internal static class JsonInterop
 
     // Through text on purpose: parsed nodes are JsonElement-backed, so hosts can read numbers as any numeric type.
     public static JsonNode? ToNode(JToken token) => token.Type == JTokenType.Null ? null : JsonNode.Parse(token.ToString(Formatting.None));
+
+    private sealed class CharPool : IArrayPool<char>
+    {
+        public static readonly CharPool Instance = new();
+        public char[] Rent(int minimumLength) => System.Buffers.ArrayPool<char>.Shared.Rent(minimumLength);
+        public void Return(char[]? array)
+        {
+            if (array is not null)
+            {
+                System.Buffers.ArrayPool<char>.Shared.Return(array);
+            }
+        }
+    }
 
     /// <summary>Applies a JSONPath: a path that can match several values always yields an array, otherwise one value or null.</summary>
     public static JToken Select(JToken root, string path)

@@ -35,11 +35,14 @@ public sealed class CompiledTemplate
 /// <summary>The variables a template sees. Everything is JSON (Newtonsoft tokens), exposed to Fluid read-only.</summary>
 public sealed class TemplateModel
 {
-    public JObject Inputs { get; init; } = [];
-    public JObject Config { get; init; } = [];
-    public JObject Steps { get; init; } = [];
-    public JObject Credentials { get; init; } = [];
-    public JObject Session { get; init; } = [];
+    // Created on first use: a run builds several models (pages, for_each items) that share these objects.
+    private JObject? _inputsObject, _configObject, _stepsObject, _credentialsObject, _sessionObject;
+
+    public JObject Inputs { get => _inputsObject ??= []; init => _inputsObject = value; }
+    public JObject Config { get => _configObject ??= []; init => _configObject = value; }
+    public JObject Steps { get => _stepsObject ??= []; init => _stepsObject = value; }
+    public JObject Credentials { get => _credentialsObject ??= []; init => _credentialsObject = value; }
+    public JObject Session { get => _sessionObject ??= []; init => _sessionObject = value; }
     public JObject? Page { get; init; }
     public JToken? Item { get; init; }
     public int? Index { get; init; }
@@ -48,7 +51,7 @@ public sealed class TemplateModel
     public DateTimeOffset Now { get; init; } = DateTimeOffset.UtcNow;
 
     // Fluid views of the model, built once per model (they wrap the live JSON, so later step results are visible).
-    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _now;
+    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _now, _root;
 
     internal FluidValue InputsValue => _inputs ??= TemplateEngine.ToFluid(Inputs);
     internal FluidValue ConfigValue => _config ??= TemplateEngine.ToFluid(Config);
@@ -58,6 +61,35 @@ public sealed class TemplateModel
     internal FluidValue PageValue => _page ??= Page is null ? NilValue.Instance : TemplateEngine.ToFluid(Page);
     internal FluidValue ItemValue => _item ??= TemplateEngine.ToFluid(Item);
     internal FluidValue NowValue => _now ??= new DateTimeValue(Now);
+
+    /// <summary>The template context's model: the top-level names resolve here, so a render sets no scope values.</summary>
+    internal FluidValue RootValue => _root ??= new DictionaryValue(new RootIndexable(this));
+
+    private sealed class RootIndexable(TemplateModel model) : IFluidIndexable
+    {
+        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now"];
+
+        public int Count => Names.Length;
+        public IEnumerable<string> Keys => Names;
+
+        public bool TryGetValue(string name, out FluidValue value)
+        {
+            value = name switch
+            {
+                "inputs" => model.InputsValue,
+                "config" => model.ConfigValue,
+                "steps" => model.StepsValue,
+                "credentials" => model.CredentialsValue,
+                "session" => model.SessionValue,
+                "page" => model.PageValue,
+                "item" => model.ItemValue,
+                "index" => model.Index is { } i ? NumberValue.Create(i) : NilValue.Instance,
+                "now" => model.NowValue,
+                _ => NilValue.Instance,
+            };
+            return !ReferenceEquals(value, NilValue.Instance) || Array.IndexOf(Names, name) >= 0;
+        }
+    }
 
     public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null) => new()
     {
@@ -189,20 +221,7 @@ public sealed class TemplateEngine(int maxOutputChars)
         }
     }
 
-    private static TemplateContext CreateContext(TemplateModel model)
-    {
-        var context = new TemplateContext(Options, StringComparer.Ordinal);
-        context.SetValue("inputs", model.InputsValue);
-        context.SetValue("config", model.ConfigValue);
-        context.SetValue("steps", model.StepsValue);
-        context.SetValue("credentials", model.CredentialsValue);
-        context.SetValue("session", model.SessionValue);
-        context.SetValue("page", model.PageValue);
-        context.SetValue("item", model.ItemValue);
-        context.SetValue("index", model.Index is { } i ? NumberValue.Create(i) : NilValue.Instance);
-        context.SetValue("now", model.NowValue);
-        return context;
-    }
+    private static TemplateContext CreateContext(TemplateModel model) => new(model.RootValue, Options, allowModelMembers: false);
 
     private static TemplateOptions CreateOptions()
     {

@@ -18,7 +18,10 @@ public static class ConnectorEngine
         var ssrf = SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"]);
         services.AddHttpClient(HttpClientName).ConfigurePrimaryHttpMessageHandler(() => SsrfGuard.CreateHandler(ssrf));
         services.AddSingleton(RunnerOptionsFrom(configuration));
-        services.AddTransient(sp => new ConnectorRunner(sp.GetRequiredService<IHttpClientFactory>().CreateClient(HttpClientName), sp.GetRequiredService<RunnerOptions>()));
+        // The factory's pooled, rotated handler, invoked directly: the runner applies its own step timeouts.
+        services.AddTransient(sp => new ConnectorRunner(
+            new HttpMessageInvoker(sp.GetRequiredService<IHttpMessageHandlerFactory>().CreateHandler(HttpClientName), disposeHandler: false),
+            sp.GetRequiredService<RunnerOptions>()));
     }
 
     public static SsrfOptions SsrfOptionsFrom(string? allow) => new()
