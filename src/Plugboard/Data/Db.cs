@@ -30,6 +30,10 @@ public sealed class Db : IAsyncDisposable
                 ? new NpgsqlConnectionStringBuilder(connectionString).MaxAutoPrepare
                 : 100,
             AutoPrepareMinUsages = 2,
+            // Returning a connection to the pool sends no reset (a parsed multi-statement round of CLOSE ALL, UNLISTEN …
+            // on every open): Plugboard keeps no session state on pooled connections — request context is
+            // set_config(…, true), advisory locks are transaction-scoped, LISTEN has its own unpooled connection.
+            NoResetOnClose = true,
         }.ConnectionString);
         return builder.Build();
     }
