@@ -50,7 +50,7 @@ public static class DispatchBenchmark
         // The workers run as a real `plugboard worker` process, as in production; this process only drives and measures.
         // A warm-up drain first (not measured), so the figures are the steady state rather than the JIT's first seconds.
         using var worker = StartWorker(settings, keys, slots);
-        var warmup = BenchTools.Arg(args, "--warmup", 3000);
+        var warmup = BenchTools.Arg(args, "--warmup", 10_000);
         Console.WriteLine($"warm-up: {warmup} executions …");
         await QueueAsync(db, "ws_probe", probe, warmup);
         await WaitAsync(async () => await CountAsync(db, "ws_probe", "succeeded") == warmup);

@@ -175,7 +175,9 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
     private async Task<Target?> StartAsync(ExecutionJob.Payload payload, CancellationToken ct)
     {
         await using var connection = await db.Service.OpenConnectionAsync(ct);
-        return await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
+        // One implicit transaction whose commit does not wait for the WAL flush: losing a "running" mark in a crash is harmless.
+        await using var results = await connection.QueryMultipleAsync(new CommandDefinition(
+            JobQueue.NoFlushOnCommit + ";\n" +
             """
             WITH e AS (
                 UPDATE connector_executions
@@ -188,6 +190,8 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
               JOIN connectors c ON c.workspace_id = e.workspace_id AND c.id = e.connector_id
               LEFT JOIN workspace_api_credentials k ON k.workspace_id = c.workspace_id AND k.id = c.credential_id
             """, payload, cancellationToken: ct));
+        await results.ReadAsync();
+        return await results.ReadSingleOrDefaultAsync<Target>();
     }
 
     private sealed record Target(string Status, string Inputs, string Manifest, string ManifestVersion, string Config, Guid? CredentialId, string? EncryptedPayload);
