@@ -36,6 +36,23 @@ public sealed class RunnerTests
         Assert.Equal("/r?limit=2&offset=4", stub.Requests.ElementAt(2).PathAndQuery);
     }
 
+    [Theory]
+    [InlineData("application/json; charset=iso-8859-1", false)]
+    [InlineData("application/json", true)]
+    public async Task Bodies_are_read_by_their_charset_and_a_UTF8_byte_order_mark_is_skipped(string contentType, bool bom)
+    {
+        var encoding = contentType.Contains("iso-8859-1", StringComparison.Ordinal) ? System.Text.Encoding.Latin1 : System.Text.Encoding.UTF8;
+        var body = (bom ? System.Text.Encoding.UTF8.Preamble.ToArray() : []).Concat(encoding.GetBytes("""{"name":"Zoë Ångström"}""")).ToArray();
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/r", () => Results.Bytes(body, contentType)));
+        var result = await Engine.RunAsync(Single(stub.Url, """
+                request: { method: GET, path: /r }
+                extract: { items: "$.name" }
+            """));
+        Engine.Succeeded(result);
+        Assert.Equal("Zoë Ångström", (string?)result.Output!["items"]);
+        Assert.Equal(body.Length, result.Log.Single().Bytes);
+    }
+
     [Fact]
     public async Task Page_pagination_with_size_and_max_pages()
     {

@@ -597,10 +597,10 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         continue;
                     }
                     string text;
-                    long bytes;
+                    byte[] utf8;
                     try
                     {
-                        (text, bytes) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                        (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
                     }
                     catch (Exception ex)
                     {
@@ -613,7 +613,8 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         }
                         throw failure;
                     }
-                    var outcome = new HttpOutcome(status, url, text, ParseJson(text), RetryAfter(response), Links(response), auth?.Token, bytes);
+                    var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
+                    var outcome = new HttpOutcome(status, url, text, ParseJson(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
                     await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
                         request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
                     return outcome;
@@ -639,7 +640,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
         private static long Elapsed(long started) => (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
-        private static JToken? ParseJson(string text)
+        private static JToken? ParseJson(string text, byte[] utf8)
         {
             var span = text.AsSpan().TrimStart();
             if (span.Length == 0 || (span[0] != '{' && span[0] != '['))
@@ -648,14 +649,13 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             try
             {
-                return JsonInterop.Parse(text);
+                return JsonInterop.ParseUtf8(utf8);
             }
-            catch (Newtonsoft.Json.JsonException)
+            catch (System.Text.Json.JsonException)
             {
                 return new JValue(text);
             }
         }
-
         private static TimeSpan? RetryAfter(HttpResponseMessage response)
         {
             var header = response.Headers.RetryAfter;
@@ -674,8 +674,11 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         private static string[] Links(HttpResponseMessage response) =>
             response.Headers.TryGetValues("Link", out var values) ? [.. values] : [];
 
-        /// <summary>Buffers the body (decompressed) up to the size cap and decodes it by its charset (UTF-8 by default).</summary>
-        private async Task<(string Text, long Bytes)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        /// <summary>
+        /// Buffers the body (decompressed) up to the size cap; returns it as text (decoded by its charset, UTF-8 by
+        /// default) and as UTF-8 bytes for the JSON reader.
+        /// </summary>
+        private async Task<(string Text, byte[] Utf8)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
         {
             var max = _options.MaxResponseBytes;
             if (response.Content.Headers.ContentLength is { } length && length > max)
@@ -690,8 +693,16 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             {
                 throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
             }
+            var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
+            var charset = response.Content.Headers.ContentType?.CharSet?.Trim('"', ' ');
+            if (string.IsNullOrEmpty(charset) || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
+            {
+                var bom = bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? Encoding.UTF8.Preamble.Length : 0;
+                return (Encoding.UTF8.GetString(bytes, bom, bytes.Length - bom), bom == 0 ? bytes : bytes[bom..]);
+            }
+            // Other charsets: decoded as HttpContent does, and re-encoded for the JSON reader.
             var text = await response.Content.ReadAsStringAsync(token).ConfigureAwait(false);
-            return (text, response.Content.Headers.ContentLength ?? Encoding.UTF8.GetByteCount(text));
+            return (text, Encoding.UTF8.GetBytes(text));
         }
 
         private async ValueTask LogAsync(StepLogEntry entry)

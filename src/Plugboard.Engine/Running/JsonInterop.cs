@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
@@ -20,6 +21,77 @@ internal static class JsonInterop
         };
         var token = JToken.ReadFrom(reader, LoadSettings);
         return reader.Read() ? throw new JsonReaderException("Additional text after the JSON value.") : token;
+    }
+
+    private static readonly JsonReaderOptions Utf8Options = new() { CommentHandling = JsonCommentHandling.Skip, MaxDepth = 128 };
+
+    /// <summary>
+    /// Parses a UTF-8 response body into the same tokens <see cref="Parse"/> gives (integers as long, other numbers as
+    /// decimal, strings never read as dates, the last of duplicate names wins) with System.Text.Json's reader, which
+    /// is several times faster than Newtonsoft's on response bodies. Throws <see cref="System.Text.Json.JsonException"/>.
+    /// </summary>
+    public static JToken ParseUtf8(ReadOnlySpan<byte> utf8)
+    {
+        var reader = new Utf8JsonReader(utf8, Utf8Options);
+        var stack = new Stack<JContainer>();
+        string? name = null;
+        JToken? root = null;
+        while (reader.Read())
+        {
+            JToken? value = null;
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.PropertyName:
+                    name = reader.GetString();
+                    continue;
+                case JsonTokenType.StartObject:
+                    value = new JObject();
+                    break;
+                case JsonTokenType.StartArray:
+                    value = new JArray();
+                    break;
+                case JsonTokenType.EndObject:
+                case JsonTokenType.EndArray:
+                    stack.Pop();
+                    continue;
+                case JsonTokenType.String:
+                    value = new JValue(reader.GetString());
+                    break;
+                case JsonTokenType.Number:
+                    value = reader.TryGetInt64(out var l) ? new JValue(l)
+                        : reader.TryGetDecimal(out var m) ? new JValue(m)
+                        : new JValue(reader.GetDouble());
+                    break;
+                case JsonTokenType.True:
+                    value = new JValue(true);
+                    break;
+                case JsonTokenType.False:
+                    value = new JValue(false);
+                    break;
+                case JsonTokenType.Null:
+                    value = JValue.CreateNull();
+                    break;
+                default:
+                    continue;
+            }
+            switch (stack.Count == 0 ? null : stack.Peek())
+            {
+                case null:
+                    root = value;
+                    break;
+                case JObject obj:
+                    obj[name!] = value;
+                    break;
+                case JArray array:
+                    array.Add(value);
+                    break;
+            }
+            if (value is JContainer container)
+            {
+                stack.Push(container);
+            }
+        }
+        return root ?? throw new System.Text.Json.JsonException("Empty JSON document.");
     }
 
     public static JToken ToToken(JsonNode? node) => node is null ? JValue.CreateNull() : Parse(node.ToJsonString());

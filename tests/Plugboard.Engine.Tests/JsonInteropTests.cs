@@ -1,0 +1,42 @@
+using System.Text;
+using Newtonsoft.Json.Linq;
+using Plugboard.Engine.Running;
+
+namespace Plugboard.Engine.Tests;
+
+public sealed class JsonInteropTests
+{
+    [Theory]
+    [InlineData("""{"a":1,"b":[true,false,null],"c":{"d":"e"}}""")]
+    [InlineData("""[1, -2, 3.5, 1.0, 1e3, 12345678901234, 0.1]""")]
+    [InlineData("""{"when":"2024-05-01T10:00:00Z","id":"007","empty":{},"none":[]}""")]
+    [InlineData("""{"text":"line\nbreak \"quoted\" \u00e9 \ud83d\ude00 <>&"}""")]
+    [InlineData("""{"dup":1,"dup":2}""")]
+    [InlineData("""{"deep":[[[[{"x":[{"y":1}]}]]]]}""")]
+    [InlineData("""{"a":1} """)]
+    public void Response_bodies_read_with_the_UTF8_reader_give_the_same_tokens_as_the_text_reader(string json)
+    {
+        var fast = JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(json));
+        var text = JsonInterop.Parse(json);
+        Assert.True(JToken.DeepEquals(text, fast), $"{text.ToString(Newtonsoft.Json.Formatting.None)} != {fast.ToString(Newtonsoft.Json.Formatting.None)}");
+        // Same value types too: dates stay strings, integers are long, other numbers decimal.
+        Assert.Equal(
+            text.SelectTokens("$..*").OfType<JValue>().Select(v => v.Type),
+            fast.SelectTokens("$..*").OfType<JValue>().Select(v => v.Type));
+    }
+
+    [Theory]
+    [InlineData("""{"a":1""")]
+    [InlineData("""{"a":1} {"b":2}""")]
+    [InlineData("""{"a":,}""")]
+    [InlineData("")]
+    public void Malformed_bodies_are_rejected(string json) =>
+        Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(json)));
+
+    [Fact]
+    public void Nesting_beyond_the_depth_limit_is_rejected()
+    {
+        var deep = new string('[', 200) + new string(']', 200);
+        Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(deep)));
+    }
+}
