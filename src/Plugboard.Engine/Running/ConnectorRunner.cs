@@ -24,7 +24,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
     private readonly TemplateEngine _templates = new(options.MaxTemplateOutputChars);
 
     // Pipelines are stateless; building one (options validation, telemetry) costs more than a loopback request.
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, ResiliencePipeline<HttpOutcome>> _pipelines = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, StepRetry> _pipelines = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Manifest, JToken> _outputs = new();
 
     public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
@@ -210,7 +210,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             _model.Steps[step.Id] = result;
         }
 
-        private async Task<JObject> RunInstanceAsync(StepSpec step, ResiliencePipeline<HttpOutcome> pipeline, TemplateModel model, int? item)
+        private async Task<JObject> RunInstanceAsync(StepSpec step, StepRetry pipeline, TemplateModel model, int? item)
         {
             if (step.Paginate is not { } paginate)
             {
@@ -349,7 +349,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return result;
         }
 
-        private async Task<HttpOutcome> SendStepAsync(StepSpec step, ResiliencePipeline<HttpOutcome> pipeline, TemplateModel model,
+        private async Task<HttpOutcome> SendStepAsync(StepSpec step, StepRetry pipeline, TemplateModel model,
             List<KeyValuePair<string, string>>? extraQuery, Uri? explicitUrl, int? item, int? page)
         {
             var prepared = await PrepareAsync(step.Request, model, extraQuery, explicitUrl).ConfigureAwait(false);
@@ -495,7 +495,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return new RequestBody(Encoding.UTF8.GetBytes(await _templates.RenderAsync(body.Text ?? "", model).ConfigureAwait(false)), "text/plain; charset=utf-8");
         }
 
-        private async Task<HttpOutcome> SendWithAuthRetryAsync(PreparedRequest request, ResiliencePipeline<HttpOutcome> pipeline, LogContext context, TimeSpan timeout)
+        private async Task<HttpOutcome> SendWithAuthRetryAsync(PreparedRequest request, StepRetry pipeline, LogContext context, TimeSpan timeout)
         {
             var outcome = await SendAsync(request, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
             if (outcome.Status == 401 && outcome.AuthToken is not null && manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials")
@@ -506,12 +506,36 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return outcome;
         }
 
-        private async Task<HttpOutcome> SendAsync(PreparedRequest request, ResiliencePipeline<HttpOutcome> pipeline, LogContext context, TimeSpan timeout, bool applyAuth)
+        /// <summary>
+        /// The first attempt runs outside the retry pipeline, since most requests succeed at once; a retryable outcome
+        /// (or transient error) then enters Polly with that outcome as its first attempt, so Polly's delays (Retry-After,
+        /// backoff with jitter) and attempt limit apply exactly as if it had run every attempt.
+        /// </summary>
+        private async Task<HttpOutcome> SendAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth)
         {
+            HttpOutcome? first = null;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError = null;
+            try
+            {
+                first = await SendFollowingRedirectsAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
+                if (!retry.ShouldRetry(first, null))
+                {
+                    return first;
+                }
+            }
+            catch (Exception ex) when (retry.ShouldRetry(null, ex))
+            {
+                firstError = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
+            }
             var attempt = 0;
-            return await pipeline.ExecuteAsync(async token =>
+            return await retry.Pipeline.ExecuteAsync(async token =>
             {
                 var number = Interlocked.Increment(ref attempt);
+                if (number == 1)
+                {
+                    firstError?.Throw();
+                    return first!;
+                }
                 var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
                 return outcome with { Attempts = number };
             }, ct).ConfigureAwait(false);
@@ -717,26 +741,27 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
         }
 
-        private ResiliencePipeline<HttpOutcome> BuildPipeline(StepSpec? step) =>
+        private StepRetry BuildPipeline(StepSpec? step) =>
             runner._pipelines.GetValue(step ?? AuthPipelineKey, _ => CreatePipeline(step));
 
-        private ResiliencePipeline<HttpOutcome> CreatePipeline(StepSpec? step)
+        private StepRetry CreatePipeline(StepSpec? step)
         {
             var maxAttempts = step?.Retry?.MaxAttempts ?? _options.DefaultMaxAttempts;
             if (maxAttempts <= 1)
             {
-                return ResiliencePipeline<HttpOutcome>.Empty;
+                return new StepRetry(ResiliencePipeline<HttpOutcome>.Empty, static (_, _) => false);
             }
             var onStatus = step?.Retry?.OnStatus is { Count: > 0 } codes ? codes.ToHashSet() : null;
+            bool ShouldRetry(HttpOutcome? result, Exception? error) => error is not null
+                ? IsTransient(error)
+                : result is { } r && (onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500);
             var baseDelay = _options.RetryBaseDelay;
             var maxDelay = _options.MaxRetryDelay;
-            return new ResiliencePipelineBuilder<HttpOutcome>()
+            var pipeline = new ResiliencePipelineBuilder<HttpOutcome>()
                 .AddRetry(new RetryStrategyOptions<HttpOutcome>
                 {
                     MaxRetryAttempts = maxAttempts - 1,
-                    ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex
-                        ? IsTransient(ex)
-                        : args.Outcome.Result is { } r && (onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500)),
+                    ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Result, args.Outcome.Exception)),
                     DelayGenerator = args =>
                     {
                         if (args.Outcome.Result?.RetryAfter is { } retryAfter)
@@ -750,6 +775,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     MaxDelay = maxDelay,
                 })
                 .Build();
+            return new StepRetry(pipeline, ShouldRetry);
         }
 
         private static bool IsTransient(Exception ex) => ex switch
@@ -1012,6 +1038,9 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
     }
 
     private sealed record LogContext(string StepId, int? Page, int? Item);
+
+    /// <summary>A step's retry pipeline and the rule it retries by (stateless: built once per step).</summary>
+    private sealed record StepRetry(ResiliencePipeline<HttpOutcome> Pipeline, Func<HttpOutcome?, Exception?, bool> ShouldRetry);
 
     private sealed record RequestBody(byte[] Bytes, string ContentType);
 
