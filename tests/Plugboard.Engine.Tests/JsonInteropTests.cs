@@ -39,4 +39,19 @@ public sealed class JsonInteropTests
         var deep = new string('[', 200) + new string(']', 200);
         Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(deep)));
     }
+
+    [Fact]
+    public void Output_nodes_keep_values_and_read_as_any_numeric_type()
+    {
+        var token = JsonInterop.Parse("""{"n":42,"d":1.50,"s":"x","b":true,"z":null,"a":[1,{"k":"v"}],"big":123456789012345678901234567890}""");
+        var node = JsonInterop.ToNode(token)!;
+        Assert.Equal(42, (int)node["n"]!);
+        Assert.Equal(42.0, (double)node["n"]!);
+        Assert.Equal(1.5m, (decimal)node["d"]!);
+        Assert.Equal("x", (string?)node["s"]);
+        Assert.True((bool)node["b"]!);
+        Assert.Null(node["z"]);
+        Assert.Equal("v", (string?)node["a"]![1]!["k"]);
+        Assert.Equal(token.ToString(Newtonsoft.Json.Formatting.None), node.ToJsonString());
+    }
 }

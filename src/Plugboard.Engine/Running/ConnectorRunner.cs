@@ -386,7 +386,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
         // ---------------------------------------------------------------- requests
 
-        private async Task<PreparedRequest> PrepareAsync(RequestSpec spec, TemplateModel model, List<KeyValuePair<string, string>>? extraQuery, Uri? explicitUrl)
+        private async ValueTask<PreparedRequest> PrepareAsync(RequestSpec spec, TemplateModel model, List<KeyValuePair<string, string>>? extraQuery, Uri? explicitUrl)
         {
             var headers = new List<KeyValuePair<string, string>>(spec.Headers.Count);
             foreach (var (name, value) in spec.Headers)
@@ -471,7 +471,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return new Uri(builder.ToString());
         }
 
-        private async Task<RequestBody?> BodyAsync(BodySpec? body, TemplateModel model)
+        private async ValueTask<RequestBody?> BodyAsync(BodySpec? body, TemplateModel model)
         {
             if (body is null)
             {

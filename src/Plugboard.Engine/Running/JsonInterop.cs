@@ -99,7 +99,76 @@ internal static class JsonInterop
     public static JObject ToObject(JsonObject? node) => node is null ? [] : (JObject)Parse(node.ToJsonString());
 
     // Through text on purpose: parsed nodes are JsonElement-backed, so hosts can read numbers as any numeric type.
-    public static JsonNode? ToNode(JToken token) => token.Type == JTokenType.Null ? null : JsonNode.Parse(token.ToString(Formatting.None));
+    public static JsonNode? ToNode(JToken token)
+    {
+        if (token.Type == JTokenType.Null)
+        {
+            return null;
+        }
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            Write(writer, token);
+        }
+        return JsonNode.Parse(buffer.WrittenSpan);
+    }
+
+    private static void Write(Utf8JsonWriter writer, JToken token)
+    {
+        switch (token)
+        {
+            case JObject obj:
+                writer.WriteStartObject();
+                foreach (var property in obj.Properties())
+                {
+                    writer.WritePropertyName(property.Name);
+                    Write(writer, property.Value);
+                }
+                writer.WriteEndObject();
+                break;
+            case JArray array:
+                writer.WriteStartArray();
+                foreach (var item in array)
+                {
+                    Write(writer, item);
+                }
+                writer.WriteEndArray();
+                break;
+            case JValue value:
+                switch (value.Value)
+                {
+                    case null:
+                        writer.WriteNullValue();
+                        break;
+                    case string text:
+                        writer.WriteStringValue(text);
+                        break;
+                    case bool flag:
+                        writer.WriteBooleanValue(flag);
+                        break;
+                    case long l:
+                        writer.WriteNumberValue(l);
+                        break;
+                    case int i:
+                        writer.WriteNumberValue(i);
+                        break;
+                    case decimal m:
+                        writer.WriteNumberValue(m);
+                        break;
+                    case double d when double.IsFinite(d):
+                        writer.WriteNumberValue(d);
+                        break;
+                    default:
+                        // Dates, big integers, GUIDs, non-finite doubles …: exactly as Newtonsoft writes them.
+                        writer.WriteRawValue(value.ToString(Formatting.None), skipInputValidation: false);
+                        break;
+                }
+                break;
+            default:
+                writer.WriteRawValue(token.ToString(Formatting.None), skipInputValidation: false);
+                break;
+        }
+    }
 
     private sealed class CharPool : IArrayPool<char>
     {
