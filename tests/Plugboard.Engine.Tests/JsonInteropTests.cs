@@ -54,4 +54,40 @@ public sealed class JsonInteropTests
         Assert.Equal("v", (string?)node["a"]![1]!["k"]);
         Assert.Equal(token.ToString(Newtonsoft.Json.Formatting.None), node.ToJsonString());
     }
+
+    [Theory]
+    [InlineData("$")]
+    [InlineData("$.data")]
+    [InlineData("$.data[0].id")]
+    [InlineData("$.data[1].tags[0]")]
+    [InlineData("$.data[5].id")]
+    [InlineData("$.data.id")]
+    [InlineData("$.missing.deeper")]
+    [InlineData("$['odd key']")]
+    [InlineData("$.meta.next_cursor")]
+    [InlineData("$.meta.total")]
+    [InlineData("$.meta.nothing")]
+    [InlineData("$[0]")]
+    [InlineData("$.data[*].id")]
+    [InlineData("$..id")]
+    [InlineData("$.data[?(@.id == 'b')].id")]
+    [InlineData("$.dup")]
+    public void Simple_paths_read_from_the_element_select_what_Newtonsoft_selects(string path)
+    {
+        const string json = """{"data":[{"id":"a","n":1.5},{"id":"b","tags":["x"]}],"meta":{"next_cursor":null,"total":12},"odd key":true,"dup":1,"dup":2}""";
+        var expected = JsonInterop.Select(JsonInterop.Parse(json), path);
+        var element = JsonInterop.ParseElement(Encoding.UTF8.GetBytes(json));
+        var actual = JsonInterop.TrySelect(element, path, out var selected) ? selected : JsonInterop.Select(JsonInterop.ToToken(element), path);
+        Assert.True(JToken.DeepEquals(expected, actual), $"{path}: {expected.ToString(Newtonsoft.Json.Formatting.None)} != {actual.ToString(Newtonsoft.Json.Formatting.None)}");
+    }
+
+    [Theory]
+    [InlineData("$.data[*].id")]
+    [InlineData("$..id")]
+    [InlineData("$.a[0,1]")]
+    [InlineData("$.a.*")]
+    [InlineData("$[ 0 ]")]
+    [InlineData("data.id")]
+    public void Other_paths_are_left_to_the_JSONPath_library(string path) =>
+        Assert.False(JsonInterop.TrySelect(JsonInterop.ParseElement("{}"u8), path, out _));
 }

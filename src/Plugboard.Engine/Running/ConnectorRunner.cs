@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Newtonsoft.Json.Linq;
 using Plugboard.Engine.Manifests;
@@ -274,7 +275,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 switch (paginate.Type)
                 {
                     case "cursor":
-                        var next = outcome.Json is null ? null : JsonInterop.Select(outcome.Json, paginate.CursorPath!);
+                        var next = outcome.Select(paginate.CursorPath!);
                         var nextCursor = next is null or { Type: JTokenType.Null } ? null : next.ToString();
                         if (string.IsNullOrEmpty(nextCursor) || nextCursor == cursor)
                         {
@@ -290,7 +291,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         }
                         break;
                     case "next_url":
-                        var value = outcome.Json is null ? null : JsonInterop.Select(outcome.Json, paginate.NextUrlPath!);
+                        var value = outcome.Select(paginate.NextUrlPath!);
                         var text = value is null or { Type: JTokenType.Null } ? null : value.ToString();
                         if (string.IsNullOrWhiteSpace(text) || !Uri.TryCreate(outcome.Url, text, out var resolved) || resolved == outcome.Url)
                         {
@@ -344,7 +345,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             var result = new JObject();
             foreach (var (name, path) in step.Extract)
             {
-                result[name] = outcome.Json is null ? JValue.CreateNull() : JsonInterop.Select(outcome.Json, path);
+                result[name] = outcome.Select(path);
             }
             return result;
         }
@@ -361,9 +362,9 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 throw new RunFailedException($"Step '{step.Id}': {prepared.Method} {redactor.Redact(outcome.Url.ToString())} returned HTTP {outcome.Status}" +
                                              $"{(outcome.Attempts > 1 ? $" after {outcome.Attempts} attempts" : "")}: {redactor.RedactTruncated(outcome.Body, 300)}");
             }
-            if (step.ErrorWhen is not null && outcome.Json is not null)
+            if (step.ErrorWhen is not null && outcome.HasBody)
             {
-                var error = JsonInterop.Select(outcome.Json, step.ErrorWhen);
+                var error = outcome.Select(step.ErrorWhen);
                 if (IsErrorValue(error))
                 {
                     var message = error is JValue { Type: JTokenType.String } s ? (string)s! : error.ToString(Newtonsoft.Json.Formatting.None);
@@ -638,7 +639,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         throw failure;
                     }
                     var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
-                    var outcome = new HttpOutcome(status, url, text, ParseJson(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
+                    var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
                     await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
                         request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
                     return outcome;
@@ -664,22 +665,6 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
         private static long Elapsed(long started) => (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
-        private static JToken? ParseJson(string text, byte[] utf8)
-        {
-            var span = text.AsSpan().TrimStart();
-            if (span.Length == 0 || (span[0] != '{' && span[0] != '['))
-            {
-                return span.Length == 0 ? null : new JValue(text);
-            }
-            try
-            {
-                return JsonInterop.ParseUtf8(utf8);
-            }
-            catch (System.Text.Json.JsonException)
-            {
-                return new JValue(text);
-            }
-        }
         private static TimeSpan? RetryAfter(HttpResponseMessage response)
         {
             var header = response.Headers.RetryAfter;
@@ -1014,7 +999,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             var values = new JObject();
             foreach (var (name, path) in session.Extract)
             {
-                var value = outcome.Json is null ? JValue.CreateNull() : JsonInterop.Select(outcome.Json, path);
+                var value = outcome.Select(path);
                 if (value.Type == JTokenType.Null)
                 {
                     throw new RunFailedException($"Session login response has nothing at {path} (for session.{name}).");
@@ -1048,9 +1033,67 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
     private sealed record AuthMaterial(List<KeyValuePair<string, string>> Headers, List<KeyValuePair<string, string>> Query, string? Token);
 
-    private sealed record HttpOutcome(int Status, Uri Url, string Body, JToken? Json, TimeSpan? RetryAfter, string[] Link, string? AuthToken, long Bytes)
+    private sealed record HttpOutcome(int Status, Uri Url, string Body, ResponseBody Parsed, TimeSpan? RetryAfter, string[] Link, string? AuthToken, long Bytes)
     {
         public int Attempts { get; init; } = 1;
+
+        public bool HasBody => Parsed.HasBody;
+
+        /// <summary>The whole body as tokens (a string token when it is not JSON; null when empty).</summary>
+        public JToken? Json => Parsed.Token;
+
+        /// <summary>A JSONPath into the body: a path that can match several values yields an array, otherwise one value or null.</summary>
+        public JToken Select(string path) => Parsed.Select(path);
+    }
+
+    /// <summary>
+    /// A response body: JSON is kept as a System.Text.Json element, and simple paths ($.a.b[0]) are read from it
+    /// directly; the Newtonsoft tokens JSONPath's other forms need are built only when one of them is used.
+    /// </summary>
+    private sealed class ResponseBody
+    {
+        private readonly JsonElement? _element;
+        private JToken? _token;
+
+        private ResponseBody(JsonElement? element, JToken? token)
+        {
+            _element = element;
+            _token = token;
+        }
+
+        public bool HasBody => _element is not null || _token is not null;
+
+        public JToken? Token => _token ??= _element is { } element ? JsonInterop.ToToken(element) : null;
+
+        public static ResponseBody Read(string text, byte[] utf8)
+        {
+            var span = text.AsSpan().TrimStart();
+            if (span.Length == 0)
+            {
+                return new ResponseBody(null, null);
+            }
+            if (span[0] != '{' && span[0] != '[')
+            {
+                return new ResponseBody(null, new JValue(text));
+            }
+            try
+            {
+                return new ResponseBody(JsonInterop.ParseElement(utf8), null);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                return new ResponseBody(null, new JValue(text));
+            }
+        }
+
+        public JToken Select(string path)
+        {
+            if (_element is { } element && JsonInterop.TrySelect(element, path, out var selected))
+            {
+                return selected;
+            }
+            return Token is { } token ? JsonInterop.Select(token, path) : JValue.CreateNull();
+        }
     }
 }
 

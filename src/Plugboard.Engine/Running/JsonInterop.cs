@@ -26,72 +26,140 @@ internal static class JsonInterop
     private static readonly JsonReaderOptions Utf8Options = new() { CommentHandling = JsonCommentHandling.Skip, MaxDepth = 128 };
 
     /// <summary>
-    /// Parses a UTF-8 response body into the same tokens <see cref="Parse"/> gives (integers as long, other numbers as
-    /// decimal, strings never read as dates, the last of duplicate names wins) with System.Text.Json's reader, which
-    /// is several times faster than Newtonsoft's on response bodies. Throws <see cref="System.Text.Json.JsonException"/>.
+    /// Reads one UTF-8 JSON document (comments skipped, nesting up to 128, nothing after it) into an element that owns
+    /// its memory. Throws <see cref="System.Text.Json.JsonException"/>.
     /// </summary>
-    public static JToken ParseUtf8(ReadOnlySpan<byte> utf8)
+    public static JsonElement ParseElement(ReadOnlySpan<byte> utf8)
     {
         var reader = new Utf8JsonReader(utf8, Utf8Options);
-        var stack = new Stack<JContainer>();
-        string? name = null;
-        JToken? root = null;
-        while (reader.Read())
+        var element = JsonElement.ParseValue(ref reader);
+        return reader.Read() ? throw new System.Text.Json.JsonException("Additional text after the JSON value.") : element;
+    }
+
+    /// <summary>The same tokens <see cref="Parse"/> gives for this text, read with System.Text.Json's faster UTF-8 reader.</summary>
+    public static JToken ParseUtf8(ReadOnlySpan<byte> utf8) => ToToken(ParseElement(utf8));
+
+    /// <summary>
+    /// An element as Newtonsoft tokens, typed as <see cref="Parse"/> types them: integers as long, other numbers as
+    /// decimal (double beyond its range), strings never read as dates, the last of duplicate names wins.
+    /// </summary>
+    public static JToken ToToken(JsonElement element)
+    {
+        switch (element.ValueKind)
         {
-            JToken? value = null;
-            switch (reader.TokenType)
+            case JsonValueKind.Object:
+                var obj = new JObject();
+                foreach (var property in element.EnumerateObject())
+                {
+                    obj[property.Name] = ToToken(property.Value);
+                }
+                return obj;
+            case JsonValueKind.Array:
+                var array = new JArray();
+                foreach (var item in element.EnumerateArray())
+                {
+                    array.Add(ToToken(item));
+                }
+                return array;
+            case JsonValueKind.String:
+                return new JValue(element.GetString());
+            case JsonValueKind.Number:
+                return element.TryGetInt64(out var l) ? new JValue(l)
+                    : element.TryGetDecimal(out var m) ? new JValue(m)
+                    : new JValue(element.GetDouble());
+            case JsonValueKind.True:
+                return new JValue(true);
+            case JsonValueKind.False:
+                return new JValue(false);
+            default:
+                return JValue.CreateNull();
+        }
+    }
+
+    /// <summary>
+    /// Applies a JSONPath of the simple form <c>$</c>, <c>.name</c>, <c>['name']</c>, <c>[index]</c> straight to an
+    /// element, converting only what it selects; false for any other path (use <see cref="Select"/> on tokens). Gives
+    /// what Newtonsoft's SelectToken gives for such a path: the value, or null when nothing matches.
+    /// </summary>
+    public static bool TrySelect(JsonElement root, string path, out JToken result)
+    {
+        var segments = SimplePaths.GetOrAdd(path, ParseSimplePath);
+        if (segments is null)
+        {
+            result = JValue.CreateNull();
+            return false;
+        }
+        var current = root;
+        foreach (var (name, index) in segments)
+        {
+            if (name is not null
+                ? current.ValueKind != JsonValueKind.Object || !current.TryGetProperty(name, out current)
+                : current.ValueKind != JsonValueKind.Array || index >= current.GetArrayLength())
             {
-                case JsonTokenType.PropertyName:
-                    name = reader.GetString();
-                    continue;
-                case JsonTokenType.StartObject:
-                    value = new JObject();
-                    break;
-                case JsonTokenType.StartArray:
-                    value = new JArray();
-                    break;
-                case JsonTokenType.EndObject:
-                case JsonTokenType.EndArray:
-                    stack.Pop();
-                    continue;
-                case JsonTokenType.String:
-                    value = new JValue(reader.GetString());
-                    break;
-                case JsonTokenType.Number:
-                    value = reader.TryGetInt64(out var l) ? new JValue(l)
-                        : reader.TryGetDecimal(out var m) ? new JValue(m)
-                        : new JValue(reader.GetDouble());
-                    break;
-                case JsonTokenType.True:
-                    value = new JValue(true);
-                    break;
-                case JsonTokenType.False:
-                    value = new JValue(false);
-                    break;
-                case JsonTokenType.Null:
-                    value = JValue.CreateNull();
-                    break;
-                default:
-                    continue;
+                result = JValue.CreateNull();
+                return true;
             }
-            switch (stack.Count == 0 ? null : stack.Peek())
+            if (name is null)
             {
-                case null:
-                    root = value;
-                    break;
-                case JObject obj:
-                    obj[name!] = value;
-                    break;
-                case JArray array:
-                    array.Add(value);
-                    break;
-            }
-            if (value is JContainer container)
-            {
-                stack.Push(container);
+                current = current[index];
             }
         }
-        return root ?? throw new System.Text.Json.JsonException("Empty JSON document.");
+        result = ToToken(current);
+        return true;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string? Name, int Index)[]?> SimplePaths = new(StringComparer.Ordinal);
+
+    private static (string? Name, int Index)[]? ParseSimplePath(string path)
+    {
+        if (path.Length == 0 || path[0] != '$')
+        {
+            return null;
+        }
+        var segments = new List<(string?, int)>();
+        var i = 1;
+        while (i < path.Length)
+        {
+            if (path[i] == '.')
+            {
+                var start = ++i;
+                while (i < path.Length && (char.IsAsciiLetterOrDigit(path[i]) || path[i] is '_' or '-'))
+                {
+                    i++;
+                }
+                if (i == start || !(char.IsAsciiLetter(path[start]) || path[start] == '_'))
+                {
+                    return null;
+                }
+                segments.Add((path[start..i], 0));
+            }
+            else if (path[i] == '[' && i + 1 < path.Length && path[i + 1] is '\'' or '"')
+            {
+                var quote = path[i + 1];
+                var close = path.IndexOf(quote, i + 2);
+                if (close < 0 || close + 1 >= path.Length || path[close + 1] != ']' || path.AsSpan(i + 2, close - i - 2).IndexOfAny('\\', '*') >= 0)
+                {
+                    return null;
+                }
+                segments.Add((path[(i + 2)..close], 0));
+                i = close + 2;
+            }
+            else if (path[i] == '[')
+            {
+                var close = path.IndexOf(']', i);
+                if (close < 0 || !int.TryParse(path.AsSpan(i + 1, close - i - 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index))
+                {
+                    return null;
+                }
+                segments.Add((null, index));
+                i = close + 1;
+            }
+            else
+            {
+                return null;
+            }
+        }
+        return [.. segments];
     }
 
     public static JToken ToToken(JsonNode? node) => node is null ? JValue.CreateNull() : Parse(node.ToJsonString());
