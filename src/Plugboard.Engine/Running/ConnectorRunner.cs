@@ -58,6 +58,10 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         {
             return new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log));
         }
+        finally
+        {
+            run.DisposeSpareSources();
+        }
     }
 
     private static List<StepLogEntry> Snapshot(List<StepLogEntry> log)
@@ -355,7 +359,14 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         {
             var prepared = await PrepareAsync(step.Request, model, extraQuery, explicitUrl).ConfigureAwait(false);
             var context = new LogContext(step.Id, page, item);
-            var outcome = await SendWithAuthRetryAsync(prepared, pipeline, context, StepTimeout(step)).ConfigureAwait(false);
+            var timeout = StepTimeout(step);
+            var outcome = await SendAsync(prepared, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
+            if (outcome.Status == 401 && outcome.AuthToken is not null && manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials")
+            {
+                // The token was refused before its expiry: refresh once (one refresh at a time) and send again.
+                await PrepareAuthAsync(force: true, rejected: outcome.AuthToken).ConfigureAwait(false);
+                outcome = await SendAsync(prepared, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
+            }
             var expected = step.ExpectStatus is { Count: > 0 } codes ? codes.Contains(outcome.Status) : outcome.Status is >= 200 and < 300;
             if (!expected)
             {
@@ -496,17 +507,6 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return new RequestBody(Encoding.UTF8.GetBytes(await _templates.RenderAsync(body.Text ?? "", model).ConfigureAwait(false)), "text/plain; charset=utf-8");
         }
 
-        private async Task<HttpOutcome> SendWithAuthRetryAsync(PreparedRequest request, StepRetry pipeline, LogContext context, TimeSpan timeout)
-        {
-            var outcome = await SendAsync(request, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
-            if (outcome.Status == 401 && outcome.AuthToken is not null && manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials")
-            {
-                await PrepareAuthAsync(force: true, rejected: outcome.AuthToken).ConfigureAwait(false);
-                outcome = await SendAsync(request, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
-            }
-            return outcome;
-        }
-
         /// <summary>
         /// The first attempt runs outside the retry pipeline, since most requests succeed at once; a retryable outcome
         /// (or transient error) then enters Polly with that outcome as its first attempt, so Polly's delays (Retry-After,
@@ -518,7 +518,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError = null;
             try
             {
-                first = await SendFollowingRedirectsAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
+                first = await SendAttemptAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
                 if (!retry.ShouldRetry(first, null))
                 {
                     return first;
@@ -537,15 +537,44 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     firstError?.Throw();
                     return first!;
                 }
-                var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
+                var outcome = await SendAttemptAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
                 return outcome with { Attempts = number };
             }, ct).ConfigureAwait(false);
         }
 
-        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
+        private async Task<HttpOutcome> SendAttemptAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
         {
-            using var attemptCts = CancellationTokenSource.CreateLinkedTokenSource(token);
-            attemptCts.CancelAfter(timeout);
+            var attemptCts = RentAttemptSource(token);
+            try
+            {
+                attemptCts.CancelAfter(timeout);
+                return await SendFollowingRedirectsAsync(request, context, attempt, timeout, applyAuth, token, attemptCts).ConfigureAwait(false);
+            }
+            finally
+            {
+                ReturnAttemptSource(attemptCts, token);
+            }
+        }
+
+        // One spare attempt-timeout source per run, reset and reused (steps mostly run one request after another).
+        private CancellationTokenSource? _spareAttemptSource;
+
+        private CancellationTokenSource RentAttemptSource(CancellationToken token) =>
+            (token == ct ? Interlocked.Exchange(ref _spareAttemptSource, null) : null) ?? CancellationTokenSource.CreateLinkedTokenSource(token);
+
+        private void ReturnAttemptSource(CancellationTokenSource source, CancellationToken token)
+        {
+            if (token != ct || !source.TryReset() || Interlocked.CompareExchange(ref _spareAttemptSource, source, null) is not null)
+            {
+                source.Dispose();
+            }
+        }
+
+        public void DisposeSpareSources() => Interlocked.Exchange(ref _spareAttemptSource, null)?.Dispose();
+
+        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth,
+            CancellationToken token, CancellationTokenSource attemptCts)
+        {
             var method = request.Method;
             var body = request.Body;
             var url = request.Url;
