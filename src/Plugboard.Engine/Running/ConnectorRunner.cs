@@ -82,7 +82,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         private static readonly HashSet<string> Falsy = new(StringComparer.OrdinalIgnoreCase) { "", "false", "0", "null", "nil" };
         private readonly RunnerOptions _options = runner.Options;
         private readonly TemplateEngine _templates = runner.Templates;
-        private readonly SemaphoreSlim _authGate = new(1, 1);
+        private readonly Lazy<SemaphoreSlim> _authGate = new(() => new SemaphoreSlim(1, 1));
         private TemplateModel _model = null!;
         private Uri _baseUrl = null!;
         private string _basePath = "";
@@ -408,7 +408,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             var body = await BodyAsync(spec.Body, model).ConfigureAwait(false);
             if (explicitUrl is not null)
             {
-                return new PreparedRequest(new HttpMethod(spec.Method), explicitUrl, headers, body);
+                return new PreparedRequest(HttpMethod.Parse(spec.Method), explicitUrl, headers, body);
             }
             string url;
             if (spec.Url is not null)
@@ -453,7 +453,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 }
                 url = builder.ToString();
             }
-            return new PreparedRequest(new HttpMethod(spec.Method), ParseHttpUrl(url), headers, body);
+            return new PreparedRequest(HttpMethod.Parse(spec.Method), ParseHttpUrl(url), headers, body);
         }
 
         private Uri ParseHttpUrl(string url) =>
@@ -854,7 +854,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     return;
                 case "oauth2_client_credentials":
                 case "oauth2_refresh_token":
-                    await _authGate.WaitAsync(ct).ConfigureAwait(false);
+                    await _authGate.Value.WaitAsync(ct).ConfigureAwait(false);
                     try
                     {
                         var current = Volatile.Read(ref _auth);
@@ -873,7 +873,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     }
                     finally
                     {
-                        _authGate.Release();
+                        _authGate.Value.Release();
                     }
                     return;
                 default:
