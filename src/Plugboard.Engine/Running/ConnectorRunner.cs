@@ -210,7 +210,9 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             else
             {
-                result = await RunInstanceAsync(step, pipeline, _model, null).ConfigureAwait(false);
+                result = step.Paginate is null
+                    ? Extract(step, await SendStepAsync(step, pipeline, _model, null, null, null, null).ConfigureAwait(false))
+                    : await RunInstanceAsync(step, pipeline, _model, null).ConfigureAwait(false);
             }
             _model.Steps[step.Id] = result;
         }
@@ -518,7 +520,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError = null;
             try
             {
-                first = await SendAttemptAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
+                first = await SendFollowingRedirectsAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
                 if (!retry.ShouldRetry(first, null))
                 {
                     return first;
@@ -537,23 +539,9 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     firstError?.Throw();
                     return first!;
                 }
-                var outcome = await SendAttemptAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
+                var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
                 return outcome with { Attempts = number };
             }, ct).ConfigureAwait(false);
-        }
-
-        private async Task<HttpOutcome> SendAttemptAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
-        {
-            var attemptCts = RentAttemptSource(token);
-            try
-            {
-                attemptCts.CancelAfter(timeout);
-                return await SendFollowingRedirectsAsync(request, context, attempt, timeout, applyAuth, token, attemptCts).ConfigureAwait(false);
-            }
-            finally
-            {
-                ReturnAttemptSource(attemptCts, token);
-            }
         }
 
         // One spare attempt-timeout source per run, reset and reused (steps mostly run one request after another).
@@ -572,94 +560,56 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
         public void DisposeSpareSources() => Interlocked.Exchange(ref _spareAttemptSource, null)?.Dispose();
 
-        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth,
-            CancellationToken token, CancellationTokenSource attemptCts)
+        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
         {
-            var method = request.Method;
-            var body = request.Body;
-            var url = request.Url;
-            for (var hop = 0; ; hop++)
+            var attemptCts = RentAttemptSource(token);
+            try
             {
-                if (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps)
+                attemptCts.CancelAfter(timeout);
+                var method = request.Method;
+                var body = request.Body;
+                var url = request.Url;
+                for (var hop = 0; ; hop++)
                 {
-                    throw new RunFailedException($"Refusing to request '{redactor.Redact(url.ToString())}': only http and https URLs are allowed.");
-                }
-                var auth = applyAuth && MaySendCredentials(url) ? await CurrentAuthAsync().ConfigureAwait(false) : null;
-                var target = auth is { Query.Count: > 0 } ? AppendQuery(url, auth.Query) : url;
-                using var message = new HttpRequestMessage(method, target);
-                foreach (var (name, value) in request.Headers)
-                {
-                    if (!message.Headers.TryAddWithoutValidation(name, value) && body is not null)
+                    if (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps)
                     {
-                        continue;
+                        throw new RunFailedException($"Refusing to request '{redactor.Redact(url.ToString())}': only http and https URLs are allowed.");
                     }
-                }
-                if (auth is not null)
-                {
-                    foreach (var (name, value) in auth.Headers)
+                    var auth = applyAuth && MaySendCredentials(url) ? await CurrentAuthAsync().ConfigureAwait(false) : null;
+                    var target = auth is { Query.Count: > 0 } ? AppendQuery(url, auth.Query) : url;
+                    using var message = new HttpRequestMessage(method, target);
+                    foreach (var (name, value) in request.Headers)
                     {
-                        message.Headers.Remove(name);
-                        message.Headers.TryAddWithoutValidation(name, value);
-                    }
-                }
-                if (body is not null)
-                {
-                    message.Content = new ByteArrayContent(body.Bytes);
-                    var contentType = request.Headers.FirstOrDefault(h => h.Key.Equals("Content-Type", StringComparison.OrdinalIgnoreCase)).Value ?? body.ContentType;
-                    message.Content.Headers.TryAddWithoutValidation("Content-Type", contentType);
-                }
-                var started = Stopwatch.GetTimestamp();
-                var at = DateTimeOffset.UtcNow;
-                HttpResponseMessage response;
-                try
-                {
-                    response = await runner.Http.SendAsync(message, attemptCts.Token).ConfigureAwait(false);
-                }
-                catch (Exception ex)
-                {
-                    var failure = Translate(ex, attemptCts, token, timeout);
-                    await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), null, Elapsed(started), 0, attempt, null,
-                        redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
-                    if (ReferenceEquals(failure, ex))
-                    {
-                        throw;
-                    }
-                    throw failure;
-                }
-                using (response)
-                {
-                    var status = (int)response.StatusCode;
-                    if (status is 301 or 302 or 303 or 307 or 308 && response.Headers.Location is { } location)
-                    {
-                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
-                            null, context.Page, context.Item, At: at)).ConfigureAwait(false);
-                        if (hop >= _options.MaxRedirects)
+                        if (!message.Headers.TryAddWithoutValidation(name, value) && body is not null)
                         {
-                            throw new RunFailedException($"Too many redirects (more than {_options.MaxRedirects}) starting at {redactor.Redact(request.Url.ToString())}.");
+                            continue;
                         }
-                        var next = new Uri(url, location);
-                        if (request.SensitiveBody && !SameAuthority(next, url))
-                        {
-                            throw new RunFailedException($"Refusing to follow a redirect of a credential request from {url.Host} to {redactor.Redact(next.Host)}.");
-                        }
-                        if (status == 303 || (status is 301 or 302 && method == HttpMethod.Post))
-                        {
-                            method = status == 303 && method == HttpMethod.Head ? HttpMethod.Head : HttpMethod.Get;
-                            body = null;
-                        }
-                        url = next;
-                        continue;
                     }
-                    string text;
-                    byte[] utf8;
+                    if (auth is not null)
+                    {
+                        foreach (var (name, value) in auth.Headers)
+                        {
+                            message.Headers.Remove(name);
+                            message.Headers.TryAddWithoutValidation(name, value);
+                        }
+                    }
+                    if (body is not null)
+                    {
+                        message.Content = new ByteArrayContent(body.Bytes);
+                        var contentType = request.Headers.FirstOrDefault(h => h.Key.Equals("Content-Type", StringComparison.OrdinalIgnoreCase)).Value ?? body.ContentType;
+                        message.Content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+                    }
+                    var started = Stopwatch.GetTimestamp();
+                    var at = DateTimeOffset.UtcNow;
+                    HttpResponseMessage response;
                     try
                     {
-                        (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                        response = await runner.Http.SendAsync(message, attemptCts.Token).ConfigureAwait(false);
                     }
                     catch (Exception ex)
                     {
                         var failure = Translate(ex, attemptCts, token, timeout);
-                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), null, Elapsed(started), 0, attempt, null,
                             redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
                         if (ReferenceEquals(failure, ex))
                         {
@@ -667,12 +617,58 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         }
                         throw failure;
                     }
-                    var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
-                    var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
-                    await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
-                        request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
-                    return outcome;
+                    using (response)
+                    {
+                        var status = (int)response.StatusCode;
+                        if (status is 301 or 302 or 303 or 307 or 308 && response.Headers.Location is { } location)
+                        {
+                            await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                                null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                            if (hop >= _options.MaxRedirects)
+                            {
+                                throw new RunFailedException($"Too many redirects (more than {_options.MaxRedirects}) starting at {redactor.Redact(request.Url.ToString())}.");
+                            }
+                            var next = new Uri(url, location);
+                            if (request.SensitiveBody && !SameAuthority(next, url))
+                            {
+                                throw new RunFailedException($"Refusing to follow a redirect of a credential request from {url.Host} to {redactor.Redact(next.Host)}.");
+                            }
+                            if (status == 303 || (status is 301 or 302 && method == HttpMethod.Post))
+                            {
+                                method = status == 303 && method == HttpMethod.Head ? HttpMethod.Head : HttpMethod.Get;
+                                body = null;
+                            }
+                            url = next;
+                            continue;
+                        }
+                        string text;
+                        byte[] utf8;
+                        try
+                        {
+                            (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                        }
+                        catch (Exception ex)
+                        {
+                            var failure = Translate(ex, attemptCts, token, timeout);
+                            await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                                redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
+                            if (ReferenceEquals(failure, ex))
+                            {
+                                throw;
+                            }
+                            throw failure;
+                        }
+                        var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
+                        var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
+                            request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                        return outcome;
+                    }
                 }
+            }
+            finally
+            {
+                ReturnAttemptSource(attemptCts, token);
             }
         }
 
