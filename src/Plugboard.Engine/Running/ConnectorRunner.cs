@@ -530,6 +530,13 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             {
                 firstError = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
             }
+            return await RetryAsync(request, retry, context, timeout, applyAuth, first, firstError).ConfigureAwait(false);
+        }
+
+        // Separate from SendAsync so the closure Polly's callback needs is allocated only when a request is retried.
+        private async Task<HttpOutcome> RetryAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth,
+            HttpOutcome? first, System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError)
+        {
             var attempt = 0;
             return await retry.Pipeline.ExecuteAsync(async token =>
             {
