@@ -211,7 +211,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             else
             {
                 result = step.Paginate is null
-                    ? Extract(step, await SendStepAsync(step, pipeline, _model, null, null, null, null).ConfigureAwait(false))
+                    ? ExtractAndRelease(step, await SendStepAsync(step, pipeline, _model, null, null, null, null).ConfigureAwait(false))
                     : await RunInstanceAsync(step, pipeline, _model, null).ConfigureAwait(false);
             }
             _model.Steps[step.Id] = result;
@@ -221,8 +221,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         {
             if (step.Paginate is not { } paginate)
             {
-                var outcome = await SendStepAsync(step, pipeline, model, null, null, item, null).ConfigureAwait(false);
-                return Extract(step, outcome);
+                return ExtractAndRelease(step, await SendStepAsync(step, pipeline, model, null, null, item, null).ConfigureAwait(false));
             }
             var maxPages = Math.Min(paginate.MaxPages ?? _options.MaxPages, _options.MaxPages);
             var limit = paginate.Limit ?? paginate.Size;
@@ -346,7 +345,20 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return null;
         }
 
-        private JObject Extract(StepSpec step, HttpOutcome outcome)
+        /// <summary>Extracts, then hands the parsed body's pooled buffers back (nothing reads it afterwards).</summary>
+        private static JObject ExtractAndRelease(StepSpec step, HttpOutcome outcome)
+        {
+            try
+            {
+                return Extract(step, outcome);
+            }
+            finally
+            {
+                outcome.Parsed.Dispose();
+            }
+        }
+
+        private static JObject Extract(StepSpec step, HttpOutcome outcome)
         {
             var result = new JObject();
             foreach (var (name, path) in step.Extract)
@@ -1082,16 +1094,22 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
     /// A response body: JSON is kept as a System.Text.Json element, and simple paths ($.a.b[0]) are read from it
     /// directly; the Newtonsoft tokens JSONPath's other forms need are built only when one of them is used.
     /// </summary>
-    private sealed class ResponseBody
+    private sealed class ResponseBody : IDisposable
     {
+        private static readonly JsonDocumentOptions Options = new() { CommentHandling = JsonCommentHandling.Skip, MaxDepth = 128 };
+        private readonly JsonDocument? _document;
         private readonly JsonElement? _element;
         private JToken? _token;
 
-        private ResponseBody(JsonElement? element, JToken? token)
+        private ResponseBody(JsonDocument? document, JToken? token)
         {
-            _element = element;
+            _document = document;
+            _element = document?.RootElement;
             _token = token;
         }
+
+        /// <summary>Returns the document's pooled buffers; only for a body nothing reads any more (unreturned ones are simply collected).</summary>
+        public void Dispose() => _document?.Dispose();
 
         public bool HasBody => _element is not null || _token is not null;
 
@@ -1110,7 +1128,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             try
             {
-                return new ResponseBody(JsonInterop.ParseElement(utf8), null);
+                return new ResponseBody(JsonDocument.Parse(utf8, Options), null);
             }
             catch (System.Text.Json.JsonException)
             {
