@@ -50,7 +50,8 @@ public static class DispatchBenchmark
 
         // The workers run as a real `plugboard worker` process, as in production; this process only drives and measures.
         // A warm-up drain first (not measured), so the figures are the steady state rather than the JIT's first seconds.
-        using var worker = StartWorker(settings, keys, slots);
+        var workerHome = Directory.CreateTempSubdirectory("plugboard-bench-worker");
+        using var worker = StartWorker(settings, keys, slots, workerHome.FullName);
         var warmup = BenchTools.Arg(args, "--warmup", 10_000);
         Console.WriteLine($"warm-up: {warmup} executions …");
         await QueueAsync(db, "ws_probe", probe, warmup);
@@ -81,6 +82,7 @@ public static class DispatchBenchmark
         await WaitAsync(async () => await CountAsync(db, "ws_probe", "succeeded") == probes.Count);
         worker.Kill(entireProcessTree: true);
         await worker.WaitForExitAsync();
+        workerHome.Delete(recursive: true);
         var failed = await CountAsync(db, "ws_bulk", "failed");
         await using (var connection = await db.Service.OpenConnectionAsync())
         {
@@ -123,7 +125,7 @@ public static class DispatchBenchmark
         return failed == 0 ? 0 : 1;
     }
 
-    private static Process StartWorker(DatabaseSettings settings, KeyRing keys, int slots)
+    private static Process StartWorker(DatabaseSettings settings, KeyRing keys, int slots, string home)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "plugboard.dll"));
@@ -134,7 +136,7 @@ public static class DispatchBenchmark
         start.Environment["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32";
         start.Environment["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["PLUGBOARD_LOG_LEVEL"] = "Warning";
-        start.Environment["PLUGBOARD_HOME"] = Directory.CreateTempSubdirectory("plugboard-bench").FullName;
+        start.Environment["PLUGBOARD_HOME"] = home;
         foreach (var name in new[] { "DOTNET_PerfMapEnabled", "DOTNET_EnableWriteXorExecute", "DOTNET_gcServer", "DOTNET_GCgen0size", "DOTNET_TieredPGO", "DOTNET_TieredCompilation", "DOTNET_TC_CallCountThreshold" })
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
