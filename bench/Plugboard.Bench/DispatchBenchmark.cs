@@ -90,20 +90,10 @@ public static class DispatchBenchmark
                 "SELECT avg(duration_ms)::float8, percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)::float8 FROM connector_executions WHERE workspace_id = 'ws_bulk'");
             Console.WriteLine($"run time per execution inside the worker: avg {handled.Avg:F1} ms, p99 {handled.P99:F1} ms");
         }
-        var latencies = (await QueryLatenciesAsync(db, probes, committed)).Order().ToList();
-        await using (var connection = await db.Service.OpenConnectionAsync())
-        {
-            // Where the slowest probes fell in the drain (seconds after its first start), to line them up with other events.
-            var slowest = await connection.QueryAsync<(double At, double Ms, double InsertMs)>(
-                """
-                SELECT extract(epoch FROM t.committed - (SELECT min(started_at) FROM connector_executions WHERE workspace_id = 'ws_bulk'))::float8,
-                       extract(epoch FROM p.started_at - t.committed)::float8 * 1000,
-                       extract(epoch FROM t.committed - p.created_at)::float8 * 1000
-                  FROM connector_executions p JOIN unnest(@probes, @committed) AS t(id, committed) ON t.id = p.id
-                 ORDER BY 2 DESC LIMIT 5
-                """, new { probes, committed });
-            Console.WriteLine($"slowest probes (s into the drain: ms, ms its own insert took): {string.Join(", ", slowest.Select(s => $"{s.At:F2}: {s.Ms:F0} ({s.InsertMs:F0})"))}");
-        }
+        var probed = await QueryProbesAsync(db, probes, committed);
+        var latencies = probed.Select(p => p.Ms).Order().ToList();
+        // Where the slowest probes fell in the drain (seconds after its first start), to line them up with other events.
+        Console.WriteLine($"slowest probes (s into the drain: ms, ms its own insert took): {string.Join(", ", probed.OrderByDescending(p => p.Ms).Take(5).Select(p => $"{p.At:F2}: {p.Ms:F0} ({p.InsertMs:F0})"))}");
         var rate = total / drained.TotalSeconds;
 
         Console.WriteLine($"bare loop: queueing {total} executions …");
@@ -137,7 +127,7 @@ public static class DispatchBenchmark
         start.Environment["PLUGBOARD_WORKER_CONCURRENCY"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["PLUGBOARD_LOG_LEVEL"] = "Warning";
         start.Environment["PLUGBOARD_HOME"] = home;
-        foreach (var name in new[] { "DOTNET_PerfMapEnabled", "DOTNET_EnableWriteXorExecute", "DOTNET_gcServer", "DOTNET_GCgen0size", "DOTNET_TieredPGO", "DOTNET_TieredCompilation", "DOTNET_TC_CallCountThreshold" })
+        foreach (var name in new[] { "DOTNET_PerfMapEnabled", "DOTNET_EnableWriteXorExecute", "DOTNET_gcServer", "DOTNET_GCgen0size", "DOTNET_TieredPGO" })
         {
             if (Environment.GetEnvironmentVariable(name) is { } value)
             {
@@ -231,15 +221,18 @@ public static class DispatchBenchmark
         return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM connector_executions WHERE workspace_id = @workspaceId AND status = @status", new { workspaceId, status });
     }
 
-    private static async Task<IEnumerable<double>> QueryLatenciesAsync(Db db, List<Guid> probes, List<DateTime> committed)
+    /// <summary>Per probe: when it was queued (s after the drain's first start), its queued→running latency and how long its own insert took (ms).</summary>
+    private static async Task<List<(double At, double Ms, double InsertMs)>> QueryProbesAsync(Db db, List<Guid> probes, List<DateTime> committed)
     {
         await using var connection = await db.Service.OpenConnectionAsync();
-        return await connection.QueryAsync<double>(
+        return (await connection.QueryAsync<(double At, double Ms, double InsertMs)>(
             """
-            SELECT extract(epoch FROM p.started_at - t.committed)::float8 * 1000
+            SELECT extract(epoch FROM t.committed - (SELECT min(started_at) FROM connector_executions WHERE workspace_id = 'ws_bulk'))::float8,
+                   extract(epoch FROM p.started_at - t.committed)::float8 * 1000,
+                   extract(epoch FROM t.committed - p.created_at)::float8 * 1000
               FROM connector_executions p JOIN unnest(@probes, @committed) AS t(id, committed) ON t.id = p.id
              WHERE p.started_at IS NOT NULL
-            """, new { probes, committed });
+            """, new { probes, committed })).AsList();
     }
 
     private static async Task WaitAsync(Func<Task<bool>> condition)

@@ -16,7 +16,7 @@ public sealed class JsonInteropTests
     [InlineData("""{"a":1} """)]
     public void Response_bodies_read_with_the_UTF8_reader_give_the_same_tokens_as_the_text_reader(string json)
     {
-        var fast = JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(json));
+        var fast = JsonInterop.ToToken(JsonInterop.ParseDocument(Encoding.UTF8.GetBytes(json)).RootElement);
         var text = JsonInterop.Parse(json);
         Assert.True(JToken.DeepEquals(text, fast), $"{text.ToString(Newtonsoft.Json.Formatting.None)} != {fast.ToString(Newtonsoft.Json.Formatting.None)}");
         // Same value types too: dates stay strings, integers are long, other numbers decimal.
@@ -31,13 +31,13 @@ public sealed class JsonInteropTests
     [InlineData("""{"a":,}""")]
     [InlineData("")]
     public void Malformed_bodies_are_rejected(string json) =>
-        Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(json)));
+        Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseDocument(Encoding.UTF8.GetBytes(json)));
 
     [Fact]
     public void Nesting_beyond_the_depth_limit_is_rejected()
     {
         var deep = new string('[', 200) + new string(']', 200);
-        Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseUtf8(Encoding.UTF8.GetBytes(deep)));
+        Assert.ThrowsAny<System.Text.Json.JsonException>(() => JsonInterop.ParseDocument(Encoding.UTF8.GetBytes(deep)));
     }
 
     [Fact]
@@ -76,7 +76,7 @@ public sealed class JsonInteropTests
     {
         const string json = """{"data":[{"id":"a","n":1.5},{"id":"b","tags":["x"]}],"meta":{"next_cursor":null,"total":12},"odd key":true,"dup":1,"dup":2}""";
         var expected = JsonInterop.Select(JsonInterop.Parse(json), path);
-        var element = JsonInterop.ParseElement(Encoding.UTF8.GetBytes(json));
+        var element = JsonInterop.ParseDocument(Encoding.UTF8.GetBytes(json)).RootElement;
         var actual = JsonInterop.TrySelect(element, path, out var selected) ? selected : JsonInterop.Select(JsonInterop.ToToken(element), path);
         Assert.True(JToken.DeepEquals(expected, actual), $"{path}: {expected.ToString(Newtonsoft.Json.Formatting.None)} != {actual.ToString(Newtonsoft.Json.Formatting.None)}");
     }
@@ -89,5 +89,5 @@ public sealed class JsonInteropTests
     [InlineData("$[ 0 ]")]
     [InlineData("data.id")]
     public void Other_paths_are_left_to_the_JSONPath_library(string path) =>
-        Assert.False(JsonInterop.TrySelect(JsonInterop.ParseElement("{}"u8), path, out _));
+        Assert.False(JsonInterop.TrySelect(JsonInterop.ParseDocument("{}"u8.ToArray()).RootElement, path, out _));
 }

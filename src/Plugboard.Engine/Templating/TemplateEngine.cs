@@ -74,7 +74,7 @@ public sealed class TemplateModel
 
         public bool TryGetValue(string name, out FluidValue value)
         {
-            value = name switch
+            FluidValue? found = name switch
             {
                 "inputs" => model.InputsValue,
                 "config" => model.ConfigValue,
@@ -85,9 +85,10 @@ public sealed class TemplateModel
                 "item" => model.ItemValue,
                 "index" => model.Index is { } i ? NumberValue.Create(i) : NilValue.Instance,
                 "now" => model.NowValue,
-                _ => NilValue.Instance,
+                _ => null,
             };
-            return !ReferenceEquals(value, NilValue.Instance) || Array.IndexOf(Names, name) >= 0;
+            value = found ?? NilValue.Instance;
+            return found is not null;
         }
     }
 
