@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Plugboard.Engine.Manifests;
 using Plugboard.Engine.Running;
+using Plugboard.Testing;
 
 namespace Plugboard.Engine.Tests;
 
@@ -195,5 +196,39 @@ public sealed class ManifestTests
         Assert.Contains("missing required input 'query'", result.Error);
         Assert.Contains("'limit' must be integer", result.Error);
         Assert.Empty(result.Log);
+    }
+
+    [Fact]
+    public void Yaml_anchors_and_aliases_are_refused_before_anything_expands()
+    {
+        var result = ManifestParser.Parse(HostileInput.AliasBomb());
+        Assert.True(result.Refused);
+        var issue = Assert.Single(result.Issues);
+        Assert.Equal("/a0", issue.Pointer);
+        Assert.Equal(3, issue.Line);
+        Assert.Contains("Anchors", issue.Message, StringComparison.Ordinal);
+        Assert.Null(result.Json);
+        // A plain alias (without the anchor being reached first, e.g. a forward reference) is refused too.
+        var alias = ManifestParser.Parse("version: 1\nbase_url: *x\n");
+        Assert.True(alias.Refused);
+        Assert.Contains("Aliases", Assert.Single(alias.Issues).Message, StringComparison.Ordinal);
+        Assert.Throws<FormatException>(() => ManifestParser.ReadDocument(HostileInput.AliasBomb()));
+    }
+
+    [Fact]
+    public void Manifest_size_depth_and_node_count_are_capped()
+    {
+        var deep = ManifestParser.Parse("version: 1\nsteps: " + new string('[', 100) + new string(']', 100) + "\n");
+        Assert.True(deep.Refused);
+        Assert.Contains("deeper than 64", Assert.Single(deep.Issues).Message, StringComparison.Ordinal);
+        var wide = ManifestParser.Parse("version: 1\nsteps: [" + string.Join(",", Enumerable.Repeat("1", ManifestLimits.MaxNodes + 1)) + "]\n");
+        Assert.True(wide.Refused);
+        Assert.StartsWith("/steps/", Assert.Single(wide.Issues).Pointer, StringComparison.Ordinal);
+        var large = ManifestParser.Parse("version: 1\n#" + new string('x', ManifestLimits.MaxTextChars) + "\n");
+        Assert.True(large.Refused);
+        Assert.Contains("more than the limit", Assert.Single(large.Issues).Message, StringComparison.Ordinal);
+        // Within the limits, nothing changes.
+        Assert.False(ManifestParser.Parse(Valid).Refused);
+        Assert.Empty(ManifestParser.Parse(Valid).Issues);
     }
 }

@@ -73,6 +73,25 @@ public sealed class ManifestToolingTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task An_alias_bomb_is_refused_with_a_pointer_by_the_api_and_the_cli()
+    {
+        var bomb = Plugboard.Testing.HostileInput.AliasBomb();
+        var user = await server.NewUserAsync();
+        var problem = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = bomb })).AssertProblemAsync(422);
+        Assert.EndsWith(":manifest-refused", problem.GetProperty("type").GetString(), StringComparison.Ordinal);
+        Assert.Equal("/manifest/a0", problem.GetProperty("pointer").GetString());
+        Assert.Equal(3, problem.GetProperty("line").GetInt32());
+        var file = Path.Combine(server.TestHome, "bomb.yaml");
+        await File.WriteAllTextAsync(file, bomb);
+        var (exit, output) = await PlugboardAsync("manifest", "validate", file);
+        Assert.Equal(1, exit);
+        Assert.Contains($"{file}:3:", output, StringComparison.Ordinal);
+        Assert.Contains("Anchors", output, StringComparison.Ordinal);
+        // The server is still well and answers the next request.
+        await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = TestManifests.Minimal() })).AssertStatusAsync(200);
+    }
+
+    [Fact]
     public async Task The_json_schema_is_served_for_editors()
     {
         using var anonymous = server.Client(null);

@@ -5,12 +5,15 @@ using System.Text.RegularExpressions;
 using Newtonsoft.Json.Linq;
 using Plugboard.Engine.Templating;
 using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
+using YamlDotNet.Core.Events;
 
 namespace Plugboard.Engine.Manifests;
 
 public sealed record ManifestParseResult(Manifest? Manifest, IReadOnlyList<ManifestIssue> Issues, JsonNode? Json)
 {
+    /// <summary>The text was refused before it was read whole: it exceeds <see cref="ManifestLimits"/> or uses anchors/aliases.</summary>
+    public bool Refused { get; init; }
+
     public bool IsValid => Manifest is not null && Issues.Count == 0;
 }
 
@@ -30,6 +33,10 @@ public static partial class ManifestParser
         try
         {
             json = YamlToJson.Convert(text, marks);
+        }
+        catch (ManifestLimitException limit)
+        {
+            return Fail(new ManifestIssue(limit.Pointer, limit.Message, (int)limit.Start.Line, (int)limit.Start.Column)) with { Refused = true };
         }
         catch (YamlException yaml)
         {
@@ -65,6 +72,21 @@ public static partial class ManifestParser
             }
         }
         return Validate(json, pointer => FindMark(marks, prefix + pointer));
+    }
+
+    /// <summary>A YAML or JSON document as JSON, under the same limits as a manifest (no anchors or aliases, bounded size,
+    /// depth and node count); a <see cref="FormatException"/> says what is wrong and where.</summary>
+    public static JsonNode? ReadDocument(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        try
+        {
+            return YamlToJson.Convert(text, new Dictionary<string, Mark>(StringComparer.Ordinal));
+        }
+        catch (YamlException yaml)
+        {
+            throw new FormatException($"line {yaml.Start.Line}, column {yaml.Start.Column}: {yaml.InnerException?.Message ?? yaml.Message}", yaml);
+        }
     }
 
     /// <summary>Validates a manifest already held as JSON (e.g. stored in the database).</summary>
@@ -805,58 +827,114 @@ public static partial class ManifestParser
 
     internal static string Escape(string key) => key.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
 
-    /// <summary>YAML (or JSON, which is YAML) to JSON nodes, recording each node's line and column by JSON pointer.</summary>
+    /// <summary>
+    /// YAML (or JSON, which is YAML) to JSON nodes in one pass over the parser's events, recording each node's line and
+    /// column by JSON pointer. Anchors and aliases are refused (an alias would make one node count many times: the
+    /// "billion laughs"), and nesting depth and node count are capped, so any input is refused in bounded time and memory.
+    /// </summary>
     private static partial class YamlToJson
     {
+        private sealed class Frame(JsonNode container, string pointer)
+        {
+            public JsonNode Container { get; } = container;
+            public string Pointer { get; } = pointer;
+            public string? Key { get; set; }
+            public int Index { get; set; }
+        }
+
         public static JsonNode? Convert(string text, Dictionary<string, Mark> marks)
         {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(text));
-            if (stream.Documents.Count == 0)
+            if (text.Length > ManifestLimits.MaxTextChars)
             {
-                return null;
+                throw new ManifestLimitException(Start, "", $"The manifest is {text.Length} characters long, more than the limit of {ManifestLimits.MaxTextChars}.");
             }
-            if (stream.Documents.Count > 1)
+            var parser = new Parser(new StringReader(text));
+            var stack = new Stack<Frame>();
+            JsonNode? root = null;
+            var documents = 0;
+            var nodes = 0;
+            while (parser.MoveNext())
             {
-                throw new YamlException(stream.Documents[1].RootNode.Start, stream.Documents[1].RootNode.End, "Expected a single YAML document.");
-            }
-            return Node(stream.Documents[0].RootNode, "", marks);
-        }
-
-        private static JsonNode? Node(YamlNode node, string ptr, Dictionary<string, Mark> marks)
-        {
-            marks[ptr] = new Mark((int)node.Start.Line, (int)node.Start.Column);
-            switch (node)
-            {
-                case YamlMappingNode map:
-                    var obj = new JsonObject();
-                    foreach (var (keyNode, valueNode) in map.Children)
-                    {
-                        var key = keyNode is YamlScalarNode k ? k.Value ?? "" : keyNode.ToString();
-                        var childPtr = $"{ptr}/{Escape(key)}";
-                        if (obj.ContainsKey(key))
+                var current = parser.Current!;
+                switch (current)
+                {
+                    case DocumentStart when ++documents > 1:
+                        throw new YamlException(current.Start, current.End, "Expected a single YAML document.");
+                    case AnchorAlias:
+                        throw new ManifestLimitException(current.Start, PointerOf(stack), "Aliases are not supported in manifests: write the value out in full.");
+                    case NodeEvent { Anchor.IsEmpty: false }:
+                        throw new ManifestLimitException(current.Start, PointerOf(stack), "Anchors (&name) are not supported in manifests: write the value out in full.");
+                    case MappingEnd or SequenceEnd:
+                        var done = stack.Pop();
+                        if (stack.Count == 0)
                         {
-                            throw new YamlException(keyNode.Start, keyNode.End, $"Duplicate key '{key}'.");
+                            root = done.Container;
                         }
-                        obj[key] = Node(valueNode, childPtr, marks);
-                    }
-                    return obj;
-                case YamlSequenceNode seq:
-                    var array = new JsonArray();
-                    var i = 0;
-                    foreach (var child in seq.Children)
+                        continue;
+                    case Scalar key when stack.TryPeek(out var map) && map.Container is JsonObject && map.Key is null:
+                        map.Key = key.Value ?? "";
+                        if (((JsonObject)map.Container).ContainsKey(map.Key))
+                        {
+                            throw new YamlException(current.Start, current.End, $"Duplicate key '{map.Key}'.");
+                        }
+                        continue;
+                    case MappingStart or SequenceStart when stack.TryPeek(out var parent) && parent.Container is JsonObject && parent.Key is null:
+                        throw new YamlException(current.Start, current.End, "Mapping keys must be plain values.");
+                }
+                if (current is not (Scalar or MappingStart or SequenceStart))
+                {
+                    continue;
+                }
+                if (++nodes > ManifestLimits.MaxNodes)
+                {
+                    throw new ManifestLimitException(current.Start, PointerOf(stack), $"The manifest has more than {ManifestLimits.MaxNodes} values.");
+                }
+                var pointer = PointerOf(stack);
+                stack.TryPeek(out var owner);
+                marks[pointer] = new Mark((int)current.Start.Line, (int)current.Start.Column);
+                JsonNode? node = current switch
+                {
+                    Scalar scalar => ScalarValue(scalar),
+                    MappingStart => new JsonObject(),
+                    _ => new JsonArray(),
+                };
+                if (owner is not null)
+                {
+                    if (owner.Container is JsonObject obj)
                     {
-                        array.Add(Node(child, $"{ptr}/{i++}", marks));
+                        obj[owner.Key!] = node;
+                        owner.Key = null;
                     }
-                    return array;
-                case YamlScalarNode scalar:
-                    return Scalar(scalar);
-                default:
-                    throw new YamlException(node.Start, node.End, "Aliases and anchors are not supported in manifests.");
+                    else
+                    {
+                        ((JsonArray)owner.Container).Add(node);
+                        owner.Index++;
+                    }
+                }
+                if (current is MappingStart or SequenceStart)
+                {
+                    if (stack.Count >= ManifestLimits.MaxDepth)
+                    {
+                        throw new ManifestLimitException(current.Start, pointer, $"The manifest nests deeper than {ManifestLimits.MaxDepth} levels.");
+                    }
+                    stack.Push(new Frame(node!, pointer));
+                }
+                else if (owner is null)
+                {
+                    root = node;
+                }
             }
+            return root;
         }
 
-        private static JsonNode? Scalar(YamlScalarNode scalar)
+        private static readonly YamlDotNet.Core.Mark Start = new(0, 1, 1);
+
+        /// <summary>Where the next value of the innermost open mapping or sequence would go.</summary>
+        private static string PointerOf(Stack<Frame> stack) =>
+            !stack.TryPeek(out var owner) ? ""
+            : owner.Container is JsonObject ? $"{owner.Pointer}/{Escape(owner.Key ?? "")}" : $"{owner.Pointer}/{owner.Index}";
+
+        private static JsonNode? ScalarValue(Scalar scalar)
         {
             var value = scalar.Value ?? "";
             var tag = scalar.Tag.IsEmpty ? null : scalar.Tag.Value;

@@ -20,7 +20,8 @@ public static class ManifestsApi
         v1.MapPost("/manifests/validate", (ValidateManifestRequest body) => TypedResults.Ok(Validate(body.Manifest))).WithTags("Manifests").Produces<ManifestValidation>();
     }
 
-    /// <summary>The manifest as a YAML/JSON string, or as a JSON object.</summary>
+    /// <summary>The manifest as a YAML/JSON string, or as a JSON object. A document refused for its size or shape (an alias,
+    /// an anchor, too deep, too many values) answers 422; any other issue is listed in a 200 answer.</summary>
     public static ManifestValidation Validate(JsonElement manifest)
     {
         var result = manifest.ValueKind switch
@@ -29,6 +30,12 @@ public static class ManifestsApi
             JsonValueKind.Object => ManifestParser.Parse(JsonNode.Parse(manifest.GetRawText())!),
             _ => throw Problems.Invalid("manifest must be a YAML or JSON string, or a JSON object.", "/manifest"),
         };
+        if (result.Refused)
+        {
+            var issue = result.Issues[0];
+            throw new ProblemException(422, "manifest-refused", "Manifest refused", issue.Message,
+                new Dictionary<string, object?> { ["pointer"] = $"/manifest{issue.Pointer}", ["line"] = issue.Line, ["column"] = issue.Column });
+        }
         return new ManifestValidation(result.Issues.Count == 0, result.Issues.Select(i => new ManifestProblem(i.Pointer, i.Line, i.Column, i.Message)).ToList());
     }
 }

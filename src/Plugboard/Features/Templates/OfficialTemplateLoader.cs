@@ -4,7 +4,6 @@ using Dapper;
 using Plugboard.Data;
 using Plugboard.Engine.Manifests;
 using Plugboard.Http;
-using YamlDotNet.Serialization;
 
 namespace Plugboard.Features.Templates;
 
@@ -23,13 +22,19 @@ public static class OfficialTemplateLoader
         {
             return [];
         }
-        var deserializer = new DeserializerBuilder().WithAttemptingUnquotedStringTypeDeserialization().Build();
         var templates = new List<TemplateFile>();
         foreach (var path in Directory.EnumerateFiles(directory, "*.yaml").Order(StringComparer.Ordinal))
         {
-            var yaml = deserializer.Deserialize<object>(File.ReadAllText(path));
-            var node = JsonSerializer.SerializeToNode(yaml) as JsonObject
-                ?? throw new InvalidOperationException($"{path}: a template file must be a YAML mapping.");
+            JsonObject node;
+            try
+            {
+                node = ManifestParser.ReadDocument(File.ReadAllText(path)) as JsonObject
+                    ?? throw new InvalidOperationException($"{path}: a template file must be a YAML mapping.");
+            }
+            catch (FormatException ex)
+            {
+                throw new InvalidOperationException($"{path}: {ex.Message}", ex);
+            }
             var body = node.Deserialize<TemplateWriteRequest>(ApiJson.Options)
                 ?? throw new InvalidOperationException($"{path}: empty template.");
             var issues = LiteralSecretScanner.Scan(node["manifest"]);
