@@ -34,7 +34,8 @@ var run = new Command("run", "Run a manifest locally, without a server or databa
 };
 run.SetAction(async (parse, ct) =>
 {
-    var ssrf = ConnectorEngine.SsrfOptionsFrom(parse.GetValue(allowOption) ?? Environment.GetEnvironmentVariable("PLUGBOARD_OUTBOUND_ALLOW"));
+    var ssrf = ConnectorEngine.SsrfOptionsFrom(parse.GetValue(allowOption) ?? Environment.GetEnvironmentVariable("PLUGBOARD_OUTBOUND_ALLOW"),
+        Environment.GetEnvironmentVariable("PLUGBOARD_OUTBOUND_PROXY"));
     using var http = new HttpClient(Plugboard.Engine.Net.SsrfGuard.CreateHandler(ssrf)) { Timeout = Timeout.InfiniteTimeSpan };
     return await LocalRun.RunAsync(parse.GetValue(manifestFile)!, parse.GetValue(inputOption) ?? [], parse.GetValue(configOption) ?? [],
         parse.GetValue(credentialsOption), http, ConnectorEngine.RunnerOptionsFrom(Configuration()), ct);

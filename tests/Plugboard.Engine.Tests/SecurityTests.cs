@@ -146,6 +146,39 @@ public sealed class SecurityTests
         Assert.Empty(stub.Requests);
     }
 
+    [Fact]
+    public async Task The_tenant_is_not_told_which_internal_address_a_name_resolved_to_but_the_operator_is()
+    {
+        await using var stub = await Elsewhere();
+        var seen = new List<string>();
+        using var client = new HttpClient(SsrfGuard.CreateHandler(new SsrfOptions { OnBlocked = (host, address, reason) => seen.Add($"{host} {address} {reason}") }));
+        var ex = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync($"http://localhost:{stub.Port}/x"));
+        var blocked = Assert.IsType<SsrfBlockedException>(ex.InnerException);
+        Assert.Contains("'localhost'", blocked.Message, StringComparison.Ordinal);
+        Assert.Contains("not allowed", blocked.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("127.0.0.1", blocked.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("::1", blocked.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("loopback", blocked.Message, StringComparison.Ordinal);
+        var logged = Assert.Single(seen);
+        Assert.Matches(@"^localhost (127\.0\.0\.1|::1) loopback$", logged);
+        Assert.Empty(stub.Requests);
+    }
+
+    [Fact]
+    public async Task An_explicit_proxy_gets_only_requests_whose_target_passed_the_guard()
+    {
+        await using var proxy = await Stub.StartAsync(app => app.MapGet("/{**rest}", () => Results.Json(new { via = "proxy" })));
+        using var client = new HttpClient(SsrfGuard.CreateHandler(SsrfOptions.FromList("127.0.0.2/32", new Uri(proxy.Url))));
+        // A blocked target is refused before anything reaches the proxy.
+        var ex = await Assert.ThrowsAsync<SsrfBlockedException>(() => client.GetAsync("http://10.1.2.3/latest/meta-data/"));
+        Assert.Contains("'10.1.2.3'", ex.Message, StringComparison.Ordinal);
+        Assert.Empty(proxy.Requests);
+        // An allowed target goes through the proxy (absolute-form request), not to the target directly.
+        var answer = await client.GetStringAsync("http://127.0.0.2:9/through");
+        Assert.Contains("proxy", answer, StringComparison.Ordinal);
+        Assert.Equal("/through", Assert.Single(proxy.Requests).PathAndQuery);
+    }
+
     [Theory]
     [InlineData("10.0.0.1")]
     [InlineData("169.254.169.254")]
@@ -165,11 +198,12 @@ public sealed class SecurityTests
     public void Address_checks_cover_mapped_and_special_ranges()
     {
         var none = new SsrfOptions();
-        foreach (var blocked in new[] { "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2001:db8::1", "198.51.100.7", "64:ff9b::7f00:1" })
+        foreach (var blocked in new[] { "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2001:db8::1", "198.51.100.7", "64:ff9b::7f00:1",
+                     "2002:7f00:1::1", "2002:a00:1::", "2002:a9fe:a9fe::1", "64:ff9b:1::808:808", "64:ff9b:1:ffff::1", "::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe" })
         {
             Assert.NotNull(SsrfGuard.Check(IPAddress.Parse(blocked), none));
         }
-        foreach (var open in new[] { "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8" })
+        foreach (var open in new[] { "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "2002:808:808::1", "64:ff9b::808:808", "::ffff:0:808:808" })
         {
             Assert.Null(SsrfGuard.Check(IPAddress.Parse(open), none));
         }
@@ -197,8 +231,8 @@ public sealed class SecurityTests
                 request: { method: GET, path: /meta }
             """);
         Assert.Equal(RunStatus.Failed, result.Status);
-        Assert.Contains("169.254.169.254", result.Error);
-        Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", result.Error);
+        Assert.Contains("'169.254.169.254'", result.Error);
+        Assert.Contains("not allowed", result.Error);
         Assert.Equal(2, result.Log.Count); // the redirect, then the refused hop; not retried
     }
 

@@ -30,9 +30,15 @@ public sealed class ManifestToolingTests(PlugboardServer server)
               id: "$..[?(@.x"
         """;
 
-    private static async Task<(int Exit, string Output)> PlugboardAsync(params string[] args)
+    private static Task<(int Exit, string Output)> PlugboardAsync(params string[] args) => PlugboardAsync(new Dictionary<string, string>(), args);
+
+    private static async Task<(int Exit, string Output)> PlugboardAsync(Dictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "plugboard.dll"));
         foreach (var arg in args)
         {
@@ -121,6 +127,23 @@ public sealed class ManifestToolingTests(PlugboardServer server)
             "--config", $"base_url={stub.Url}", "--credentials", credentials);
         Assert.Equal(1, blockedExit);
         Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", blockedOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_proxy_in_the_environment_does_not_bypass_the_ssrf_guard()
+    {
+        // The "proxy" is allowed loopback; the target is a private address. Were the environment's proxy used, the
+        // connect-time check would see only the proxy, and the request would reach it.
+        await using var proxy = await Stub.StartAsync(app => app.MapGet("/{**rest}", () => Results.Json(new { data = new[] { new { id = 1 } } })));
+        var credentials = Path.Combine(server.TestHome, "proxy-credentials.json");
+        await File.WriteAllTextAsync(credentials, """{"api_key": "k"}""");
+        var environment = new Dictionary<string, string> { ["HTTP_PROXY"] = proxy.Url, ["HTTPS_PROXY"] = proxy.Url, ["ALL_PROXY"] = proxy.Url, ["http_proxy"] = proxy.Url };
+        var (exit, output) = await PlugboardAsync(environment, "run", Path.Combine(PlugboardServer.RepoRoot, "templates", "generic-rest-api-key.yaml"),
+            "--config", "base_url=http://10.20.30.40", "--credentials", credentials, "--allow", "127.0.0.1/32");
+        Assert.Equal(1, exit);
+        Assert.Contains("'10.20.30.40'", output, StringComparison.Ordinal);
+        Assert.Contains("not allowed", output, StringComparison.Ordinal);
+        Assert.Empty(proxy.Requests);
     }
 
     [Fact]

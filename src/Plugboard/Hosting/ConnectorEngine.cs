@@ -1,4 +1,3 @@
-using System.Net;
 using Plugboard.Engine.Net;
 using Plugboard.Engine.Running;
 
@@ -15,8 +14,15 @@ public static class ConnectorEngine
 
     public static void Add(IServiceCollection services, IConfiguration configuration)
     {
-        var ssrf = SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"]);
-        services.AddHttpClient(HttpClientName).ConfigurePrimaryHttpMessageHandler(() => SsrfGuard.CreateHandler(ssrf));
+        var ssrf = SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"], configuration["PLUGBOARD_OUTBOUND_PROXY"]);
+        services.AddHttpClient(HttpClientName).ConfigurePrimaryHttpMessageHandler(sp =>
+        {
+            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("Plugboard.Outbound");
+            return SsrfGuard.CreateHandler(ssrf with
+            {
+                OnBlocked = (host, address, reason) => logger.LogWarning("Outbound request to {Host} refused: it resolves to {Address} ({Reason})", host, address, reason),
+            });
+        });
         services.AddSingleton(RunnerOptionsFrom(configuration));
         // The factory's pooled, rotated handler, invoked directly: the runner applies its own step timeouts.
         services.AddTransient(sp => new ConnectorRunner(
@@ -24,10 +30,11 @@ public static class ConnectorEngine
             sp.GetRequiredService<RunnerOptions>()));
     }
 
-    public static SsrfOptions SsrfOptionsFrom(string? allow) => new()
-    {
-        Allow = (allow ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(IPNetwork.Parse).ToList(),
-    };
+    /// <summary>PLUGBOARD_OUTBOUND_ALLOW (CIDRs or addresses, comma separated) and PLUGBOARD_OUTBOUND_PROXY (an http URL).</summary>
+    public static SsrfOptions SsrfOptionsFrom(string? allow, string? proxy = null) => SsrfOptions.FromList(allow,
+        string.IsNullOrWhiteSpace(proxy) ? null
+        : Uri.TryCreate(proxy.Trim(), UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp ? uri
+        : throw new InvalidOperationException($"PLUGBOARD_OUTBOUND_PROXY must be an http:// URL, got '{proxy}'."));
 
     public static RunnerOptions RunnerOptionsFrom(IConfiguration configuration) => new()
     {
