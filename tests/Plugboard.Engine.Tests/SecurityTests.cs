@@ -12,7 +12,7 @@ public sealed class SecurityTests
     private const string Canary = "CANARY-cred-8f3k2j";
     private const string LoopbackAndLocalhost = "127.0.0.1/32,::1/128";
 
-    private static Task<Stub> Elsewhere() => Stub.StartAsync(app => app.MapGet("/{**rest}", () => Results.Json(new { data = new[] { 9 } })));
+    private static Task<Stub> Elsewhere() => Stub.StartAsync(app => app.Map("/{**rest}", () => Results.Json(new { data = new[] { 9 } })));
 
     private static string ApiKeyManifest(string baseUrl, string step, string allowedHosts = "[]") => $$$"""
         version: 1
@@ -63,6 +63,153 @@ public sealed class SecurityTests
             new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
         Engine.Succeeded(absolute);
         Assert.False(other.Requests.Last().Headers.ContainsKey("X-API-Key"));
+    }
+
+    public static TheoryData<string, string> CredentialPlacements() => new()
+    {
+        { "header", """request: { method: GET, url: "OTHER/h", headers: { X-Leak: "{{ credentials.key }}" } }""" },
+        { "query", """request: { method: GET, url: "OTHER/q", query: { k: "{{ credentials.key }}" } }""" },
+        { "json body", """request: { method: POST, url: "OTHER/j", body: { json: { k: "{{ credentials.key }}" } } }""" },
+        { "form body", """request: { method: POST, url: "OTHER/f", body: { form: { k: "{{ credentials.key }}" } } }""" },
+        { "text body", """request: { method: POST, url: "OTHER/t", body: { text: "key={{ credentials.key }}" } }""" },
+        { "absolute url", """request: { method: GET, url: "OTHER/u/{{ credentials.key }}" }""" },
+        { "url from a credential", """request: { method: GET, url: "{{ credentials.elsewhere }}/x" }""" },
+        // Transformed beyond recognition: refused because the template read a credential, not because of its text.
+        { "transformed header", """request: { method: GET, url: "OTHER/h", headers: { X-Leak: "{{ credentials.key | split: '' | join: '.' }}" } }""" },
+    };
+
+    [Theory]
+    [MemberData(nameof(CredentialPlacements))]
+    public async Task Step_requests_carrying_credentials_are_refused_for_hosts_outside_allowed_hosts(string placement, string request)
+    {
+        await using var other = await Elsewhere();
+        var otherUrl = $"http://localhost:{other.Port}";
+        await using var api = await Elsewhere();
+        var step = "    " + request.Replace("OTHER", otherUrl, StringComparison.Ordinal);
+        var credentials = new Dictionary<string, string> { ["key"] = Canary, ["elsewhere"] = otherUrl };
+        var result = await Engine.RunAsync(ApiKeyManifest(api.Url, step), credentials, allow: LoopbackAndLocalhost);
+        Assert.True(result.Status == RunStatus.Failed, placement);
+        Assert.Contains("refused to send a request to 'localhost'", result.Error, StringComparison.Ordinal);
+        Assert.Contains("allowed_hosts", result.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain(Canary, result.Error, StringComparison.Ordinal);
+        Assert.Empty(other.Requests);
+
+        // Listed in allowed_hosts, the same request is sent.
+        var allowed = await Engine.RunAsync(ApiKeyManifest(api.Url, step, "[localhost]"), credentials, allow: LoopbackAndLocalhost);
+        Engine.Succeeded(allowed);
+        Assert.Single(other.Requests);
+    }
+
+    [Fact]
+    public async Task Credentials_in_step_headers_do_not_follow_a_redirect_to_another_host()
+    {
+        await using var other = await Elsewhere();
+        var otherUrl = $"http://localhost:{other.Port}";
+        await using var api = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/302", () => Results.Redirect($"{otherUrl}/landing"));
+            app.MapPost("/307", () => Results.Redirect($"{otherUrl}/landing", permanent: false, preserveMethod: true));
+            app.MapPost("/308", () => Results.Redirect($"{otherUrl}/landing", permanent: true, preserveMethod: true));
+            app.MapGet("/leaky", () => Results.Redirect($"{otherUrl}/landing?k={Canary}"));
+        });
+        const string headers = """headers: { X-Leak: "{{ credentials.key }}", X-Plain: "kept" }""";
+        var get = await Engine.RunAsync(ApiKeyManifest(api.Url, $$"""    request: { method: GET, path: /302, {{headers}} }"""), new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+        Engine.Succeeded(get);
+        var landed = Assert.Single(other.Requests);
+        Assert.False(landed.Headers.ContainsKey("X-Leak"));
+        Assert.False(landed.Headers.ContainsKey("X-API-Key"));
+        Assert.Equal("kept", landed.Headers["X-Plain"]);
+        Assert.Equal(Canary, api.Requests.Single().Headers["X-Leak"]);
+
+        // 307/308 keep the method and the body: a body built from a credential is refused, a plain one goes without the header.
+        foreach (var status in new[] { "307", "308" })
+        {
+            var before = other.Requests.Count;
+            var withSecretBody = await Engine.RunAsync(ApiKeyManifest(api.Url,
+                $$$"""    request: { method: POST, path: /{{{status}}}, {{{headers}}}, body: { json: { k: "{{ credentials.key }}" } } }"""), new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+            Assert.Equal(RunStatus.Failed, withSecretBody.Status);
+            Assert.Contains("(after a redirect)", withSecretBody.Error, StringComparison.Ordinal);
+            Assert.Equal(before, other.Requests.Count);
+            var plainBody = await Engine.RunAsync(ApiKeyManifest(api.Url,
+                $$"""    request: { method: POST, path: /{{status}}, {{headers}}, body: { json: { k: "v" } } }"""), new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+            Engine.Succeeded(plainBody);
+            var posted = other.Requests.Last();
+            Assert.Equal("POST", posted.Method);
+            Assert.False(posted.Headers.ContainsKey("X-Leak"));
+            Assert.Equal("""{"k":"v"}""", posted.Body);
+        }
+        var count = other.Requests.Count;
+        // A redirect whose URL itself carries the secret is refused.
+        var leaky = await Engine.RunAsync(ApiKeyManifest(api.Url, "    request: { method: GET, path: /leaky }"), new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+        Assert.Equal(RunStatus.Failed, leaky.Status);
+        Assert.Contains("its URL carries credential material", leaky.Error, StringComparison.Ordinal);
+        Assert.Equal(count, other.Requests.Count);
+    }
+
+    [Fact]
+    public async Task Pages_on_another_host_get_no_credential_carrying_request()
+    {
+        await using var other = await Elsewhere();
+        var otherUrl = $"http://localhost:{other.Port}";
+        await using var api = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/next", () => Results.Json(new { data = new[] { 1 }, next = $"{otherUrl}/page2" }));
+            app.MapGet("/link", (HttpContext c) =>
+            {
+                c.Response.Headers.Link = $"<{otherUrl}/page2>; rel=\"next\"";
+                return Results.Json(new { data = new[] { 1 } });
+            });
+        });
+        foreach (var (path, paginate) in new[] { ("/next", """{ type: next_url, next_url_path: "$.next", max_pages: 3 }"""), ("/link", "{ type: link, max_pages: 3 }") })
+        {
+            var result = await Engine.RunAsync(ApiKeyManifest(api.Url, $$$"""
+                    request: { method: GET, path: {{{path}}}, headers: { X-Leak: "{{ credentials.key }}" } }
+                    extract: { data: "$.data[*]" }
+                    paginate: {{{paginate}}}
+                """), new() { ["key"] = Canary }, allow: LoopbackAndLocalhost);
+            Assert.Equal(RunStatus.Failed, result.Status);
+            Assert.Contains("'localhost'", result.Error, StringComparison.Ordinal);
+            Assert.Empty(other.Requests);
+        }
+    }
+
+    [Fact]
+    public async Task Tokens_obtained_by_the_auth_scheme_go_only_to_credential_hosts()
+    {
+        await using var other = await Elsewhere();
+        await using var api = await Stub.StartAsync(app =>
+        {
+            app.MapPost("/token", () => Results.Json(new { access_token = "OBTAINED-token-7781", expires_in = 3600 }));
+            app.MapGet("/me", () => Results.Json(new { echoed = "OBTAINED-token-7781" }));
+        });
+        // The token comes back in a response body and a later step puts it into a request to another host.
+        var result = await Engine.RunAsync($$$"""
+            version: 1
+            base_url: "{{{api.Url}}}"
+            auth: { type: oauth2_client_credentials, token_url: "{{{api.Url}}}/token", client_id: "{{ credentials.client_id }}", client_secret: "{{ credentials.client_secret }}" }
+            steps:
+              - id: me
+                request: { method: GET, path: /me }
+                extract: { echoed: "$.echoed" }
+              - id: out
+                request: { method: GET, url: "http://localhost:{{{other.Port}}}/x", query: { t: "{{ steps.me.echoed }}" } }
+            """, new() { ["client_id"] = "client-0001", ["client_secret"] = Canary }, allow: LoopbackAndLocalhost);
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("'localhost'", result.Error, StringComparison.Ordinal);
+        Assert.Empty(other.Requests);
+
+        // A token endpoint outside base_url's host and allowed_hosts gets no client secret either.
+        var foreignToken = await Engine.RunAsync($$$"""
+            version: 1
+            base_url: "{{{api.Url}}}"
+            auth: { type: oauth2_client_credentials, token_url: "http://localhost:{{{other.Port}}}/token", client_id: "{{ credentials.client_id }}", client_secret: "{{ credentials.client_secret }}" }
+            steps:
+              - id: me
+                request: { method: GET, path: /me }
+            """, new() { ["client_id"] = "client-0001", ["client_secret"] = Canary }, allow: LoopbackAndLocalhost);
+        Assert.Equal(RunStatus.Failed, foreignToken.Status);
+        Assert.Contains("its body carries credential material", foreignToken.Error, StringComparison.Ordinal);
+        Assert.Empty(other.Requests);
     }
 
     [Fact]

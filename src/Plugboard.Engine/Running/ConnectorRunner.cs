@@ -416,26 +416,38 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
         // ---------------------------------------------------------------- requests
 
+        /// <summary>Renders a request; notes which parts read credentials or session values (see <see cref="SecretReads"/>).</summary>
         private async ValueTask<PreparedRequest> PrepareAsync(RequestSpec spec, TemplateModel model, List<KeyValuePair<string, string>>? extraQuery, Uri? explicitUrl)
         {
             var headers = new List<KeyValuePair<string, string>>(spec.Headers.Count);
+            HashSet<string>? secretHeaders = null;
             foreach (var (name, value) in spec.Headers)
             {
-                headers.Add(new(name, await _templates.RenderAsync(value, model).ConfigureAwait(false)));
+                var headerReads = new SecretReads();
+                headers.Add(new(name, await _templates.RenderAsync(value, model, headerReads).ConfigureAwait(false)));
+                if (headerReads.Any)
+                {
+                    (secretHeaders ??= new HashSet<string>(StringComparer.OrdinalIgnoreCase)).Add(name);
+                }
             }
-            var body = await BodyAsync(spec.Body, model).ConfigureAwait(false);
+            var bodyReads = new SecretReads();
+            var body = await BodyAsync(spec.Body, model, bodyReads).ConfigureAwait(false);
             if (explicitUrl is not null)
             {
-                return new PreparedRequest(HttpMethod.Parse(spec.Method), explicitUrl, headers, body);
+                return new PreparedRequest(HttpMethod.Parse(spec.Method), explicitUrl, headers, body)
+                {
+                    SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any,
+                };
             }
+            var urlReads = new SecretReads();
             string url;
             if (spec.Url is not null)
             {
-                url = (await _templates.RenderAsync(spec.Url, model).ConfigureAwait(false)).Trim();
+                url = (await _templates.RenderAsync(spec.Url, model, urlReads).ConfigureAwait(false)).Trim();
             }
             else
             {
-                var path = (await _templates.RenderAsync(spec.Path ?? "", model).ConfigureAwait(false)).Trim();
+                var path = (await _templates.RenderAsync(spec.Path ?? "", model, urlReads).ConfigureAwait(false)).Trim();
                 var baseText = _basePath;
                 url = path.Length == 0 ? baseText : baseText + (path.StartsWith('/') ? path : "/" + path);
                 if (_baseUrl.Query.Length > 1)
@@ -450,7 +462,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 {
                     continue;
                 }
-                var rendered = await _templates.RenderAsync(value, model).ConfigureAwait(false);
+                var rendered = await _templates.RenderAsync(value, model, urlReads).ConfigureAwait(false);
                 if (rendered.Length > 0)
                 {
                     query.Add(new(name, rendered));
@@ -471,7 +483,10 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 }
                 url = builder.ToString();
             }
-            return new PreparedRequest(HttpMethod.Parse(spec.Method), ParseHttpUrl(url), headers, body);
+            return new PreparedRequest(HttpMethod.Parse(spec.Method), ParseHttpUrl(url), headers, body)
+            {
+                SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any, SecretInUrl = urlReads.Any,
+            };
         }
 
         private Uri ParseHttpUrl(string url) =>
@@ -501,7 +516,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return new Uri(builder.ToString());
         }
 
-        private async ValueTask<RequestBody?> BodyAsync(BodySpec? body, TemplateModel model)
+        private async ValueTask<RequestBody?> BodyAsync(BodySpec? body, TemplateModel model, SecretReads reads)
         {
             if (body is null)
             {
@@ -509,7 +524,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             if (body.Json is not null)
             {
-                var json = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(body.Json), model).ConfigureAwait(false);
+                var json = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(body.Json), model, reads).ConfigureAwait(false);
                 return new RequestBody(Encoding.UTF8.GetBytes(json.ToString(Newtonsoft.Json.Formatting.None)), "application/json");
             }
             if (body.Form is not null)
@@ -517,12 +532,12 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 var fields = new StringBuilder();
                 foreach (var (name, value) in body.Form)
                 {
-                    var rendered = await _templates.RenderAsync(value, model).ConfigureAwait(false);
+                    var rendered = await _templates.RenderAsync(value, model, reads).ConfigureAwait(false);
                     fields.Append(fields.Length == 0 ? "" : "&").Append(Uri.EscapeDataString(name)).Append('=').Append(Uri.EscapeDataString(rendered));
                 }
                 return new RequestBody(Encoding.UTF8.GetBytes(fields.ToString()), "application/x-www-form-urlencoded");
             }
-            return new RequestBody(Encoding.UTF8.GetBytes(await _templates.RenderAsync(body.Text ?? "", model).ConfigureAwait(false)), "text/plain; charset=utf-8");
+            return new RequestBody(Encoding.UTF8.GetBytes(await _templates.RenderAsync(body.Text ?? "", model, reads).ConfigureAwait(false)), "text/plain; charset=utf-8");
         }
 
         /// <summary>
@@ -595,15 +610,21 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     {
                         throw new RunFailedException($"Refusing to request '{redactor.Redact(url.ToString())}': only http and https URLs are allowed.");
                     }
-                    var auth = applyAuth && MaySendCredentials(url) ? await CurrentAuthAsync().ConfigureAwait(false) : null;
+                    var credentialHost = MaySendCredentials(url);
+                    if (!credentialHost)
+                    {
+                        RefuseSecretsOutsideCredentialHosts(request, url, body, context, redirected: hop > 0);
+                    }
+                    var auth = applyAuth && credentialHost ? await CurrentAuthAsync().ConfigureAwait(false) : null;
                     var target = auth is { Query.Count: > 0 } ? AppendQuery(url, auth.Query) : url;
                     using var message = new HttpRequestMessage(method, target);
                     foreach (var (name, value) in request.Headers)
                     {
-                        if (!message.Headers.TryAddWithoutValidation(name, value) && body is not null)
+                        if (!credentialHost && (request.SecretHeaders?.Contains(name) == true || redactor.ContainsSecret(value)))
                         {
-                            continue;
+                            continue; // a redirect to another host: headers that carry secrets are dropped (as browsers drop Authorization)
                         }
+                        message.Headers.TryAddWithoutValidation(name, value);
                     }
                     if (auth is not null)
                     {
@@ -690,6 +711,41 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             {
                 ReturnAttemptSource(attemptCts, token);
             }
+        }
+
+        /// <summary>
+        /// Secrets (credential fields, tokens obtained, in any encoded form) go only to the base_url host and
+        /// allowed_hosts, whatever templating put them where: checked on the final request of every hop. A request
+        /// that names another host with a secret in its URL, headers or body fails; after a redirect to another host,
+        /// secret-carrying headers are dropped instead (the caller skips them), but a secret in the URL or the
+        /// re-sent body still fails.
+        /// </summary>
+        private void RefuseSecretsOutsideCredentialHosts(PreparedRequest request, Uri url, RequestBody? body, LogContext context, bool redirected)
+        {
+            string? where = null;
+            if ((!redirected && request.SecretInUrl)
+                || redactor.ContainsSecret(url.OriginalString) || redactor.ContainsSecret(url.AbsoluteUri) || redactor.ContainsSecret(url.ToString()))
+            {
+                where = "its URL";
+            }
+            else if (!redirected && (request.SecretHeaders is { Count: > 0 } || request.Headers.Exists(h => redactor.ContainsSecret(h.Value))))
+            {
+                where = "a header";
+            }
+            else if (body is not null && (request.SecretInBody || request.SensitiveBody || redactor.ContainsSecret(Encoding.UTF8.GetString(body.Bytes))))
+            {
+                where = "its body";
+            }
+            if (where is null)
+            {
+                return;
+            }
+            var host = redactor.Redact(HostName(url));
+            var rule = _baseUrl.Scheme == Uri.UriSchemeHttps && url.Scheme == Uri.UriSchemeHttp && _authHosts.Contains(HostName(url))
+                ? "credentials of an https base_url are never sent over plain http"
+                : "a request that carries a credential or token may go only to the base_url host and the hosts in allowed_hosts";
+            throw new RunFailedException($"Step '{context.StepId}': refused to send a request to '{host}'{(redirected ? " (after a redirect)" : "")}: " +
+                                         $"{where} carries credential material, and {rule}. If '{host}' is meant to receive it, list it in allowed_hosts.");
         }
 
         private static Exception Translate(Exception ex, CancellationTokenSource attemptCts, CancellationToken outer, TimeSpan timeout)
@@ -1074,7 +1130,14 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
     private sealed record RequestBody(byte[] Bytes, string ContentType);
 
-    private sealed record PreparedRequest(HttpMethod Method, Uri Url, List<KeyValuePair<string, string>> Headers, RequestBody? Body, bool SensitiveBody = false);
+    /// <summary>A rendered request. The Secret* flags say which parts a template filled from credentials or session
+    /// (they may go only to credential hosts, whatever their text looks like after filters).</summary>
+    private sealed record PreparedRequest(HttpMethod Method, Uri Url, List<KeyValuePair<string, string>> Headers, RequestBody? Body, bool SensitiveBody = false)
+    {
+        public HashSet<string>? SecretHeaders { get; init; }
+        public bool SecretInUrl { get; init; }
+        public bool SecretInBody { get; init; }
+    }
 
     private sealed record AuthMaterial(List<KeyValuePair<string, string>> Headers, List<KeyValuePair<string, string>> Query, string? Token);
 

@@ -52,6 +52,23 @@ public sealed partial class Redactor
         }
     }
 
+    /// <summary>Whether the text holds any known secret, in any of its encoded forms.</summary>
+    public bool ContainsSecret(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return false;
+        }
+        foreach (var secret in Volatile.Read(ref _secrets))
+        {
+            if (text.Contains(secret, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     public bool Contains(string value)
     {
         lock (_gate)

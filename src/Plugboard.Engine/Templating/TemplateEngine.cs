@@ -32,6 +32,15 @@ public sealed class CompiledTemplate
     public bool IsLiteral => Template is null;
 }
 
+/// <summary>
+/// Records whether a render read <c>credentials</c> or <c>session</c>: whatever a template then does with the value
+/// (filters, slicing, concatenation), the rendered text counts as carrying a secret. One instance per render.
+/// </summary>
+public sealed class SecretReads
+{
+    public bool Any { get; internal set; }
+}
+
 /// <summary>The variables a template sees. Everything is JSON (Newtonsoft tokens), exposed to Fluid read-only.</summary>
 public sealed class TemplateModel
 {
@@ -63,9 +72,12 @@ public sealed class TemplateModel
     internal FluidValue NowValue => _now ??= new DateTimeValue(Now);
 
     /// <summary>The template context's model: the top-level names resolve here, so a render sets no scope values.</summary>
-    internal FluidValue RootValue => _root ??= new DictionaryValue(new RootIndexable(this));
+    internal FluidValue RootValue => _root ??= new DictionaryValue(new RootIndexable(this, null));
 
-    private sealed class RootIndexable(TemplateModel model) : IFluidIndexable
+    /// <summary>A root for one render that notes any read of credentials or session in <paramref name="reads"/>.</summary>
+    internal FluidValue TrackedRoot(SecretReads reads) => new DictionaryValue(new RootIndexable(this, reads));
+
+    private sealed class RootIndexable(TemplateModel model, SecretReads? reads) : IFluidIndexable
     {
         private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now"];
 
@@ -74,6 +86,10 @@ public sealed class TemplateModel
 
         public bool TryGetValue(string name, out FluidValue value)
         {
+            if (reads is not null && name is "credentials" or "session")
+            {
+                reads.Any = true;
+            }
             FluidValue? found = name switch
             {
                 "inputs" => model.InputsValue,
@@ -152,9 +168,10 @@ public sealed class TemplateEngine(int maxOutputChars)
     public static CompiledTemplate Compile(string source) =>
         TryCompile(source, out var template, out var error) ? template : throw new TemplateException($"Template syntax error in '{source}': {error}");
 
-    public async ValueTask<string> RenderAsync(string source, TemplateModel model) => await RenderAsync(Compile(source), model).ConfigureAwait(false);
+    public async ValueTask<string> RenderAsync(string source, TemplateModel model, SecretReads? reads = null) =>
+        await RenderAsync(Compile(source), model, reads).ConfigureAwait(false);
 
-    public async ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model)
+    public async ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
     {
         if (template.Template is null)
         {
@@ -163,7 +180,7 @@ public sealed class TemplateEngine(int maxOutputChars)
         var writer = new BoundedWriter(maxOutputChars);
         try
         {
-            await template.Template.RenderAsync(writer, NullEncoder.Default, CreateContext(model)).ConfigureAwait(false);
+            await template.Template.RenderAsync(writer, NullEncoder.Default, CreateContext(model, reads)).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not TemplateException and not OperationCanceledException)
         {
@@ -173,16 +190,16 @@ public sealed class TemplateEngine(int maxOutputChars)
     }
 
     /// <summary>Evaluates a template to JSON: a single <c>{{ expression }}</c> keeps its type, anything else is a string.</summary>
-    public async ValueTask<JToken> EvaluateAsync(CompiledTemplate template, TemplateModel model)
+    public async ValueTask<JToken> EvaluateAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
     {
         if (template.SingleExpression is null)
         {
-            return new JValue(await RenderAsync(template, model).ConfigureAwait(false));
+            return new JValue(await RenderAsync(template, model, reads).ConfigureAwait(false));
         }
         FluidValue value;
         try
         {
-            value = await template.SingleExpression.EvaluateAsync(CreateContext(model)).ConfigureAwait(false);
+            value = await template.SingleExpression.EvaluateAsync(CreateContext(model, reads)).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not TemplateException and not OperationCanceledException)
         {
@@ -197,7 +214,7 @@ public sealed class TemplateEngine(int maxOutputChars)
     }
 
     /// <summary>Evaluates every string leaf of a JSON tree as a template (objects and arrays keep their shape).</summary>
-    public async ValueTask<JToken> EvaluateTreeAsync(JToken node, TemplateModel model)
+    public async ValueTask<JToken> EvaluateTreeAsync(JToken node, TemplateModel model, SecretReads? reads = null)
     {
         switch (node)
         {
@@ -205,24 +222,25 @@ public sealed class TemplateEngine(int maxOutputChars)
                 var result = new JObject();
                 foreach (var (key, value) in obj)
                 {
-                    result[key] = value is null ? JValue.CreateNull() : await EvaluateTreeAsync(value, model).ConfigureAwait(false);
+                    result[key] = value is null ? JValue.CreateNull() : await EvaluateTreeAsync(value, model, reads).ConfigureAwait(false);
                 }
                 return result;
             case JArray array:
                 var items = new JArray();
                 foreach (var item in array)
                 {
-                    items.Add(await EvaluateTreeAsync(item, model).ConfigureAwait(false));
+                    items.Add(await EvaluateTreeAsync(item, model, reads).ConfigureAwait(false));
                 }
                 return items;
             case JValue { Type: JTokenType.String } text:
-                return await EvaluateAsync(Compile((string)text!), model).ConfigureAwait(false);
+                return await EvaluateAsync(Compile((string)text!), model, reads).ConfigureAwait(false);
             default:
                 return node.DeepClone();
         }
     }
 
-    private static TemplateContext CreateContext(TemplateModel model) => new(model.RootValue, Options, allowModelMembers: false);
+    private static TemplateContext CreateContext(TemplateModel model, SecretReads? reads) =>
+        new(reads is null ? model.RootValue : model.TrackedRoot(reads), Options, allowModelMembers: false);
 
     private static TemplateOptions CreateOptions()
     {
