@@ -125,6 +125,25 @@ public sealed class AuthTests
     };
 
     [Fact]
+    public async Task A_refresh_grant_is_not_sent_again_after_a_timeout()
+    {
+        var grants = 0;
+        await using var stub = await Stub.StartAsync(app => app.MapPost("/token", async (HttpContext c) =>
+        {
+            Interlocked.Increment(ref grants);
+            await Task.Delay(TimeSpan.FromSeconds(10), c.RequestAborted); // the provider may have rotated the token meanwhile
+            return Results.Json(new { access_token = "late", expires_in = 3600 });
+        }));
+        var store = new TestCredentialStore(Fields("old", DateTimeOffset.UtcNow.AddHours(-1)));
+        var result = await Engine.RunAsync(Manifest(stub.Url, RefreshAuth(stub.Url)), store.Fields, store: store,
+            options: Engine.FastOptions with { DefaultStepTimeout = TimeSpan.FromSeconds(1) });
+        Assert.Equal(RunStatus.TimedOut, result.Status);
+        Assert.Equal(1, grants);
+        Assert.Equal("rt-0", store.Fields["refresh_token"]);
+        Assert.Equal(0, store.Updates);
+    }
+
+    [Fact]
     public async Task Refresh_token_refreshes_before_expiry_and_persists_the_rotation()
     {
         var server = new OAuthServer { Current = "at-old" };

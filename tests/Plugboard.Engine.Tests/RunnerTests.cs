@@ -250,6 +250,75 @@ public sealed class RunnerTests
     }
 
     [Fact]
+    public async Task Writes_are_not_retried_by_default_on_5xx_or_timeouts()
+    {
+        var calls = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        await using var stub = await Stub.StartAsync(app => app.Map("/{kind}", async (HttpContext c, string kind) =>
+        {
+            var n = calls.AddOrUpdate($"{c.Request.Method} {kind}", 1, (_, v) => v + 1);
+            if (kind == "slow" && n == 1)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(10), c.RequestAborted);
+            }
+            if (kind == "busy" && n == 1)
+            {
+                c.Response.Headers.RetryAfter = "0";
+            }
+            return n < 3 && kind != "slow" ? Results.StatusCode(503) : Results.Json(new { items = new[] { n } });
+        }));
+        foreach (var method in new[] { "POST", "PUT", "PATCH", "DELETE" })
+        {
+            var failing = await Engine.RunAsync(Single(stub.Url, $"    request: {{ method: {method}, path: /flaky }}\n    extract: {{ items: \"$.items[*]\" }}"));
+            Assert.Equal(RunStatus.Failed, failing.Status);
+            Assert.Contains("HTTP 503", failing.Error);
+            Assert.Equal(1, calls[$"{method} flaky"]);
+        }
+        var timedOut = await Engine.RunAsync(Single(stub.Url, "    timeout_seconds: 1\n    request: { method: POST, path: /slow }\n    extract: { items: \"$.items[*]\" }"));
+        Assert.Equal(RunStatus.TimedOut, timedOut.Status);
+        Assert.Equal(1, calls["POST slow"]);
+        // 429/503 with Retry-After says the request was not processed: retried.
+        var busy = await Engine.RunAsync(Single(stub.Url, "    request: { method: POST, path: /busy }\n    extract: { items: \"$.items[*]\" }"));
+        Assert.Equal(RunStatus.Failed, busy.Status); // the second 503 came without Retry-After
+        Assert.Equal(2, calls["POST busy"]);
+        // The same GET is retried through both 503s.
+        Engine.Succeeded(await Engine.RunAsync(Single(stub.Url, "    request: { method: GET, path: /flaky }\n    extract: { items: \"$.items[*]\" }")));
+        Assert.Equal(3, calls["GET flaky"]);
+    }
+
+    [Fact]
+    public async Task A_write_with_an_idempotency_key_or_marked_idempotent_is_retried_with_the_same_key()
+    {
+        var keys = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var calls = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        await using var stub = await Stub.StartAsync(app => app.MapPost("/{kind}", (HttpContext c, string kind) =>
+        {
+            keys.Enqueue(c.Request.Headers["Idempotency-Key"].ToString());
+            return calls.AddOrUpdate(kind, 1, (_, v) => v + 1) < 3 ? Results.StatusCode(500) : Results.Json(new { items = new[] { 1 } });
+        }));
+        var manifest = Engine.Manifest(Single(stub.Url,
+            "    request: { method: POST, path: /keyed, headers: { Idempotency-Key: \"{{ execution.id }}-{{ step.id }}\" } }\n    extract: { items: \"$.items[*]\" }"));
+        var runner = new ConnectorRunner(Engine.Client(), Engine.FastOptions);
+        Engine.Succeeded(await runner.RunAsync(manifest, new RunRequest([], [], new Dictionary<string, string>()) { ExecutionId = "exec-42" }, null, default));
+        Assert.Equal(["exec-42-s", "exec-42-s", "exec-42-s"], keys);
+        Engine.Succeeded(await Engine.RunAsync(Single(stub.Url, "    retry: { idempotent: true }\n    request: { method: POST, path: /marked }\n    extract: { items: \"$.items[*]\" }")));
+        Assert.Equal(3, calls["marked"]);
+    }
+
+    [Fact]
+    public async Task A_refused_connection_is_retried_whatever_the_method()
+    {
+        int port;
+        using (var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            listener.Start();
+            port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        } // closed again: connecting is refused
+        var result = await Engine.RunAsync(Single($"http://127.0.0.1:{port}", "    retry: { max_attempts: 3 }\n    request: { method: POST, path: /x }\n    extract: { items: \"$.items[*]\" }"));
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Equal([1, 2, 3], result.Log.Select(l => l.Attempt));
+    }
+
+    [Fact]
     public async Task Step_timeout_and_execution_timeout_end_as_timed_out()
     {
         await using var stub = await Stub.StartAsync(app => app.MapGet("/slow", async (HttpContext c) =>

@@ -99,6 +99,10 @@ public static partial class LiteralSecretScanner
     private static bool IsSensitiveName(string name)
     {
         var lower = name.ToLowerInvariant();
+        if (lower is "idempotency-key" or "x-idempotency-key")
+        {
+            return false; // a request's identity, not a secret: {{ execution.id }}-{{ step.id }}
+        }
         return lower is "authorization" or "proxy-authorization" or "key" or "x-key" or "sig"
                || SensitiveWords.Any(w => lower.Contains(w, StringComparison.Ordinal))
                || lower.EndsWith("-key", StringComparison.Ordinal) || lower.EndsWith("_key", StringComparison.Ordinal);

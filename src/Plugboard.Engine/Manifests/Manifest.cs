@@ -86,4 +86,6 @@ public sealed record PaginateSpec(string Type)
     public int? MaxPages { get; init; }
 }
 
-public sealed record RetrySpec(int? MaxAttempts, IReadOnlyList<int>? OnStatus);
+/// <param name="Idempotent">The step's request may be repeated safely (the author opts a POST/PUT/PATCH/DELETE into
+/// retries on timeouts and 5xx); GET, HEAD, OPTIONS and requests with an Idempotency-Key header are retried anyway.</param>
+public sealed record RetrySpec(int? MaxAttempts, IReadOnlyList<int>? OnStatus, bool Idempotent = false);

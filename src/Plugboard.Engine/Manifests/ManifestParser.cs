@@ -365,14 +365,14 @@ public static partial class ManifestParser
             var extract = Extract(obj, ptr);
             var paginate = Paginate(obj, ptr, extract);
             RetrySpec? retry = null;
-            if (Obj(obj["retry"], $"{ptr}/retry", ["max_attempts", "on_status"], optional: true) is { } retryObj)
+            if (Obj(obj["retry"], $"{ptr}/retry", ["max_attempts", "on_status", "idempotent"], optional: true) is { } retryObj)
             {
                 var attempts = Int(retryObj, "max_attempts", $"{ptr}/retry", required: false);
                 if (attempts is < 1 or > 20)
                 {
                     Error($"{ptr}/retry/max_attempts", "'max_attempts' must be between 1 and 20.");
                 }
-                retry = new RetrySpec(attempts, IntList(retryObj, "on_status", $"{ptr}/retry"));
+                retry = new RetrySpec(attempts, IntList(retryObj, "on_status", $"{ptr}/retry"), Bool(retryObj, "idempotent", $"{ptr}/retry") ?? false);
             }
             var timeout = Int(obj, "timeout_seconds", ptr, required: false);
             if (timeout is < 1 or > 3600)

@@ -22,6 +22,7 @@ namespace Plugboard.Engine.Running;
 public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions options)
 {
     private static readonly object AuthPipelineKey = new();
+    private static readonly object RefreshPipelineKey = new();
     private readonly TemplateEngine _templates = new(options.MaxTemplateOutputChars);
 
     // Pipelines are stateless; building one (options validation, telemetry) costs more than a loopback request.
@@ -98,7 +99,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         {
             var inputs = Arguments("input", manifest.Inputs, request.Inputs);
             var config = Arguments("config", manifest.Config, request.Config);
-            _model = new TemplateModel { Inputs = inputs, Config = config, Credentials = CredentialsObject(_credentials) };
+            _model = new TemplateModel { Inputs = inputs, Config = config, Credentials = CredentialsObject(_credentials), ExecutionId = request.ExecutionId };
             var baseUrl = (await _templates.RenderAsync(manifest.BaseUrl, _model).ConfigureAwait(false)).Trim();
             if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var parsed) || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps))
             {
@@ -203,7 +204,8 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 var results = new JObject[items.Count];
                 var concurrency = Math.Max(1, step.Concurrency ?? _options.DefaultForEachConcurrency);
                 await Parallel.ForEachAsync(Enumerable.Range(0, items.Count), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct },
-                    async (index, _) => results[index] = await RunInstanceAsync(step, pipeline, _model.With(item: items[index], index: index), index).ConfigureAwait(false))
+                    async (index, _) => results[index] = await RunInstanceAsync(step, pipeline, _model.With(item: items[index], index: index, stepId: step.Id), index)
+                        .ConfigureAwait(false))
                     .ConfigureAwait(false);
                 result = [];
                 foreach (var name in step.Extract.Keys)
@@ -213,7 +215,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             else
             {
-                result = await RunInstanceAsync(step, pipeline, _model, null).ConfigureAwait(false);
+                result = await RunInstanceAsync(step, pipeline, _model.With(stepId: step.Id), null).ConfigureAwait(false);
             }
             _model.Steps[step.Id] = result;
         }
@@ -827,10 +829,17 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
         }
 
-        private StepRetry BuildPipeline(StepSpec? step) =>
-            runner._pipelines.GetValue(step ?? AuthPipelineKey, _ => CreatePipeline(step));
+        private StepRetry BuildPipeline(StepSpec? step, bool refreshGrant = false) =>
+            runner._pipelines.GetValue(step ?? (refreshGrant ? RefreshPipelineKey : AuthPipelineKey), _ => CreatePipeline(step, refreshGrant));
 
-        private StepRetry CreatePipeline(StepSpec? step)
+        /// <summary>
+        /// Retries never duplicate a write by default: a request that may be repeated (GET, HEAD, OPTIONS, one with an
+        /// Idempotency-Key header, a step with <c>retry.idempotent</c>, client-credentials and session logins) is retried
+        /// on timeouts, transport errors, 429 and 5xx; any other (POST, PUT, PATCH, DELETE, a refresh grant) only when
+        /// the answer proves it was not processed: the connection was refused or the name did not resolve, or 429/503
+        /// came with Retry-After.
+        /// </summary>
+        private StepRetry CreatePipeline(StepSpec? step, bool refreshGrant)
         {
             var maxAttempts = step?.Retry?.MaxAttempts ?? _options.DefaultMaxAttempts;
             if (maxAttempts <= 1)
@@ -838,9 +847,22 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 return new StepRetry(ResiliencePipeline<HttpOutcome>.Empty, static (_, _) => false);
             }
             var onStatus = step?.Retry?.OnStatus is { Count: > 0 } codes ? codes.ToHashSet() : null;
-            bool ShouldRetry(HttpOutcome? result, Exception? error) => error is not null
-                ? IsTransient(error)
-                : result is { } r && (onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500);
+            var repeatable = step is null ? !refreshGrant
+                : step.Retry?.Idempotent == true || step.Request.Method.ToUpperInvariant() is "GET" or "HEAD" or "OPTIONS"
+                  || step.Request.Headers.Keys.Any(h => h.Equals("Idempotency-Key", StringComparison.OrdinalIgnoreCase)
+                                                        || h.Equals("X-Idempotency-Key", StringComparison.OrdinalIgnoreCase));
+            bool ShouldRetry(HttpOutcome? result, Exception? error)
+            {
+                if (error is not null)
+                {
+                    return repeatable ? IsTransient(error) : NeverSent(error);
+                }
+                if (result is not { } r || !(onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500))
+                {
+                    return false;
+                }
+                return repeatable || (r.Status is 429 or 503 && r.RetryAfter is not null);
+            }
             var baseDelay = _options.RetryBaseDelay;
             var maxDelay = _options.MaxRetryDelay;
             var pipeline = new ResiliencePipelineBuilder<HttpOutcome>()
@@ -862,6 +884,23 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 })
                 .Build();
             return new StepRetry(pipeline, ShouldRetry);
+        }
+
+        /// <summary>The request never reached a server: it cannot have been processed.</summary>
+        private static bool NeverSent(Exception ex)
+        {
+            if (ex is HttpRequestException { HttpRequestError: HttpRequestError.NameResolutionError } and not { InnerException: SsrfBlockedException })
+            {
+                return true;
+            }
+            for (var e = ex; e is not null; e = e.InnerException)
+            {
+                if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused })
+                {
+                    return true;
+                }
+            }
+            return false;
         }
 
         private static bool IsTransient(Exception ex) => ex switch
@@ -1068,7 +1107,10 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             var form = string.Join('&', fields.Select(f => $"{Uri.EscapeDataString(f.Key)}={Uri.EscapeDataString(f.Value)}"));
             var prepared = new PreparedRequest(HttpMethod.Post, tokenUrl, headers, new RequestBody(Encoding.UTF8.GetBytes(form), "application/x-www-form-urlencoded"), SensitiveBody: true);
-            var outcome = await SendAsync(prepared, BuildPipeline(null), new LogContext("auth", null, null), _options.DefaultStepTimeout, applyAuth: false).ConfigureAwait(false);
+            // A refresh grant is never re-sent after a timeout or 5xx: the provider may have rotated the refresh token
+            // already, and resending the old one would lose it. The run fails; the next run refreshes again.
+            var retry = fields.Exists(f => f is { Key: "grant_type", Value: "refresh_token" }) ? BuildPipeline(null, refreshGrant: true) : BuildPipeline(null);
+            var outcome = await SendAsync(prepared, retry, new LogContext("auth", null, null), _options.DefaultStepTimeout, applyAuth: false).ConfigureAwait(false);
             if (outcome.Status is < 200 or >= 300)
             {
                 throw new RunFailedException($"The token endpoint returned HTTP {outcome.Status}: {redactor.RedactTruncated(outcome.Body, 300)}");

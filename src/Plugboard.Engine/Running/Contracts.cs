@@ -18,7 +18,12 @@ public sealed record RunRequest(
     JsonObject Inputs,
     JsonObject Config,
     IReadOnlyDictionary<string, string> Credentials,
-    ICredentialStore? CredentialStore = null);
+    ICredentialStore? CredentialStore = null)
+{
+    /// <summary>The execution's id, stable across attempts (a worker crash re-runs the same id): templates see it as
+    /// <c>{{ execution.id }}</c>.</summary>
+    public string? ExecutionId { get; init; }
+}
 
 /// <summary>
 /// Persists credential changes made during a run (OAuth2 access/refresh tokens). The host guarantees one refresh at a

@@ -56,6 +56,13 @@ public sealed class TemplateModel
     public JToken? Item { get; init; }
     public int? Index { get; init; }
 
+    /// <summary>The execution's id (<c>{{ execution.id }}</c>): the same on every attempt of the execution, so it can key
+    /// an Idempotency-Key header together with <c>{{ step.id }}</c>.</summary>
+    public string? ExecutionId { get; init; }
+
+    /// <summary>The id of the step being rendered (<c>{{ step.id }}</c>).</summary>
+    public string? StepId { get; init; }
+
     /// <summary>The run's clock: fixed when the run starts so every template of a run sees the same <c>now</c>.</summary>
     public DateTimeOffset Now { get; init; } = DateTimeOffset.UtcNow;
 
@@ -77,9 +84,12 @@ public sealed class TemplateModel
     /// <summary>A root for one render that notes any read of credentials or session in <paramref name="reads"/>.</summary>
     internal FluidValue TrackedRoot(SecretReads reads) => new DictionaryValue(new RootIndexable(this, reads));
 
+    private static DictionaryValue IdObject(string? id) =>
+        new(new FluidValueDictionaryFluidIndexable(new Dictionary<string, FluidValue> { ["id"] = id is null ? NilValue.Instance : new StringValue(id) }));
+
     private sealed class RootIndexable(TemplateModel model, SecretReads? reads) : IFluidIndexable
     {
-        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now"];
+        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now", "execution", "step"];
 
         public int Count => Names.Length;
         public IEnumerable<string> Keys => Names;
@@ -101,6 +111,8 @@ public sealed class TemplateModel
                 "item" => model.ItemValue,
                 "index" => model.Index is { } i ? NumberValue.Create(i) : NilValue.Instance,
                 "now" => model.NowValue,
+                "execution" => IdObject(model.ExecutionId),
+                "step" => IdObject(model.StepId),
                 _ => null,
             };
             value = found ?? NilValue.Instance;
@@ -108,8 +120,11 @@ public sealed class TemplateModel
         }
     }
 
-    public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null) => new()
+    public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null,
+        string? stepId = null) => new()
     {
+        ExecutionId = ExecutionId,
+        StepId = stepId ?? StepId,
         Inputs = Inputs,
         Config = Config,
         Steps = Steps,

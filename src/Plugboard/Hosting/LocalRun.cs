@@ -50,7 +50,10 @@ public static partial class LocalRun
             ? new Dictionary<string, string>()
             : JsonSerializer.Deserialize<Dictionary<string, string>>(await File.ReadAllTextAsync(credentialsFile, ct))
               ?? throw new InvalidOperationException("The credentials file must be a JSON object of strings.");
-        var request = new RunRequest(Pairs(inputs, "--input"), Pairs(config, "--config"), credentials, new InMemoryCredentialStore(credentials));
+        var request = new RunRequest(Pairs(inputs, "--input"), Pairs(config, "--config"), credentials, new InMemoryCredentialStore(credentials))
+        {
+            ExecutionId = "local-" + Guid.NewGuid().ToString("N"),
+        };
         var runner = new ConnectorRunner(http, options);
         RunResult? result = null;
         var observer = new ConsoleObserver();

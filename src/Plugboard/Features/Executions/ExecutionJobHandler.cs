@@ -52,7 +52,10 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             else
             {
                 var store = target.CredentialId is { } id ? new DbCredentialStore(db, keys, payload.WorkspaceId, id) : null;
-                var request = new RunRequest(JsonNode.Parse(target.Inputs) as JsonObject ?? [], JsonNode.Parse(target.Config) as JsonObject ?? [], credentials, store);
+                var request = new RunRequest(JsonNode.Parse(target.Inputs) as JsonObject ?? [], JsonNode.Parse(target.Config) as JsonObject ?? [], credentials, store)
+                {
+                    ExecutionId = payload.ExecutionId.ToString(),
+                };
                 result = await runner.RunAsync(parsed.Manifest, request, observer, cancel.Token);
             }
         }
