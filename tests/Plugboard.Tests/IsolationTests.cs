@@ -89,6 +89,14 @@ public sealed class IsolationTests(PlugboardServer server)
                 }
                 var updated = await connection.ExecuteAsync($"UPDATE {table} SET {setColumn} WHERE {column} = ANY(@others)", new { others });
                 Assert.True(updated == 0, $"{table}: updated {updated} foreign rows");
+                if (table == "api_keys")
+                {
+                    // Keys are revoked, never deleted, by the API: no DELETE grant at all.
+                    var denied = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync("SAVEPOINT s; DELETE FROM api_keys"));
+                    Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, denied.SqlState);
+                    await connection.ExecuteAsync("ROLLBACK TO SAVEPOINT s");
+                    continue;
+                }
                 var deleted = await connection.ExecuteAsync($"DELETE FROM {table} WHERE {column} = ANY(@others)", new { others });
                 Assert.True(deleted == 0, $"{table}: deleted {deleted} foreign rows");
             }

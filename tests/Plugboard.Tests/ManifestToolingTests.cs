@@ -141,8 +141,9 @@ public sealed class ManifestToolingTests(PlugboardServer server)
         var (exit, output) = await PlugboardAsync(environment, "run", Path.Combine(PlugboardServer.RepoRoot, "templates", "generic-rest-api-key.yaml"),
             "--config", "base_url=http://10.20.30.40", "--credentials", credentials, "--allow", "127.0.0.1/32");
         Assert.Equal(1, exit);
-        Assert.Contains("'10.20.30.40'", output, StringComparison.Ordinal);
-        Assert.Contains("not allowed", output, StringComparison.Ordinal);
+        var text = output.ReplaceLineEndings(" ");
+        Assert.Contains("'10.20.30.40'", text, StringComparison.Ordinal);
+        Assert.Contains("destination address is not allowed", text, StringComparison.Ordinal);
         Assert.Empty(proxy.Requests);
     }
 

@@ -32,6 +32,9 @@ public sealed class JobsMigration : SqlScriptMigration;
 [Migration(3, "executions")]
 public sealed class ExecutionsMigration : SqlScriptMigration;
 
+[Migration(4, "trust_hardening")]
+public sealed class TrustHardeningMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

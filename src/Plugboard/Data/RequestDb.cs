@@ -17,6 +17,16 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
 
     public Guid? UserId { get; private set; }
     public Guid? KeyId { get; private set; }
+
+    /// <summary>The workspace the caller's key is confined to (null for personal keys and OIDC sign-in).</summary>
+    public string? KeyWorkspaceId { get; private set; }
+
+    /// <summary>The role cap of the caller's key (null when uncapped).</summary>
+    public string? KeyRole { get; private set; }
+
+    public DateTime? KeyExpiresAt { get; private set; }
+
+    /// <summary>Always null for a confined or capped key: such a key carries no platform role (the database says so).</summary>
     public string? PlatformRole { get; private set; }
     public string? WorkspaceId { get; private set; }
     public string? WorkspaceRole { get; private set; }
@@ -36,7 +46,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     {
         var key = await QuerySingleOrDefaultAsync<AuthenticatedKey>(
             """
-            SELECT a.key_id, a.user_id, a.workspace_id, a.key_role, a.platform_role
+            SELECT a.key_id, a.user_id, a.workspace_id, a.key_role, a.platform_role, a.key_expires_at
               FROM authenticate_api_key(@keyHash) a
              WHERE set_config('app.user_id', a.user_id::text, true) IS NOT NULL
                AND set_config('app.platform_role', coalesce(a.platform_role, ''), true) IS NOT NULL
@@ -45,6 +55,9 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         {
             UserId = key.UserId;
             KeyId = key.KeyId;
+            KeyWorkspaceId = key.WorkspaceId;
+            KeyRole = key.KeyRole;
+            KeyExpiresAt = key.KeyExpiresAt;
             PlatformRole = key.PlatformRole;
         }
         return key;
@@ -164,4 +177,4 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     }
 }
 
-public sealed record AuthenticatedKey(Guid KeyId, Guid UserId, string? WorkspaceId, string? KeyRole, string? PlatformRole);
+public sealed record AuthenticatedKey(Guid KeyId, Guid UserId, string? WorkspaceId, string? KeyRole, string? PlatformRole, DateTime? KeyExpiresAt);

@@ -1,3 +1,14 @@
+CREATE FUNCTION public.api_keys_revocation_is_final() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS DISTINCT FROM OLD.revoked_at THEN
+        RAISE EXCEPTION 'a revoked API key stays revoked' USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION public.app_platform_role() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT nullif(current_setting('app.platform_role', true), '') $$;
@@ -28,7 +39,7 @@ CREATE FUNCTION public.app_workspace_role() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT nullif(current_setting('app.workspace_role', true), '') $$;
 
-CREATE FUNCTION public.authenticate_api_key(p_key_hash bytea) RETURNS TABLE(key_id uuid, user_id uuid, workspace_id text, key_role text, platform_role text)
+CREATE FUNCTION public.authenticate_api_key(p_key_hash bytea) RETURNS TABLE(key_id uuid, user_id uuid, workspace_id text, key_role text, platform_role text, key_expires_at timestamp with time zone)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
@@ -38,14 +49,27 @@ BEGIN
          WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
            AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
         RETURNING k.id, k.user_id, k.workspace_id, k.role,
-                  (SELECT s.role FROM saas_admin_users s WHERE s.user_id = k.user_id);
+                  CASE WHEN k.workspace_id IS NULL AND k.role IS NULL
+                       THEN (SELECT s.role FROM saas_admin_users s WHERE s.user_id = k.user_id) END,
+                  k.expires_at;
     IF NOT FOUND THEN
         RETURN QUERY
             SELECT k.id, k.user_id, k.workspace_id, k.role,
-                   (SELECT s.role FROM saas_admin_users s WHERE s.user_id = k.user_id)
+                   CASE WHEN k.workspace_id IS NULL AND k.role IS NULL
+                        THEN (SELECT s.role FROM saas_admin_users s WHERE s.user_id = k.user_id) END,
+                   k.expires_at
               FROM api_keys k
              WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now());
     END IF;
+END
+$$;
+
+CREATE FUNCTION public.bump_row_version() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.row_version := OLD.row_version + 1;
+    RETURN NEW;
 END
 $$;
 
@@ -147,7 +171,10 @@ $$;
 CREATE FUNCTION public.record_template_install(p_template_id uuid) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
-    AS $$ UPDATE connector_templates SET install_count = install_count + 1 WHERE id = p_template_id AND status = 'published' $$;
+    AS $$
+        UPDATE connector_templates SET install_count = install_count + 1
+         WHERE id = p_template_id AND status = 'published' AND app_workspace_id() IS NOT NULL AND app_role_at_least('admin')
+    $$;
 
 CREATE FUNCTION public.set_updated_at() RETURNS trigger
     LANGUAGE plpgsql
@@ -176,7 +203,7 @@ CREATE FUNCTION public.workspace_execution_stats() RETURNS TABLE(connectors bigi
 CREATE FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id text) RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
-    AS $$ SELECT m.role FROM workspace_members m WHERE m.user_id = p_user_id AND m.workspace_id = p_workspace_id $$;
+    AS $$ SELECT m.role FROM workspace_members m WHERE m.user_id = p_user_id AND p_user_id = app_user_id() AND m.workspace_id = p_workspace_id $$;
 
 CREATE TABLE public."VersionInfo" (
     "Version" bigint NOT NULL,
@@ -338,6 +365,8 @@ CREATE TABLE public.connectors (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     max_concurrency integer DEFAULT 4 NOT NULL,
+    row_version bigint DEFAULT 1 NOT NULL,
+    webhook_secret_set boolean GENERATED ALWAYS AS ((webhook_secret IS NOT NULL)) STORED,
     CONSTRAINT connectors_max_concurrency_check CHECK (((max_concurrency >= 1) AND (max_concurrency <= 100))),
     CONSTRAINT connectors_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
     CONSTRAINT connectors_sync_frequency_check CHECK ((sync_frequency = ANY (ARRAY['manual'::text, 'hourly'::text, 'daily'::text, 'weekly'::text, 'realtime'::text]))),
@@ -450,6 +479,7 @@ CREATE TABLE public.workspace_api_credentials (
     created_by uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    row_version bigint DEFAULT 1 NOT NULL,
     CONSTRAINT workspace_api_credentials_auth_type_check CHECK ((auth_type = ANY (ARRAY['api_key'::text, 'bearer'::text, 'basic'::text, 'oauth2_client_credentials'::text, 'oauth2_refresh_token'::text, 'session'::text, 'custom'::text]))),
     CONSTRAINT workspace_api_credentials_encrypted_payload_check CHECK ((encrypted_payload ~~ 'pb1:%'::text)),
     CONSTRAINT workspace_api_credentials_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200)))
@@ -593,6 +623,8 @@ CREATE UNIQUE INDEX workspace_api_credentials_name_key ON public.workspace_api_c
 
 CREATE INDEX workspace_members_user_idx ON public.workspace_members USING btree (user_id);
 
+CREATE TRIGGER api_keys_revocation_is_final BEFORE UPDATE OF revoked_at ON public.api_keys FOR EACH ROW EXECUTE FUNCTION public.api_keys_revocation_is_final();
+
 CREATE TRIGGER api_keys_updated_at BEFORE UPDATE ON public.api_keys FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER connector_executions_updated_at BEFORE UPDATE ON public.connector_executions FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
@@ -600,6 +632,8 @@ CREATE TRIGGER connector_executions_updated_at BEFORE UPDATE ON public.connector
 CREATE TRIGGER connector_sync_logs_updated_at BEFORE UPDATE ON public.connector_sync_logs FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER connector_templates_updated_at BEFORE UPDATE ON public.connector_templates FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+
+CREATE TRIGGER connectors_row_version BEFORE UPDATE ON public.connectors FOR EACH ROW EXECUTE FUNCTION public.bump_row_version();
 
 CREATE TRIGGER connectors_updated_at BEFORE UPDATE ON public.connectors FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
@@ -614,6 +648,8 @@ CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON public.jobs FOR EACH ROW EXECUTE
 CREATE TRIGGER saas_admin_users_updated_at BEFORE UPDATE ON public.saas_admin_users FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER users_updated_at BEFORE UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+
+CREATE TRIGGER workspace_api_credentials_row_version BEFORE UPDATE ON public.workspace_api_credentials FOR EACH ROW EXECUTE FUNCTION public.bump_row_version();
 
 CREATE TRIGGER workspace_api_credentials_updated_at BEFORE UPDATE ON public.workspace_api_credentials FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
@@ -817,6 +853,16 @@ ALTER TABLE public.connector_webhook_events ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.connectors ENABLE ROW LEVEL SECURITY;
 
+CREATE POLICY definer_all ON public.api_keys TO plugboard_definer USING (true) WITH CHECK (true);
+
+CREATE POLICY definer_all ON public.connector_templates TO plugboard_definer USING (true) WITH CHECK (true);
+
+CREATE POLICY definer_all ON public.saas_admin_users TO plugboard_definer USING (true) WITH CHECK (true);
+
+CREATE POLICY definer_all ON public.users TO plugboard_definer USING (true) WITH CHECK (true);
+
+CREATE POLICY definer_all ON public.workspace_members TO plugboard_definer USING (true) WITH CHECK (true);
+
 ALTER TABLE public.file_upload_batches ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
@@ -888,7 +934,14 @@ GRANT ALL ON FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id te
 GRANT SELECT ON TABLE public."VersionInfo" TO plugboard_service;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.api_keys TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.api_keys TO plugboard_api;
+GRANT SELECT,INSERT ON TABLE public.api_keys TO plugboard_api;
+GRANT SELECT ON TABLE public.api_keys TO plugboard_definer;
+
+GRANT UPDATE(name) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT UPDATE(last_used_at) ON TABLE public.api_keys TO plugboard_definer;
+
+GRANT UPDATE(revoked_at) ON TABLE public.api_keys TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.audit_log TO plugboard_service;
 GRANT SELECT,INSERT ON TABLE public.audit_log TO plugboard_api;
@@ -900,13 +953,96 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_sync_logs TO plugboa
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_sync_logs TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_templates TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_templates TO plugboard_api;
+GRANT SELECT,INSERT,DELETE ON TABLE public.connector_templates TO plugboard_api;
+GRANT SELECT ON TABLE public.connector_templates TO plugboard_definer;
+
+GRANT UPDATE(name) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(description) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(category) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(tags) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(status) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(featured) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(version) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(manifest) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(credential_fields) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(auth_type) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(install_count) ON TABLE public.connector_templates TO plugboard_definer;
+
+GRANT UPDATE(rejection_reason) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT UPDATE(published_at) ON TABLE public.connector_templates TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_webhook_events TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_webhook_events TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connectors TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connectors TO plugboard_api;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(workspace_id) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(id) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(name) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(description) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(connector_type) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(template_id) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(template_version) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(manifest) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(config) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(credential_id) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(is_active) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(filters) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(metadata) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(sync_frequency) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(next_sync_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(last_sync_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(webhook_url) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(webhook_active) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(error_count) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(last_error) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(last_error_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(credentials_updated_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(created_by) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(created_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(updated_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(max_concurrency) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(row_version) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(webhook_secret_set) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_keys TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_keys TO plugboard_api;
@@ -919,15 +1055,46 @@ GRANT INSERT ON TABLE public.jobs TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_api;
+GRANT SELECT ON TABLE public.saas_admin_users TO plugboard_definer;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.users TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.users TO plugboard_api;
+GRANT SELECT ON TABLE public.users TO plugboard_api;
+GRANT SELECT,INSERT ON TABLE public.users TO plugboard_definer;
+
+GRANT UPDATE(display_name) ON TABLE public.users TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_api_credentials TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_api_credentials TO plugboard_api;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(workspace_id) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(id) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(name) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(auth_type) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(key_id) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(masked_hint) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(secret_fields) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(expires_at) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(credentials_updated_at) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(created_by) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(created_at) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(updated_at) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT(row_version) ON TABLE public.workspace_api_credentials TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_members TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_members TO plugboard_api;
+GRANT SELECT ON TABLE public.workspace_members TO plugboard_definer;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspaces TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspaces TO plugboard_api;

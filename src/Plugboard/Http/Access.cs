@@ -13,6 +13,9 @@ public static class Roles
     public static bool PlatformAtLeast(string? role, string minimum) =>
         role is not null && Array.IndexOf(Platform, role) >= Array.IndexOf(Platform, minimum);
 
+    /// <summary>The lower of a role and an optional cap (a capped key's effective role).</summary>
+    public static string Capped(string role, string? cap) => cap is not null && !AtLeast(cap, role) ? cap : role;
+
     public static string ValidWorkspaceRole(string? role, string field = "role") =>
         role is not null && Workspace.Contains(role) ? role
         : throw Problems.Invalid($"{field} must be one of: {string.Join(", ", Workspace)}.", "/" + field);

@@ -38,26 +38,39 @@ public static class ApiKeysApi
             "SELECT u.id AS user_id, u.email, u.display_name, @platformRole AS platform_role, @keyId AS key_id FROM users u WHERE u.id = app_user_id()",
             new { platformRole = db.PlatformRole, keyId = db.KeyId }, ct));
 
-    /// <summary>All of the caller's own keys, personal and workspace-confined.</summary>
+    /// <summary>The caller's own keys, personal and workspace-confined; through a confined key, only the keys
+    /// confined to the same workspace.</summary>
     private static async Task<IResult> ListMine(RequestDb db, int? limit, string? cursor, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<ApiKey>(
-            $"SELECT {Columns} FROM api_keys WHERE user_id = app_user_id() AND (@after::uuid IS NULL OR id < @after) ORDER BY id DESC LIMIT @take",
-            new { after = Paging.AfterId(cursor), take = take + 1 }, ct);
+            $"""
+            SELECT {Columns} FROM api_keys
+             WHERE user_id = app_user_id() AND (@keyWorkspace::text IS NULL OR workspace_id = @keyWorkspace)
+               AND (@after::uuid IS NULL OR id < @after)
+             ORDER BY id DESC LIMIT @take
+            """,
+            new { after = Paging.AfterId(cursor), take = take + 1, keyWorkspace = db.KeyWorkspaceId }, ct);
         return TypedResults.Ok(Paging.ToPage(rows, take, k => k.Id));
     }
 
+    /// <summary>Revokes one of the caller's keys (a confined key reaches only its workspace's); the audit row lands in
+    /// the revoked key's workspace log, or the platform log for a personal key.</summary>
     private static async Task<IResult> RevokeMine(Guid keyId, RequestDb db, CancellationToken ct)
     {
-        var revoked = await db.ExecuteAsync("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = @keyId AND user_id = app_user_id()", new { keyId }, ct);
-        if (revoked == 0)
-        {
-            throw Problems.NotFound("The API key");
-        }
-        await Audit.WriteAsync(db, "api_key.revoked", "api_key", keyId.ToString(), null, ct, platform: true);
+        var revoked = await db.QuerySingleOrDefaultAsync<RevokedKey>(
+            """
+            UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+             WHERE id = @keyId AND user_id = app_user_id() AND (@keyWorkspace::text IS NULL OR workspace_id = @keyWorkspace)
+            RETURNING workspace_id, prefix
+            """, new { keyId, keyWorkspace = db.KeyWorkspaceId }, ct)
+            ?? throw Problems.NotFound("The API key");
+        var inWorkspace = revoked.WorkspaceId is { } workspaceId && await db.EnterWorkspaceAsync(workspaceId, db.KeyRole, ct) is not null;
+        await Audit.WriteAsync(db, "api_key.revoked", "api_key", keyId.ToString(), new { revoked.Prefix }, ct, platform: !inWorkspace);
         return TypedResults.NoContent();
     }
+
+    private sealed record RevokedKey(string? WorkspaceId, string Prefix);
 
     /// <summary>Keys confined to this workspace: your own, or everyone's for owners and admins.</summary>
     private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, CancellationToken ct)
@@ -86,6 +99,17 @@ public static class ApiKeysApi
         {
             throw Problems.Invalid("expires_at must be in the future.", "/expires_at");
         }
+        // Nor does it outlive it: a key made with an expiring key expires with it at the latest.
+        var expiresAt = body.ExpiresAt?.UtcDateTime;
+        if (db.KeyExpiresAt is { } parentExpiry)
+        {
+            var parent = DateTime.SpecifyKind(parentExpiry, DateTimeKind.Utc);
+            if (expiresAt > parent)
+            {
+                throw Problems.Forbidden($"A key cannot outlive the key that makes it: this key expires at {parent:O}.");
+            }
+            expiresAt ??= parent;
+        }
         if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
         {
             return replay;
@@ -97,7 +121,7 @@ public static class ApiKeysApi
             INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash, role, expires_at)
             VALUES (@id, app_workspace_id(), app_user_id(), @name, @prefix, @hash, @role, @expiresAt)
             RETURNING {Columns}
-            """, new { id, name, prefix, hash, role, expiresAt = body.ExpiresAt?.UtcDateTime }, ct);
+            """, new { id, name, prefix, hash, role, expiresAt }, ct);
         await Audit.WriteAsync(db, "api_key.created", "api_key", id.ToString(), new { name, prefix, role }, ct);
         // The key itself is deliberately not stored for idempotent replay: a replay answers without it.
         await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/api-keys/{id}", row!, ct);

@@ -63,8 +63,8 @@ public static class ConnectorsApi
         """
         id, name, description, connector_type, template_id, template_version, manifest::text AS manifest, config::text AS config,
         credential_id, is_active, filters::text AS filters, metadata::text AS metadata, sync_frequency, next_sync_at, last_sync_at,
-        webhook_url, webhook_active, webhook_secret IS NOT NULL AS webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
-        credentials_updated_at, created_at, updated_at, xmin::text::bigint AS row_version
+        webhook_url, webhook_active, webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
+        credentials_updated_at, created_at, updated_at, row_version
         """;
 
     private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, [FromQuery(Name = "is_active")] bool? isActive, [FromQuery(Name = "template_id")] Guid? templateId, CancellationToken ct)
@@ -181,9 +181,9 @@ public static class ConnectorsApi
                 next_sync_at = CASE WHEN @syncFrequency::text IS NULL THEN next_sync_at
                                     WHEN @syncFrequency IN ('manual', 'realtime') THEN NULL ELSE coalesce(next_sync_at, now()) END,
                 webhook_active = coalesce(@webhookActive, webhook_active),
-                webhook_secret = coalesce(@webhookSecret, webhook_secret),
+                {(webhookSecret is null ? "" : "webhook_secret = @webhookSecret,")}
                 max_concurrency = coalesce(@maxConcurrency, max_concurrency)
-             WHERE id = @connectorId AND (@ifMatch::bigint IS NULL OR xmin::text::bigint = @ifMatch)
+             WHERE id = @connectorId AND (@ifMatch::bigint IS NULL OR row_version = @ifMatch)
             RETURNING {Columns}
             """,
             new

@@ -97,14 +97,13 @@ public static partial class CredentialsApi
             $"""
             UPDATE workspace_api_credentials
                SET name = coalesce(@name, name),
-                   encrypted_payload = coalesce(@payload, encrypted_payload),
-                   key_id = CASE WHEN @payload::text IS NULL THEN key_id ELSE @keyId END,
+                   {(payload is null ? "" : "encrypted_payload = @payload, key_id = @keyId,")}
                    masked_hint = coalesce(@hint, masked_hint),
                    secret_fields = coalesce(@fields, secret_fields),
                    expires_at = CASE WHEN @setExpiry THEN @expiresAt ELSE expires_at END,
                    credentials_updated_at = CASE WHEN @payload::text IS NULL THEN credentials_updated_at ELSE now() END
-             WHERE id = @credentialId AND (@ifMatch::bigint IS NULL OR xmin::text::bigint = @ifMatch)
-            RETURNING {Columns}, xmin::text::bigint AS row_version
+             WHERE id = @credentialId AND (@ifMatch::bigint IS NULL OR row_version = @ifMatch)
+            RETURNING {Columns}, row_version
             """,
             new
             {
@@ -139,7 +138,7 @@ public static partial class CredentialsApi
     private static async Task<(Credential, long)> Find(RequestDb db, Guid credentialId, CancellationToken ct)
     {
         var row = await db.QuerySingleOrDefaultAsync<CredentialRow>(
-            $"SELECT {Columns}, xmin::text::bigint AS row_version FROM workspace_api_credentials WHERE id = @credentialId", new { credentialId }, ct)
+            $"SELECT {Columns}, row_version FROM workspace_api_credentials WHERE id = @credentialId", new { credentialId }, ct)
             ?? throw Problems.NotFound("The credential");
         return (row.ToCredential(), row.RowVersion);
     }

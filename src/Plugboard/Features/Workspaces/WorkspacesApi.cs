@@ -38,12 +38,13 @@ public static class WorkspacesApi
             $"""
             SELECT {Columns}, m.created_at AS joined_at, w.xmin::text::bigint AS row_version
               FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = app_user_id()
-             WHERE (@after::text IS NULL OR w.id > @after)
+             WHERE (@after::text IS NULL OR w.id > @after) AND (@keyWorkspace::text IS NULL OR w.id = @keyWorkspace)
              ORDER BY w.id
              LIMIT @take
-            """, new { after, take = take + 1 }, ct);
+            """, new { after, take = take + 1, keyWorkspace = db.KeyWorkspaceId }, ct);
+        // A confined key lists only its workspace, a capped one shows the role it actually has there.
         var page = Paging.ToPage(rows, take, r => r.Id);
-        return TypedResults.Ok(new Page<Workspace>(page.Items.Select(r => r.ToWorkspace()).ToList(), page.NextCursor));
+        return TypedResults.Ok(new Page<Workspace>(page.Items.Select(r => (r with { Role = Roles.Capped(r.Role, db.KeyRole) }).ToWorkspace()).ToList(), page.NextCursor));
     }
 
     private static async Task<IResult> Create(CreateWorkspaceRequest body, RequestDb db, HttpContext http, CancellationToken ct)
