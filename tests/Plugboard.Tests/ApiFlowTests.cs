@@ -37,6 +37,60 @@ public sealed class ApiFlowTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task Reusing_an_idempotency_key_for_a_different_request_answers_422_on_every_create_endpoint()
+    {
+        var team = await server.TeamAsync();
+        var connector = (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors",
+            new { name = "runs", manifest = TestManifests.Minimal("http://127.0.0.1:9"), is_active = true })).AssertStatusAsync(201)).GetProperty("id").GetString();
+        var official = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key'");
+        string Unique(string prefix) => prefix + Guid.NewGuid().ToString("N")[..12];
+        var email = $"{Unique("m")}@example.test";
+        var slug = Unique("t-");
+        var adminSlug = Unique("a-");
+        var creates = new (Actor Actor, string Path, object First, object Second)[]
+        {
+            (team.Owner, "/v1/workspaces", new { name = "one" }, new { name = "two" }),
+            (team.Owner, $"/v1/workspaces/{team.Id}/members", new { email, role = "viewer" }, new { email, role = "admin" }),
+            (team.Admin, $"/v1/workspaces/{team.Id}/api-keys", new { name = "one" }, new { name = "two" }),
+            (team.Admin, $"/v1/workspaces/{team.Id}/credentials", new { name = "cred", auth_type = "bearer", secret = new { token = "first-secret-5521" } },
+                new { name = "cred", auth_type = "bearer", secret = new { token = "second-secret-7734" } }),
+            (team.Admin, $"/v1/workspaces/{team.Id}/connectors", new { name = "one" }, new { name = "two" }),
+            (team.Admin, $"/v1/workspaces/{team.Id}/templates", new { slug, name = "One", manifest = TestManifests.Minimal() }, new { slug, name = "Two", manifest = TestManifests.Minimal() }),
+            (team.Admin, $"/v1/templates/{official}/install", new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "first-install-key" } },
+                new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "second-install-key" } }),
+            (team.Member, $"/v1/workspaces/{team.Id}/connectors/{connector}/executions", new { inputs = new { } }, new { }),
+            (server.PlatformOwner, "/v1/admin/templates", new { slug = adminSlug, name = "One", manifest = TestManifests.Minimal() },
+                new { slug = adminSlug, name = "Two", manifest = TestManifests.Minimal() }),
+        };
+        foreach (var (actor, path, first, second) in creates)
+        {
+            var key = Guid.NewGuid().ToString();
+            async Task<HttpResponseMessage> PostAsync(object body)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = HttpAssertions.Json(body) };
+                request.Headers.Add("Idempotency-Key", key);
+                return await actor.Http.SendAsync(request);
+            }
+            var answer = await PostAsync(first);
+            Assert.True((int)answer.StatusCode is 201 or 202, $"{path}: {(int)answer.StatusCode} {await answer.Content.ReadAsStringAsync()}");
+            var reused = await PostAsync(second);
+            Assert.True(reused.StatusCode == System.Net.HttpStatusCode.UnprocessableEntity, $"{path}: {await reused.Content.ReadAsStringAsync()}");
+            var problem = await reused.AssertProblemAsync(422, "idempotency-key-reused");
+            Assert.Contains("different request", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            var replay = await PostAsync(first);
+            Assert.Equal(answer.StatusCode, replay.StatusCode);
+            Assert.True(replay.Headers.Contains("Idempotent-Replayed"), path);
+        }
+        // The first secret is the one stored, and neither secret is kept in clear for the comparison.
+        Assert.Equal(1, await server.OwnerScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE workspace_id = @id AND name = 'cred'", new { id = team.Id }));
+        var stored = await server.OwnerScalarAsync<string>("SELECT string_agg(request_hash::text || coalesce(response::text, ''), ' ') FROM idempotency_keys WHERE workspace_id = @id", new { id = team.Id });
+        foreach (var secret in new[] { "first-secret-5521", "second-secret-7734", "first-install-key", "second-install-key" })
+        {
+            Assert.DoesNotContain(secret, stored, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Stale_if_match_answers_412_and_changes_nothing()
     {
         var team = await server.TeamAsync();

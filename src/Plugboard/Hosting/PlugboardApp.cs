@@ -134,6 +134,10 @@ public static class PlugboardApp
             {
                 throw new ProblemException(413, "payload-too-large", "Payload too large", $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.");
             }
+            if (http.Request.Headers.ContainsKey(Idempotency.Header))
+            {
+                http.Request.EnableBuffering(); // the request's fingerprint covers the body exactly as sent
+            }
             await next(http);
         });
         app.UseAuthentication();

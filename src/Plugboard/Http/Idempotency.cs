@@ -7,14 +7,16 @@ namespace Plugboard.Http;
 
 /// <summary>
 /// Creates accept an Idempotency-Key: the first request's answer is stored in the same transaction as the
-/// created row, and a retry with the same key and body gets that answer again instead of a second row.
+/// created row, and a retry with the same key and the same request gets that answer again instead of a second row.
+/// "The same request" is a SHA-256 fingerprint of the method, path, query and body bytes exactly as sent (secrets
+/// included, so they are only ever stored hashed): the same key with any other request answers 422.
 /// </summary>
 public static class Idempotency
 {
     public const string Header = "Idempotency-Key";
 
     /// <summary>Claims the key for this request; returns the stored answer when the key was used before.</summary>
-    public static async Task<IResult?> ReplayOrClaimAsync(HttpContext http, RequestDb db, object request, CancellationToken ct)
+    public static async Task<IResult?> ReplayOrClaimAsync(HttpContext http, RequestDb db, CancellationToken ct)
     {
         var key = http.Request.Headers[Header].ToString();
         if (key.Length == 0)
@@ -25,7 +27,7 @@ public static class Idempotency
         {
             throw Problems.BadRequest("Idempotency-Key must be 1 to 255 printable characters.");
         }
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"{http.Request.Method} {http.Request.Path}\n{JsonSerializer.Serialize(request, ApiJson.Options)}"));
+        var hash = await FingerprintAsync(http.Request, ct);
         var claimed = await db.ExecuteAsync(
             """
             INSERT INTO idempotency_keys (user_id, key, workspace_id, request_hash)
@@ -79,6 +81,23 @@ public static class Idempotency
                 "UPDATE idempotency_keys SET status_code = @status, location = @location, response = @response::jsonb WHERE user_id = app_user_id() AND key = @key",
                 new { key, status, location, response = JsonSerializer.Serialize(body, ApiJson.Options) }, ct);
         }
+    }
+
+    private static async Task<byte[]> FingerprintAsync(HttpRequest request, CancellationToken ct)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(Encoding.UTF8.GetBytes($"{request.Method} {request.Path}{request.QueryString}\n"));
+        if (request.Body.CanSeek)
+        {
+            request.Body.Position = 0;
+            var buffer = new byte[16 * 1024];
+            int read;
+            while ((read = await request.Body.ReadAsync(buffer, ct)) > 0)
+            {
+                sha.AppendData(buffer, 0, read);
+            }
+        }
+        return sha.GetHashAndReset();
     }
 
     private sealed record StoredAnswer(byte[] RequestHash, int? StatusCode, string? Location, string? Response);

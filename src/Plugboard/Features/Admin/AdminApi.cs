@@ -54,7 +54,7 @@ public static class AdminApi
     {
         db.RequirePlatformRole("developer", "write official templates");
         var t = TemplateRules.Check(body);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

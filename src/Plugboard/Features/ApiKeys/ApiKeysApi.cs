@@ -110,7 +110,7 @@ public static class ApiKeysApi
             }
             expiresAt ??= parent;
         }
-        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

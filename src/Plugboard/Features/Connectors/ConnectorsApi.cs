@@ -98,7 +98,7 @@ public static class ConnectorsApi
         var description = Validate.Text(body.Description, "description", 2000);
         var manifest = ValidManifest(body.Manifest, allowEmpty: true);
         var syncFrequency = body.SyncFrequency is null ? "manual" : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency");
-        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

@@ -62,7 +62,7 @@ public static partial class CredentialsApi
         var name = Validate.Name(body.Name);
         var authType = Validate.OneOf(body.AuthType, AuthTypes, "auth_type");
         var secret = ValidateSecret(body.Secret);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, new { body.Name, body.AuthType, body.ExpiresAt, fields = secret.Keys.Order() }, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

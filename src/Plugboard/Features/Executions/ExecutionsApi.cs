@@ -48,7 +48,7 @@ public static class ExecutionsApi
             throw new ProblemException(409, "connector-inactive", "Connector inactive", "The connector is paused: set is_active to true to run it.");
         }
         var inputs = ExecutionInputs.Check(JsonNode.Parse(connector.Manifest) as JsonObject, body?.Inputs);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, new { connectorId, body?.Inputs }, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

@@ -40,7 +40,7 @@ public static class MembersApi
         db.RequireRole("owner", "add members");
         var email = Validate.Email(body.Email);
         var role = Roles.ValidWorkspaceRole(body.Role);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

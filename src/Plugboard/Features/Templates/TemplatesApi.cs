@@ -119,7 +119,7 @@ public static class TemplatesApi
             }
         }
         var name = body.Name is null ? template.Name : Validate.Name(body.Name);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, new { templateId, body.WorkspaceId, body.Name, body.CredentialId, body.Config, fields = secret?.Keys.Order() }, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }
@@ -151,7 +151,7 @@ public static class TemplatesApi
     {
         db.RequireRole("admin", "write community templates");
         var t = TemplateRules.Check(body);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }

@@ -54,7 +54,7 @@ public static class WorkspacesApi
             throw Problems.Forbidden("This API key is confined to one workspace and cannot create workspaces; use a personal key.");
         }
         var name = Validate.Name(body.Name);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, body, ct) is { } replay)
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }
