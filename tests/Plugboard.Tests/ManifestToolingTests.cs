@@ -141,7 +141,7 @@ public sealed class ManifestToolingTests(PlugboardServer server)
         var (exit, output) = await PlugboardAsync(environment, "run", Path.Combine(PlugboardServer.RepoRoot, "templates", "generic-rest-api-key.yaml"),
             "--config", "base_url=http://10.20.30.40", "--credentials", credentials, "--allow", "127.0.0.1/32");
         Assert.Equal(1, exit);
-        var text = output.ReplaceLineEndings(" ");
+        var text = System.Text.RegularExpressions.Regex.Replace(output, @"\s+", " "); // the console wraps long lines
         Assert.Contains("'10.20.30.40'", text, StringComparison.Ordinal);
         Assert.Contains("destination address is not allowed", text, StringComparison.Ordinal);
         Assert.Empty(proxy.Requests);
@@ -171,6 +171,17 @@ public sealed class ManifestToolingTests(PlugboardServer server)
         busyHttp.DefaultRequestHeaders.Authorization = new("Bearer", busy.Member.Key);
         using var quietHttp = new HttpClient { BaseAddress = new Uri(url) };
         quietHttp.DefaultRequestHeaders.Authorization = new("Bearer", quiet.Member.Key);
+        // Neither a non-member nor a member who may not run spends the workspace's budget.
+        for (var i = 0; i < 6; i++)
+        {
+            await (await quietHttp.PostAsJsonAsync($"/v1/workspaces/{busy.Id}/connectors/{busyConnector}/executions", new { })).AssertProblemAsync(404, "not-found");
+        }
+        using var viewerHttp = new HttpClient { BaseAddress = new Uri(url) };
+        viewerHttp.DefaultRequestHeaders.Authorization = new("Bearer", busy.Viewer.Key);
+        for (var i = 0; i < 3; i++)
+        {
+            await (await viewerHttp.PostAsJsonAsync($"/v1/workspaces/{busy.Id}/connectors/{busyConnector}/executions", new { })).AssertProblemAsync(403, "forbidden");
+        }
         var statuses = new List<int>();
         for (var i = 0; i < 4; i++)
         {

@@ -142,7 +142,6 @@ public static class PlugboardApp
         });
         app.UseAuthentication();
         app.UseAuthorization();
-        app.UseRateLimiter();
 
         app.MapOpenApi("/openapi/v1.json").AllowAnonymous();
         app.MapScalarApiReference("/docs", o => o.WithTitle("Plugboard API").WithOpenApiRoutePattern("/openapi/v1.json")).AllowAnonymous();

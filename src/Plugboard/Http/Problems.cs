@@ -16,6 +16,9 @@ public sealed class ProblemException(int status, string slug, string title, stri
     public string Title { get; } = title;
     public string? Detail { get; } = detail;
     public IDictionary<string, object?>? Extensions { get; } = extensions;
+
+    /// <summary>Response headers that belong to the problem (e.g. Retry-After on a 429).</summary>
+    public Dictionary<string, string> Headers { get; } = [];
 }
 
 public static class Problems
@@ -87,6 +90,13 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problemDetail
             logger.LogError(exception, "Unhandled {ExceptionType} on {Method} {Path}", exception.GetType().Name, httpContext.Request.Method, httpContext.Request.Path);
         }
         httpContext.Response.StatusCode = status;
+        if (exception is ProblemException { Headers.Count: > 0 } withHeaders)
+        {
+            foreach (var (name, value) in withHeaders.Headers)
+            {
+                httpContext.Response.Headers[name] = value;
+            }
+        }
         var problem = new ProblemDetails { Status = status, Type = Problems.TypePrefix + slug, Title = title, Detail = detail };
         if (extensions is not null)
         {

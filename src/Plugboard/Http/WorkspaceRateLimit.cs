@@ -1,50 +1,57 @@
+using System.Globalization;
 using System.Threading.RateLimiting;
-using Microsoft.AspNetCore.RateLimiting;
 
 namespace Plugboard.Http;
 
 /// <summary>
 /// A token bucket per workspace for work-creating endpoints (executions), so one busy workspace cannot flood the
-/// queue; the job claim is fair across workspaces as well. Answers 429 with Retry-After and a problem body.
+/// queue; the job claim is fair across workspaces as well. The handler takes a token only after the caller has
+/// entered the workspace (a member with the role to run), so nobody else can spend a workspace's budget. The buckets
+/// live in each API process: behind a load balancer with N API processes a workspace may start up to N × the rate.
 /// </summary>
-public static class WorkspaceRateLimit
+public sealed class WorkspaceRateLimit : IDisposable
 {
-    public const string Policy = "workspace";
+    private readonly PartitionedRateLimiter<string> _limiter;
+
+    public WorkspaceRateLimit(int perSecond, int burst)
+    {
+        PerSecond = perSecond;
+        _limiter = PartitionedRateLimiter.Create<string, string>(workspaceId => RateLimitPartition.GetTokenBucketLimiter(workspaceId,
+            _ => new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = burst,
+                TokensPerPeriod = perSecond,
+                ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                QueueLimit = 0,
+                AutoReplenishment = true,
+            }));
+    }
+
+    public int PerSecond { get; }
 
     public static void Add(IServiceCollection services, IConfiguration configuration)
     {
         var perSecond = int.TryParse(configuration["PLUGBOARD_WORKSPACE_RATE_LIMIT"], out var rate) && rate > 0 ? rate : 50;
         var burst = int.TryParse(configuration["PLUGBOARD_WORKSPACE_RATE_BURST"], out var b) && b > 0 ? b : perSecond * 4;
-        services.AddRateLimiter(options =>
-        {
-            options.AddPolicy(Policy, http => RateLimitPartition.GetTokenBucketLimiter(
-                http.Request.RouteValues["workspaceId"] as string ?? "",
-                _ => new TokenBucketRateLimiterOptions
-                {
-                    TokenLimit = burst,
-                    TokensPerPeriod = perSecond,
-                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-                    QueueLimit = 0,
-                    AutoReplenishment = true,
-                }));
-            options.OnRejected = async (context, ct) =>
-            {
-                var seconds = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)) : 1;
-                var http = context.HttpContext;
-                http.Response.StatusCode = 429;
-                http.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                await http.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
-                {
-                    HttpContext = http,
-                    ProblemDetails = new Microsoft.AspNetCore.Mvc.ProblemDetails
-                    {
-                        Status = 429,
-                        Type = Problems.TypePrefix + "too-many-requests",
-                        Title = "Too many requests",
-                        Detail = $"This workspace is starting executions faster than {perSecond}/s. Retry after {seconds} s.",
-                    },
-                });
-            };
-        });
+        services.AddSingleton(new WorkspaceRateLimit(perSecond, burst));
     }
+
+    /// <summary>Takes one token of the entered workspace's bucket, or answers 429 with Retry-After.</summary>
+    public void Take(HttpContext http, string workspaceId)
+    {
+        using var lease = _limiter.AttemptAcquire(workspaceId);
+        if (lease.IsAcquired)
+        {
+            return;
+        }
+        var seconds = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)) : 1;
+        throw new ProblemException(429, "too-many-requests", "Too many requests",
+            $"This workspace is starting executions faster than {PerSecond}/s. Retry after {seconds} s.",
+            new Dictionary<string, object?> { ["retry_after"] = seconds })
+        {
+            Headers = { ["Retry-After"] = seconds.ToString(CultureInfo.InvariantCulture) },
+        };
+    }
+
+    public void Dispose() => _limiter.Dispose();
 }

@@ -21,7 +21,7 @@ public static class ExecutionsApi
     public static void Map(RouteGroupBuilder workspace)
     {
         var executions = workspace.MapGroup("/connectors/{connectorId:guid}/executions").WithTags("Executions");
-        executions.MapPost("", Create).Produces<Execution>(202).RequireRateLimiting(WorkspaceRateLimit.Policy);
+        executions.MapPost("", Create).Produces<Execution>(202);
         executions.MapGet("", async (Guid connectorId, RequestDb db, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct) =>
         {
             if (!await db.QuerySingleOrDefaultAsync<bool>("SELECT EXISTS (SELECT 1 FROM connectors WHERE id = @connectorId)", new { connectorId }, ct))
@@ -37,12 +37,14 @@ public static class ExecutionsApi
             ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct)).WithTags("Executions").Produces<Page<Execution>>();
     }
 
-    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, HttpContext http, CancellationToken ct)
+    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, WorkspaceRateLimit rateLimit, HttpContext http,
+        CancellationToken ct)
     {
+        db.RequireRole("member", "run connectors");
+        rateLimit.Take(http, db.WorkspaceId!); // after the workspace filter let the caller in: only its members spend its budget
         var connector = await db.QuerySingleOrDefaultAsync<ConnectorToRun>(
             "SELECT manifest::text AS manifest, is_active, max_concurrency FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
             ?? throw Problems.NotFound("The connector");
-        db.RequireRole("member", "run connectors");
         if (!connector.IsActive)
         {
             throw new ProblemException(409, "connector-inactive", "Connector inactive", "The connector is paused: set is_active to true to run it.");
