@@ -162,6 +162,65 @@ public sealed class ExecutionTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task Hostile_manifests_end_quickly_with_a_clear_error_while_other_executions_run()
+    {
+        var team = await server.TeamAsync();
+        var huge = Enumerable.Range(0, 60_000).Select(i => new string('x', 80) + i).ToArray(); // ~5 MB of JSON
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/ok", () => Results.Json(new { id = 7 }));
+            app.MapGet("/names", () => Results.Json(new { items = new[] { new { name = new string('a', 40) + "!" } } }));
+            app.MapGet("/huge", () => Results.Json(new { items = huge }));
+        }, record: false);
+        object Manifest(string path, string extract, object? output = null) => new Dictionary<string, object?>
+        {
+            ["version"] = 1,
+            ["base_url"] = stub.Url,
+            ["steps"] = new[] { new { id = "s", request = new { method = "GET", path }, extract = new { value = extract } } },
+            ["output"] = output ?? new { value = "{{ steps.s.value }}" },
+        };
+        var normal = await ConnectorAsync(team, Manifest("/ok", "$.id"));
+        var regex = await ConnectorAsync(team, Manifest("/names", "$.items[?(@.name =~ /^(a+)+$/)].name"));
+        var bigOutput = await ConnectorAsync(team, Manifest("/huge", "$.items"));
+        // A doubling loop is refused when it is saved, with a pointer to the template ...
+        const string doubling = "{% assign s = 'x' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s }}";
+        var refused = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors",
+            new { name = "doubling", manifest = Manifest("/ok", "$.id", new { value = doubling }) })).AssertProblemAsync(422, "manifest-invalid");
+        Assert.Contains("/manifest/output/value", refused.GetProperty("errors").ToString(), StringComparison.Ordinal);
+        // ... and one stored before this rule (written past the API) fails at run time without running the loop.
+        var stale = await ConnectorAsync(team, Manifest("/ok", "$.id"));
+        await server.OwnerExecuteAsync("UPDATE connectors SET manifest = jsonb_set(manifest, '{output,value}', to_jsonb(@doubling::text)) WHERE id = @id::uuid",
+            new { doubling, id = stale });
+
+        var hostile = new[] { regex, bigOutput, stale };
+        var started = new List<(string Connector, string Location)>();
+        foreach (var connector in hostile.Concat(Enumerable.Repeat(normal, 6)))
+        {
+            started.Add((connector, await StartAsync(team.Member, team.Id, connector)));
+        }
+        var ended = new Dictionary<string, JsonElement>();
+        foreach (var (connector, location) in started)
+        {
+            ended[location] = await WaitForEndAsync(team.Member, location, TimeSpan.FromSeconds(60));
+        }
+        foreach (var (connector, location) in started.Where(s => s.Connector == normal))
+        {
+            Assert.Equal("succeeded", ended[location].GetProperty("status").GetString());
+            Assert.Equal(7, ended[location].GetProperty("output").GetProperty("value").GetInt32());
+        }
+        JsonElement Ended(string connector) => ended[started.First(s => s.Connector == connector).Location];
+        Assert.Equal("failed", Ended(regex).GetProperty("status").GetString());
+        Assert.Contains("regular expression that took longer than", Ended(regex).GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal("failed", Ended(bigOutput).GetProperty("status").GetString());
+        Assert.True(Ended(bigOutput).GetProperty("output_truncated").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, Ended(bigOutput).GetProperty("output").ValueKind);
+        Assert.Contains("more than the limit of", Ended(bigOutput).GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal("failed", Ended(stale).GetProperty("status").GetString());
+        Assert.Contains("manifest is invalid", Ended(stale).GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.False(Ended(normal).GetProperty("output_truncated").GetBoolean());
+    }
+
+    [Fact]
     public async Task Outbound_requests_to_private_and_metadata_addresses_are_blocked()
     {
         var team = await server.TeamAsync();

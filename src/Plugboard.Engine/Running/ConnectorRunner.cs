@@ -73,7 +73,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
         }
     }
 
-    internal RunnerOptions Options => options;
+    public RunnerOptions Options => options;
     internal HttpMessageInvoker Http => http;
     internal TemplateEngine Templates => _templates;
 
@@ -94,6 +94,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
 
         // One spare attempt-timeout source per run, reset and reused (steps mostly run one request after another).
         private CancellationTokenSource? _spareAttemptSource;
+        private long _responseBytes;
 
         public async Task<JsonNode?> ExecuteAsync()
         {
@@ -702,6 +703,11 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                             throw failure;
                         }
                         var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
+                        if (Interlocked.Add(ref _responseBytes, utf8.Length) > _options.MaxRunResponseBytes)
+                        {
+                            throw new ResponseTooLargeException(
+                                $"The run has read more than {_options.MaxRunResponseBytes} bytes of responses in all; fetch fewer pages (paginate.max_pages) or items.");
+                        }
                         var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
                         await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
                             request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);

@@ -74,4 +74,10 @@ public sealed record RunnerOptions
     public int MaxRedirects { get; init; } = 5;
     public int DefaultForEachConcurrency { get; init; } = 4;
     public int MaxTemplateOutputChars { get; init; } = 1024 * 1024;
+
+    /// <summary>All response bodies one run may read together (pages and fan-out included): what a run can hold in memory.</summary>
+    public long MaxRunResponseBytes { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>The largest output (as JSON) a host stores for a run; a larger one is dropped and the run marked truncated.</summary>
+    public int MaxOutputBytes { get; init; } = 4 * 1024 * 1024;
 }

@@ -243,13 +243,26 @@ internal static class JsonInterop
         }
     }
 
+    /// <summary>How long one <c>=~ /regex/</c> filter of a JSONPath may run against one value: a catastrophic pattern
+    /// fails its step instead of holding a worker's thread (a synchronous regex cannot be cancelled).</summary>
+    public static readonly TimeSpan RegexTimeout = TimeSpan.FromMilliseconds(250);
+
+    private static readonly JsonSelectSettings SelectSettings = new() { RegexMatchTimeout = RegexTimeout };
+
     /// <summary>Applies a JSONPath: a path that can match several values always yields an array, otherwise one value or null.</summary>
     public static JToken Select(JToken root, string path)
     {
-        if (Manifests.ManifestParser.IsMultiPath(path))
+        try
         {
-            return new JArray(root.SelectTokens(path).Select(t => t.DeepClone()));
+            if (Manifests.ManifestParser.IsMultiPath(path))
+            {
+                return new JArray(root.SelectTokens(path, SelectSettings).Select(t => t.DeepClone()));
+            }
+            return root.SelectToken(path, SelectSettings)?.DeepClone() ?? JValue.CreateNull();
         }
-        return root.SelectToken(path)?.DeepClone() ?? JValue.CreateNull();
+        catch (System.Text.RegularExpressions.RegexMatchTimeoutException)
+        {
+            throw new RunFailedException($"The JSONPath '{path}' has a regular expression that took longer than {RegexTimeout.TotalMilliseconds:0} ms on one value; simplify it.");
+        }
     }
 }

@@ -139,12 +139,20 @@ public sealed class TemplateModel
 
 /// <summary>
 /// Sandboxed Liquid (Fluid): no file system, no CLR member access (the model is JSON converted to Fluid values),
-/// a step limit, a recursion limit and a cap on the rendered size. Parsed templates are cached by source.
+/// a step limit, a recursion limit and a cap on the rendered size. A connector's templates compute values, they do
+/// not run programs: only <c>if</c>, <c>unless</c>, <c>case</c>, <c>raw</c> and comments are tags (no loops, no
+/// variables, no includes), ranges are small literals, and every filter's result is size-checked, so no template can
+/// grow a string or a list beyond <see cref="MaxIntermediateChars"/> / <see cref="MaxIntermediateItems"/> on its
+/// way to the output. Parsed templates are cached by source.
 /// </summary>
 public sealed class TemplateEngine(int maxOutputChars)
 {
     private const int MaxCachedTemplates = 10_000;
-    private static readonly FluidParser Parser = new(new FluidParserOptions { AllowFunctions = false, AllowLiquidTag = false });
+    public const int MaxIntermediateChars = 1024 * 1024;
+    public const int MaxIntermediateItems = 100_000;
+    public const int MaxRangeItems = 1_000;
+    private static readonly string[] AllowedTags = ["if", "unless", "case", "raw", "comment", "#", "echo"];
+    private static readonly FluidParser Parser = CreateParser();
     private static readonly ConcurrentDictionary<string, CompiledTemplate> Cache = new(StringComparer.Ordinal);
     private static readonly TemplateOptions Options = CreateOptions();
 
@@ -162,7 +170,7 @@ public sealed class TemplateEngine(int maxOutputChars)
             error = null;
             return true;
         }
-        if (!Parser.TryParse(source, out var parsed, out error))
+        if (!Parser.TryParse(source, out var parsed, out error) || (error = RangeLimits.Check(parsed)) is not null)
         {
             template = new CompiledTemplate(source, null, null);
             return false;
@@ -257,6 +265,60 @@ public sealed class TemplateEngine(int maxOutputChars)
     private static TemplateContext CreateContext(TemplateModel model, SecretReads? reads) =>
         new(reads is null ? model.RootValue : model.TrackedRoot(reads), Options, allowModelMembers: false);
 
+    private static FluidParser CreateParser()
+    {
+        var parser = new FluidParser(new FluidParserOptions { AllowFunctions = false, AllowLiquidTag = false });
+        foreach (var tag in parser.RegisteredTags.Keys.Except(AllowedTags).ToList())
+        {
+            parser.RegisteredTags.Remove(tag);
+        }
+        return parser;
+    }
+
+    /// <summary>Ranges materialise every number they span: only literal ones of up to <see cref="MaxRangeItems"/> are allowed.</summary>
+    private sealed class RangeLimits : AstVisitor
+    {
+        private string? _error;
+
+        public static string? Check(IFluidTemplate template)
+        {
+            var visitor = new RangeLimits();
+            visitor.VisitTemplate(template);
+            return visitor._error;
+        }
+
+        protected override Expression VisitRangeExpression(RangeExpression rangeExpression)
+        {
+            if (rangeExpression.From is not LiteralExpression { Value: NumberValue from } || rangeExpression.To is not LiteralExpression { Value: NumberValue to }
+                || Math.Abs(to.ToNumberValue() - from.ToNumberValue()) >= MaxRangeItems)
+            {
+                _error ??= $"a range must have literal bounds and span fewer than {MaxRangeItems} numbers";
+            }
+            return base.VisitRangeExpression(rangeExpression);
+        }
+    }
+
+    /// <summary>Every filter, built-in or ours, refuses to return a string or list over the intermediate limits.</summary>
+    private static void BoundFilters(FilterCollection filters)
+    {
+        foreach (var (name, filter) in filters.ToList())
+        {
+            filters.AddFilter(name, async (input, arguments, context) =>
+            {
+                var result = await filter(input, arguments, context).ConfigureAwait(false);
+                switch (result)
+                {
+                    case StringValue when result.ToStringValue().Length > MaxIntermediateChars:
+                        throw new TemplateException($"The filter '{name}' made a string longer than {MaxIntermediateChars} characters.");
+                    case ArrayValue array when array.Values.Count > MaxIntermediateItems:
+                        throw new TemplateException($"The filter '{name}' made a list longer than {MaxIntermediateItems} items.");
+                    default:
+                        return result;
+                }
+            });
+        }
+    }
+
     private static TemplateOptions CreateOptions()
     {
         var options = new TemplateOptions
@@ -279,6 +341,7 @@ public sealed class TemplateEngine(int maxOutputChars)
             new StringValue(Convert.ToBase64String(Encoding.UTF8.GetBytes(input.ToStringValue()))));
         options.Filters.AddFilter("json", static (input, _, _) =>
             new StringValue(FromFluid(input).ToString(Formatting.None)));
+        BoundFilters(options.Filters);
         return options;
     }
 

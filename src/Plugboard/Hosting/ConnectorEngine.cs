@@ -40,5 +40,6 @@ public static class ConnectorEngine
     {
         ExecutionTimeout = TimeSpan.FromSeconds(int.TryParse(configuration["PLUGBOARD_EXECUTION_TIMEOUT_SECONDS"], out var t) && t > 0 ? t : 300),
         DefaultStepTimeout = TimeSpan.FromSeconds(int.TryParse(configuration["PLUGBOARD_STEP_TIMEOUT_SECONDS"], out var s) && s > 0 ? s : 30),
+        MaxOutputBytes = int.TryParse(configuration["PLUGBOARD_MAX_OUTPUT_BYTES"], out var o) && o > 0 ? o : 4 * 1024 * 1024,
     };
 }

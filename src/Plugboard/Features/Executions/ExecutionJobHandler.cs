@@ -73,6 +73,20 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         ct.ThrowIfCancellationRequested(); // lease lost or shutting down: another worker will take it over
 
         var durationMs = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var output = result.Output?.ToJsonString();
+        var truncated = false;
+        if (output is not null && output.Length > runner.Options.MaxOutputBytes)
+        {
+            // Too large to store: nothing of it is kept, and the execution says why rather than half an answer.
+            result = result with
+            {
+                Status = RunStatus.Failed,
+                Error = $"The run's output is {output.Length} characters of JSON, more than the limit of {runner.Options.MaxOutputBytes}: it was not stored. " +
+                        "Narrow the manifest's output (or extract fewer fields).",
+            };
+            output = null;
+            truncated = true;
+        }
         var status = result.Status switch
         {
             RunStatus.Succeeded => "succeeded",
@@ -87,7 +101,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             [
                 """
                 UPDATE connector_executions
-                   SET status = @status, output = @output::jsonb, error = @error, steps_log = @steps::jsonb, finished_at = now(), duration_ms = @durationMs
+                   SET status = @status, output = @output::jsonb, output_truncated = @truncated, error = @error, steps_log = @steps::jsonb, finished_at = now(), duration_ms = @durationMs
                  WHERE workspace_id = @workspaceId AND id = @executionId AND {lease_held}
                 """,
                 """
@@ -102,7 +116,8 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             new
             {
                 status,
-                output = result.Output?.ToJsonString(),
+                output,
+                truncated,
                 error = result.Error,
                 steps = JsonSerializer.Serialize(result.Log.Select(StepLogWriter.ToJson)),
                 durationMs,

@@ -6,7 +6,7 @@ namespace Plugboard.Features.Executions;
 public sealed record CreateExecutionRequest(JsonElement? Inputs = null);
 
 public sealed record Execution(
-    Guid Id, Guid ConnectorId, string Status, string Trigger, JsonElement Inputs, JsonElement? Output, string? Error,
+    Guid Id, Guid ConnectorId, string Status, string Trigger, JsonElement Inputs, JsonElement? Output, bool OutputTruncated, string? Error,
     DateTime? StartedAt, DateTime? FinishedAt, int? DurationMs, int Attempts, DateTime? CancelRequestedAt, DateTime CreatedAt, DateTime UpdatedAt,
     JsonElement? Steps = null);
 
@@ -18,6 +18,7 @@ internal sealed record ExecutionRow
     public string Trigger { get; init; } = "";
     public string Inputs { get; init; } = "{}";
     public string? Output { get; init; }
+    public bool OutputTruncated { get; init; }
     public string? Error { get; init; }
     public string StepsLog { get; init; } = "[]";
     public DateTime? StartedAt { get; init; }
@@ -30,12 +31,12 @@ internal sealed record ExecutionRow
 
     public const string Columns =
         """
-        id, connector_id, status, trigger, inputs::text AS inputs, output::text AS output, error, steps_log::text AS steps_log,
+        id, connector_id, status, trigger, inputs::text AS inputs, output::text AS output, output_truncated, error, steps_log::text AS steps_log,
         started_at, finished_at, duration_ms, attempts, cancel_requested_at, created_at, updated_at
         """;
 
     public Execution ToExecution(bool withSteps) => new(Id, ConnectorId, Status, Trigger, JsonColumns.Element(Inputs), JsonColumns.NullableElement(Output),
-        Error, StartedAt, FinishedAt, DurationMs, Attempts, CancelRequestedAt, CreatedAt, UpdatedAt, withSteps ? JsonColumns.Element(StepsLog) : null);
+        OutputTruncated, Error, StartedAt, FinishedAt, DurationMs, Attempts, CancelRequestedAt, CreatedAt, UpdatedAt, withSteps ? JsonColumns.Element(StepsLog) : null);
 
     public static bool IsFinished(string status) => status is "succeeded" or "failed" or "cancelled" or "timed_out";
 }
