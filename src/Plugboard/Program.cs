@@ -209,7 +209,8 @@ async Task<int> ServeAsync(bool bootstrap, CancellationToken ct, HostMode mode)
         ? "Plugboard workers are running. Ctrl-C stops them (in-flight jobs finish or return to the queue)."
         : $"Plugboard is serving on [bold]{urls}[/] (API reference: {urls}/docs){(mode == HostMode.All ? " with background workers" : "")}. Ctrl-C stops it.");
     await app.RunAsync(ct);
-    if (embedded is not null)
+    // Only the process that started the embedded cluster stops it: others (a `worker` beside `up`) share it.
+    if (embedded is { StartedHere: true })
     {
         AnsiConsole.MarkupLine("[grey]Stopping PostgreSQL …[/]");
         await embedded.StopAsync(CancellationToken.None);

@@ -24,6 +24,9 @@ public sealed class EmbeddedPostgres(string home)
     public string DatabaseUrl { get; private set; } = "";
     public string RolePassword { get; private set; } = "";
 
+    /// <summary>Whether this process started the cluster (it was not running already): only then does it stop it.</summary>
+    public bool StartedHere { get; private set; }
+
     public async Task StartAsync(Action<string> report, CancellationToken ct)
     {
         Directory.CreateDirectory(home);
@@ -46,6 +49,7 @@ public sealed class EmbeddedPostgres(string home)
             }
             report($"Starting PostgreSQL on 127.0.0.1:{state.Port} …");
             await RunAsync(Path.Combine(bin, "pg_ctl"), ["-D", DataDir, "-l", LogPath, "-w", "-t", "60", "-o", $"-p {state.Port}", "start"], ct);
+            StartedHere = true;
         }
         var admin = new NpgsqlConnectionStringBuilder
         {
