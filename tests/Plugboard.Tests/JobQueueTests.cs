@@ -103,6 +103,45 @@ public sealed class JobQueueTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_finished_job_wakes_the_next_job_of_its_key_at_once_not_at_the_next_poll(bool failing)
+    {
+        await using var q = await QuietQueueAsync();
+        var finished = new ConcurrentQueue<Guid>();
+        // Polls far apart: only the freed slot's notification can start the next job of the key in time.
+        var options = new JobWorkerOptions { Concurrency = 4, Prefetch = 0, PollInterval = TimeSpan.FromMinutes(5) };
+        IJobHandler Handler() => new DelegateHandler("test.keyed-wake", async (job, context, ct) =>
+        {
+            if (failing && job.Attempt == 1)
+            {
+                throw new RetryJobLater(TimeSpan.Zero, "once more");
+            }
+            await RecordAndCompleteAsync(context, ct);
+            finished.Enqueue(job.Id);
+        });
+        var workers = new[] { Worker(q, options, Handler()), Worker(q, options, Handler()) };
+        foreach (var worker in workers)
+        {
+            await worker.StartAsync(CancellationToken.None);
+            await worker.Listening;
+        }
+        try
+        {
+            // Five jobs of one key that runs one at a time: every one after the first waits for a freed slot.
+            await q.EnqueueManyAsync(Enumerable.Range(0, 5).Select(_ => new JobRequest("test.keyed-wake", "ws_a", ConcurrencyKey: "connector-1", ConcurrencyLimit: 1)).ToList());
+            await EventuallyAsync(() => Task.FromResult(finished.Count == 5), TimeSpan.FromSeconds(60), "five keyed jobs, one after another");
+        }
+        finally
+        {
+            foreach (var worker in workers)
+            {
+                await worker.StopAsync(CancellationToken.None);
+            }
+        }
+    }
+
     [Fact]
     public async Task Prefetched_jobs_wait_for_a_slot_and_go_back_to_the_queue_when_the_worker_stops()
     {

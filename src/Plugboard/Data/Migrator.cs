@@ -35,6 +35,9 @@ public sealed class ExecutionsMigration : SqlScriptMigration;
 [Migration(4, "trust_hardening")]
 public sealed class TrustHardeningMigration : SqlScriptMigration;
 
+[Migration(5, "keyed_wakeups")]
+public sealed class KeyedWakeupsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

@@ -376,7 +376,7 @@ public sealed class JobQueue : IAsyncDisposable
                    finished_at = CASE WHEN @permanent OR attempts >= max_attempts THEN now() END,
                    last_error = @error, locked_by = NULL, lease_expires_at = NULL
              WHERE id = @Id AND attempts = @Attempt AND state = 'running' AND locked_by = @WorkerId
-            RETURNING state
+            RETURNING state, CASE WHEN concurrency_key IS NOT NULL THEN pg_notify('plugboard_jobs', '') IS NOT NULL END AS woke_successor
             """,
             new { job.Id, job.Attempt, job.WorkerId, permanent, delay = retryAfter ?? Backoff(job.Attempt), error = Truncate(error) },
             cancellationToken: ct));
