@@ -305,6 +305,37 @@ public sealed class RunnerTests
     }
 
     [Fact]
+    public async Task A_write_that_was_redirected_is_not_sent_again_when_the_next_hop_fails()
+    {
+        var posts = 0;
+        var gets = 0;
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapPost("/orders", () =>
+            {
+                Interlocked.Increment(ref posts);
+                return Results.Redirect("/orders/1"); // 302 after a POST: the order exists, the client follows with GET
+            });
+            app.MapGet("/orders/1", (HttpContext c) =>
+            {
+                Interlocked.Increment(ref gets);
+                c.Response.Headers.RetryAfter = "0";
+                return Results.StatusCode(503);
+            });
+            app.MapPost("/x-keyed", (HttpContext c) => Interlocked.Increment(ref gets) < 3 ? Results.StatusCode(500) : Results.Json(new { items = new[] { 1 } }));
+        });
+        var result = await Engine.RunAsync(Single(stub.Url, "    request: { method: POST, path: /orders }\n    extract: { items: \"$.items[*]\" }"));
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Equal(1, posts);
+        Assert.Equal(1, gets);
+        // X-Idempotency-Key counts as an idempotency key too.
+        gets = 0;
+        Engine.Succeeded(await Engine.RunAsync(Single(stub.Url,
+            "    request: { method: POST, path: /x-keyed, headers: { X-Idempotency-Key: \"{{ execution.id }}-{{ step.id }}\" } }\n    extract: { items: \"$.items[*]\" }")));
+        Assert.Equal(3, gets);
+    }
+
+    [Fact]
     public async Task A_refused_connection_is_retried_whatever_the_method()
     {
         int port;

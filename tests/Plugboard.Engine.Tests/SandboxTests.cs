@@ -54,7 +54,7 @@ public sealed class SandboxTests
         var engine = new TemplateEngine(int.MaxValue);
         var growth = await Assert.ThrowsAsync<TemplateException>(async () =>
             await engine.RenderAsync("{{ inputs.big | append: inputs.big | append: inputs.big | append: inputs.big | size }}", model));
-        Assert.Contains("'append' made a string longer than", growth.Message, StringComparison.Ordinal);
+        Assert.Contains("'append' would make a string longer than", growth.Message, StringComparison.Ordinal);
         var list = await Assert.ThrowsAsync<TemplateException>(async () => await engine.RenderAsync("{{ inputs.big | split: '' | size }}", model));
         Assert.Contains("'split' made a list longer than", list.Message, StringComparison.Ordinal);
         Assert.Equal("800000", await engine.RenderAsync("{{ inputs.big | append: inputs.big | size }}", model));
@@ -97,5 +97,29 @@ public sealed class SandboxTests
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("more than 1000000 bytes of responses", result.Error, StringComparison.Ordinal);
         Assert.InRange(result.Log.Count, 9, 10); // ~100 kB a page: the tenth page crosses the budget
+    }
+
+    [Theory]
+    [InlineData("base_url: \"https://{{ credentials.key }}.api.example.test\"\nsteps:\n  - id: s\n    request: { method: GET, path: /x }\n", "/base_url")]
+    [InlineData("base_url: https://api.example.test\nsteps:\n  - id: s\n    when: \"{% if credentials.key contains 'a' %}1{% endif %}\"\n    request: { method: GET, path: /x }\n", "/steps/0/when")]
+    [InlineData("base_url: https://api.example.test\nsteps:\n  - id: s\n    request: { method: GET, path: /x }\noutput:\n  leak: \"{{ credentials.key | split: '' | join: '.' }}\"\n", "/output/leak")]
+    [InlineData("base_url: https://api.example.test\nsteps:\n  - id: s\n    request: { method: GET, path: /x }\noutput:\n  leak: \"{{ session.token }}\"\n", "/output/leak")]
+    public void Base_url_conditions_and_output_cannot_read_secrets(string body, string pointer)
+    {
+        var issues = ManifestParser.Parse("version: 1\n" + body).Issues;
+        Assert.Contains(issues, i => i.Pointer == pointer && i.Message.Contains("cannot read credentials or session", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Filters_whose_result_could_exceed_the_limit_are_refused_before_they_run()
+    {
+        var sep = new string('-', 100_000);
+        var model = new TemplateModel { Inputs = new Newtonsoft.Json.Linq.JObject { ["sep"] = sep, ["text"] = new string('a', 1000) } };
+        var engine = new TemplateEngine(int.MaxValue);
+        var join = await Assert.ThrowsAsync<TemplateException>(async () => await engine.RenderAsync("{{ (1..999) | join: inputs.sep | size }}", model));
+        Assert.Contains("'join' would make a string longer than", join.Message, StringComparison.Ordinal);
+        var replace = await Assert.ThrowsAsync<TemplateException>(async () => await engine.RenderAsync("{{ inputs.text | replace: 'a', inputs.sep | size }}", model));
+        Assert.Contains("'replace' would make a string longer than", replace.Message, StringComparison.Ordinal);
+        Assert.Equal("1-2", await engine.RenderAsync("{{ (1..2) | join: '-' }}", model));
     }
 }

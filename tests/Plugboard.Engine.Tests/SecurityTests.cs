@@ -101,6 +101,40 @@ public sealed class SecurityTests
     }
 
     [Fact]
+    public async Task A_disguised_secret_in_a_url_is_masked_in_the_step_log_and_errors()
+    {
+        await using var api = await Stub.StartAsync(app => app.MapGet("/{**rest}", () => Results.StatusCode(500)));
+        var result = await Engine.RunAsync(ApiKeyManifest(api.Url,
+            "    retry: { max_attempts: 1 }\n    request: { method: GET, path: /q, query: { k: \"{{ credentials.key | split: '' | join: '.' }}\", plain: visible } }"),
+            new() { ["key"] = Canary });
+        Assert.Equal(RunStatus.Failed, result.Status);
+        var disguised = string.Join(".", Canary.ToCharArray());
+        Assert.Contains("k=" + Uri.EscapeDataString(disguised), api.Requests.Single().PathAndQuery, StringComparison.Ordinal); // the API got it
+        var logged = Assert.Single(result.Log).Url;
+        Assert.Contains("k=***", logged, StringComparison.Ordinal);
+        Assert.Contains("plain=visible", logged, StringComparison.Ordinal);
+        Assert.DoesNotContain(Uri.EscapeDataString(disguised), result.Error + logged, StringComparison.Ordinal);
+        Assert.DoesNotContain(disguised, result.Error + logged, StringComparison.Ordinal);
+
+        var inPath = await Engine.RunAsync(ApiKeyManifest(api.Url,
+            "    retry: { max_attempts: 1 }\n    request: { method: GET, path: \"/p/{{ credentials.key | split: '' | join: '.' }}\" }"), new() { ["key"] = Canary });
+        Assert.Equal($"{api.Url}/***", Assert.Single(inPath.Log).Url);
+        Assert.DoesNotContain(disguised, inPath.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Credentials_of_an_https_api_are_never_sent_over_plain_http()
+    {
+        await using var plain = await Elsewhere();
+        // base_url is https on the same host name: the step's http URL to that host would downgrade.
+        var result = await Engine.RunAsync(ApiKeyManifest("https://127.0.0.1:1",
+            $$$"""    request: { method: GET, url: "http://127.0.0.1:{{{plain.Port}}}/x", headers: { X-Leak: "{{ credentials.key }}" } }"""), new() { ["key"] = Canary });
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("never sent over plain http", result.Error, StringComparison.Ordinal);
+        Assert.Empty(plain.Requests);
+    }
+
+    [Fact]
     public async Task Credentials_in_step_headers_do_not_follow_a_redirect_to_another_host()
     {
         await using var other = await Elsewhere();

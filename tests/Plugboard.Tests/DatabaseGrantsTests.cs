@@ -47,6 +47,14 @@ public sealed class DatabaseGrantsTests(PlugboardServer server)
             await AssertDeniedAsync(connection, $"UPDATE api_keys SET {change} WHERE id = @keyId", new { keyId, other = other.UserId });
         }
         await AssertDeniedAsync(connection, "DELETE FROM api_keys WHERE id = @keyId", new { keyId });
+        // It makes keys only for the current workspace and user, and cannot pre-set what the server sets later.
+        const string mint = "INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash) VALUES (gen_random_uuid(), {0}, @user, 'minted', 'pb_' || left(md5(random()::text), 8), '\\x01'::bytea)";
+        Assert.Equal(1, await connection.ExecuteAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, mint, "@workspace"), new { workspace, user = owner.UserId }));
+        await AssertDeniedAsync(connection, string.Format(System.Globalization.CultureInfo.InvariantCulture, mint, "NULL"), new { user = owner.UserId });
+        await AssertDeniedAsync(connection, string.Format(System.Globalization.CultureInfo.InvariantCulture, mint, "@workspace"), new { workspace, user = other.UserId });
+        await AssertDeniedAsync(connection,
+            "INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash, revoked_at) VALUES (gen_random_uuid(), @workspace, @user, 'x', 'pb_zz', '\\x02'::bytea, now())",
+            new { workspace, user = owner.UserId });
         Assert.Equal(1, await connection.ExecuteAsync("UPDATE api_keys SET revoked_at = now() WHERE id = @keyId", new { keyId }));
         Assert.Equal(1, await connection.ExecuteAsync("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = @keyId", new { keyId }));
         await AssertDeniedAsync(connection, "UPDATE api_keys SET revoked_at = NULL WHERE id = @keyId", new { keyId });
@@ -61,6 +69,9 @@ public sealed class DatabaseGrantsTests(PlugboardServer server)
         // templates: editable by their workspace's admins, but the install count moves only through record_template_install.
         Assert.Equal(1, await connection.ExecuteAsync("UPDATE connector_templates SET name = 'Edited' WHERE id = @id", new { id = rows.TemplateId }));
         await AssertDeniedAsync(connection, "UPDATE connector_templates SET install_count = 1000000 WHERE id = @id", new { id = rows.TemplateId });
+        await AssertDeniedAsync(connection,
+            "INSERT INTO connector_templates (id, workspace_id, kind, slug, name, manifest, install_count) VALUES (gen_random_uuid(), @workspace, 'community', 'popular', 'P', '{}', 1000000)",
+            new { workspace });
 
         // Ciphertexts are written by the API, never read back.
         await AssertDeniedAsync(connection, "SELECT encrypted_payload FROM workspace_api_credentials");

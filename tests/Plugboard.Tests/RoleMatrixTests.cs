@@ -295,5 +295,17 @@ public sealed class RoleMatrixTests(PlugboardServer server)
             "SELECT workspace_id FROM audit_log WHERE action = 'api_key.revoked' AND target_id = @childId", new { childId }));
         var log = await (await team.Owner.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?action=api_key.revoked")).AssertStatusAsync(200);
         Assert.Contains(log.GetProperty("items").EnumerateArray(), e => e.GetProperty("target_id").GetString() == childId);
+        // A personal key's revocation is audited in the platform log.
+        var spare = await Plugboard.Hosting.Bootstrap.CreateKeyAsync(server.Service<Plugboard.Data.Db>(), team.Owner.Email, "spare", null, null, CancellationToken.None);
+        var spareId = (await (await server.Client(spare).GetAsync("/v1/me")).AssertStatusAsync(200)).GetProperty("key_id").GetString()!;
+        await (await team.Owner.Http.DeleteAsync($"/v1/me/api-keys/{spareId}")).AssertStatusAsync(204);
+        Assert.Equal(1, await server.OwnerScalarAsync<long>(
+            "SELECT count(*) FROM audit_log WHERE action = 'api_key.revoked' AND target_id = @spareId AND workspace_id IS NULL", new { spareId }));
+
+        // A key capped to a role but not confined manages no keys at all.
+        var capped = await Plugboard.Hosting.Bootstrap.CreateKeyAsync(server.Service<Plugboard.Data.Db>(), team.Owner.Email, "capped", null, "viewer", CancellationToken.None);
+        using var cappedHttp = server.Client(capped);
+        await (await cappedHttp.GetAsync("/v1/me/api-keys")).AssertProblemAsync(403, "forbidden");
+        await (await cappedHttp.DeleteAsync($"/v1/me/api-keys/{personalKeyId}")).AssertProblemAsync(403, "forbidden");
     }
 }

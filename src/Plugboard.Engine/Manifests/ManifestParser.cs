@@ -159,6 +159,9 @@ public static partial class ManifestParser
     [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_\-]*$")]
     private static partial Regex Identifier();
 
+    [GeneratedRegex(@"(?<![.\w])(credentials|session)\b")]
+    private static partial Regex SecretReference();
+
     internal readonly record struct Mark(int Line, int Column);
 
     private sealed class Validator(Func<string, Mark?> locate)
@@ -191,7 +194,7 @@ public static partial class ManifestParser
                 Error("/version", $"Unknown manifest version {version}; this engine supports version 1.");
             }
             var baseUrl = Str(root, "base_url", "", required: true) ?? "";
-            Template(baseUrl, "/base_url", StepScope.None);
+            Template(baseUrl, "/base_url", StepScope.None with { SecretsAllowed = false });
             var allowedHosts = StrList(root, "allowed_hosts", "");
             var inputs = Params(root, "inputs");
             var config = Params(root, "config");
@@ -234,7 +237,7 @@ public static partial class ManifestParser
             if (root.TryGetPropertyValue("output", out var outputNode))
             {
                 output = outputNode?.DeepClone();
-                TemplateTree(outputNode, "/output", new StepScope(int.MaxValue, true));
+                TemplateTree(outputNode, "/output", new StepScope(int.MaxValue, true) { SecretsAllowed = false });
             }
             return new Manifest(version ?? 0, baseUrl, allowedHosts, auth, inputs, config, steps, output);
         }
@@ -342,7 +345,7 @@ public static partial class ManifestParser
             }
             var scope = new StepScope(index, true);
             var when = Str(obj, "when", ptr, required: false);
-            Template(when, $"{ptr}/when", scope);
+            Template(when, $"{ptr}/when", scope with { SecretsAllowed = false });
             var forEach = Str(obj, "for_each", ptr, required: false);
             if (forEach is not null)
             {
@@ -586,8 +589,14 @@ public static partial class ManifestParser
             }
         }
 
+        /// <param name="SecretsAllowed">False where a value rendered from a secret would leave the credential hosts'
+        /// protection: base_url (its host receives credentials; a secret in it reaches DNS), when (a condition on a
+        /// secret leaks it bit by bit through which requests follow) and output (readable by every member, and filters
+        /// can disguise a secret from the redactor).</param>
         private readonly record struct StepScope(int Index, bool StepsAllowed)
         {
+            public bool SecretsAllowed { get; init; } = true;
+
             public static StepScope None => new(-1, false);
         }
 
@@ -601,6 +610,11 @@ public static partial class ManifestParser
             {
                 Error(ptr, $"Template syntax error: {error}");
                 return;
+            }
+            if (!scope.SecretsAllowed && TemplateTag().Matches(source).Any(tag => SecretReference().IsMatch(tag.Value)))
+            {
+                Error(ptr, "This value cannot read credentials or session: base_url, when and output must not depend on secrets " +
+                           "(put values that are not secret, such as a subdomain, in config).");
             }
             foreach (Match tag in TemplateTag().Matches(source))
             {

@@ -391,7 +391,7 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             var expected = step.ExpectStatus is { Count: > 0 } codes ? codes.Contains(outcome.Status) : outcome.Status is >= 200 and < 300;
             if (!expected)
             {
-                throw new RunFailedException($"Step '{step.Id}': {prepared.Method} {redactor.Redact(outcome.Url.ToString())} returned HTTP {outcome.Status}" +
+                throw new RunFailedException($"Step '{step.Id}': {prepared.Method} {Shown(prepared, outcome.Url)} returned HTTP {outcome.Status}" +
                                              $"{(outcome.Attempts > 1 ? $" after {outcome.Attempts} attempts" : "")}: {redactor.RedactTruncated(outcome.Body, 300)}");
             }
             if (step.ErrorWhen is not null && outcome.HasBody)
@@ -442,15 +442,16 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any,
                 };
             }
-            var urlReads = new SecretReads();
+            var pathReads = new SecretReads();
+            HashSet<string>? secretQuery = null;
             string url;
             if (spec.Url is not null)
             {
-                url = (await _templates.RenderAsync(spec.Url, model, urlReads).ConfigureAwait(false)).Trim();
+                url = (await _templates.RenderAsync(spec.Url, model, pathReads).ConfigureAwait(false)).Trim();
             }
             else
             {
-                var path = (await _templates.RenderAsync(spec.Path ?? "", model, urlReads).ConfigureAwait(false)).Trim();
+                var path = (await _templates.RenderAsync(spec.Path ?? "", model, pathReads).ConfigureAwait(false)).Trim();
                 var baseText = _basePath;
                 url = path.Length == 0 ? baseText : baseText + (path.StartsWith('/') ? path : "/" + path);
                 if (_baseUrl.Query.Length > 1)
@@ -465,10 +466,15 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 {
                     continue;
                 }
-                var rendered = await _templates.RenderAsync(value, model, urlReads).ConfigureAwait(false);
+                var queryReads = new SecretReads();
+                var rendered = await _templates.RenderAsync(value, model, queryReads).ConfigureAwait(false);
                 if (rendered.Length > 0)
                 {
                     query.Add(new(name, rendered));
+                    if (queryReads.Any)
+                    {
+                        (secretQuery ??= new HashSet<string>(StringComparer.Ordinal)).Add(name);
+                    }
                 }
             }
             if (extraQuery is not null)
@@ -486,16 +492,40 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 }
                 url = builder.ToString();
             }
-            return new PreparedRequest(HttpMethod.Parse(spec.Method), ParseHttpUrl(url), headers, body)
+            return new PreparedRequest(HttpMethod.Parse(spec.Method), ParseHttpUrl(url, shown: pathReads.Any || secretQuery is not null ? "The request URL" : null), headers, body)
             {
-                SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any, SecretInUrl = urlReads.Any,
+                SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any, SecretInPath = pathReads.Any, SecretQuery = secretQuery,
             };
         }
 
-        private Uri ParseHttpUrl(string url) =>
+        private Uri ParseHttpUrl(string url, string? shown = null) =>
             Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
                 ? uri
-                : throw new RunFailedException($"'{redactor.Redact(url)}' is not an absolute http(s) URL; only http and https are allowed.");
+                : throw new RunFailedException($"{shown ?? $"'{redactor.Redact(url)}'"} is not an absolute http(s) URL; only http and https are allowed.");
+
+        /// <summary>
+        /// A URL as logs and errors show it: redacted, and where a template filled it from credentials or session,
+        /// masked by part (the whole path, or those query values), since filters can disguise a secret from the
+        /// redactor. Hops after a redirect come from the server and are only redacted.
+        /// </summary>
+        private string Shown(PreparedRequest request, Uri url, Uri? sent = null)
+        {
+            var text = redactor.Redact((sent ?? url).ToString());
+            if (url != request.Url || (!request.SecretInPath && request.SecretQuery is null))
+            {
+                return text;
+            }
+            if (request.SecretInPath)
+            {
+                return redactor.Redact(url.GetLeftPart(UriPartial.Authority)) + "/" + Redactor.Mask;
+            }
+            foreach (var name in request.SecretQuery!)
+            {
+                var escaped = System.Text.RegularExpressions.Regex.Escape(Uri.EscapeDataString(name));
+                text = System.Text.RegularExpressions.Regex.Replace(text, $"([?&]{escaped}=)[^&#]*", "$1" + Redactor.Mask);
+            }
+            return text;
+        }
 
         private static Uri AppendQuery(Uri uri, List<KeyValuePair<string, string>> query)
         {
@@ -653,7 +683,8 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                     catch (Exception ex)
                     {
                         var failure = Translate(ex, attemptCts, token, timeout);
-                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), null, Elapsed(started), 0, attempt, null,
+                        MarkIfRedirected(failure, hop);
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), null, Elapsed(started), 0, attempt, null,
                             redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
                         if (ReferenceEquals(failure, ex))
                         {
@@ -666,11 +697,11 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         var status = (int)response.StatusCode;
                         if (status is 301 or 302 or 303 or 307 or 308 && response.Headers.Location is { } location)
                         {
-                            await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                            await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), 0, attempt, null,
                                 null, context.Page, context.Item, At: at)).ConfigureAwait(false);
                             if (hop >= _options.MaxRedirects)
                             {
-                                throw new RunFailedException($"Too many redirects (more than {_options.MaxRedirects}) starting at {redactor.Redact(request.Url.ToString())}.");
+                                throw new RunFailedException($"Too many redirects (more than {_options.MaxRedirects}) starting at {Shown(request, request.Url)}.");
                             }
                             var next = new Uri(url, location);
                             if (request.SensitiveBody && !SameAuthority(next, url))
@@ -694,7 +725,8 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                         catch (Exception ex)
                         {
                             var failure = Translate(ex, attemptCts, token, timeout);
-                            await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), 0, attempt, null,
+                            MarkIfRedirected(failure, hop);
+                            await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), 0, attempt, null,
                                 redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
                             if (ReferenceEquals(failure, ex))
                             {
@@ -708,8 +740,11 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                             throw new ResponseTooLargeException(
                                 $"The run has read more than {_options.MaxRunResponseBytes} bytes of responses in all; fetch fewer pages (paginate.max_pages) or items.");
                         }
-                        var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes);
-                        await LogAsync(new StepLogEntry(context.StepId, method.Method, redactor.Redact(target.ToString()), status, Elapsed(started), bytes, attempt,
+                        var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
+                        {
+                            Redirected = hop > 0,
+                        };
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), bytes, attempt,
                             request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
                         return outcome;
                     }
@@ -754,6 +789,17 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                 : "a request that carries a credential or token may go only to the base_url host and the hosts in allowed_hosts";
             throw new RunFailedException($"Step '{context.StepId}': refused to send a request to '{host}'{(redirected ? " (after a redirect)" : "")}: " +
                                          $"{where} carries credential material, and {rule}. If '{host}' is meant to receive it, list it in allowed_hosts.");
+        }
+
+        private const string AfterRedirect = "plugboard.after-redirect";
+
+        /// <summary>A failure after a redirect means an earlier hop reached the server (which may have processed it).</summary>
+        private static void MarkIfRedirected(Exception failure, int hop)
+        {
+            if (hop > 0)
+            {
+                failure.Data[AfterRedirect] = true;
+            }
         }
 
         private static Exception Translate(Exception ex, CancellationTokenSource attemptCts, CancellationToken outer, TimeSpan timeout)
@@ -859,15 +905,16 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
                                                         || h.Equals("X-Idempotency-Key", StringComparison.OrdinalIgnoreCase));
             bool ShouldRetry(HttpOutcome? result, Exception? error)
             {
+                // After a redirect an earlier hop reached the server: only a request that may be repeated goes again.
                 if (error is not null)
                 {
-                    return repeatable ? IsTransient(error) : NeverSent(error);
+                    return repeatable ? IsTransient(error) : !error.Data.Contains(AfterRedirect) && NeverSent(error);
                 }
                 if (result is not { } r || !(onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500))
                 {
                     return false;
                 }
-                return repeatable || (r.Status is 429 or 503 && r.RetryAfter is not null);
+                return repeatable || (!r.Redirected && r.Status is 429 or 503 && r.RetryAfter is not null);
             }
             var baseDelay = _options.RetryBaseDelay;
             var maxDelay = _options.MaxRetryDelay;
@@ -1183,7 +1230,9 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
     private sealed record PreparedRequest(HttpMethod Method, Uri Url, List<KeyValuePair<string, string>> Headers, RequestBody? Body, bool SensitiveBody = false)
     {
         public HashSet<string>? SecretHeaders { get; init; }
-        public bool SecretInUrl { get; init; }
+        public bool SecretInPath { get; init; }
+        public HashSet<string>? SecretQuery { get; init; }
+        public bool SecretInUrl => SecretInPath || SecretQuery is not null;
         public bool SecretInBody { get; init; }
     }
 
@@ -1192,6 +1241,9 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
     private sealed record HttpOutcome(int Status, Uri Url, string Body, ResponseBody Parsed, TimeSpan? RetryAfter, string[] Link, string? AuthToken, long Bytes)
     {
         public int Attempts { get; init; } = 1;
+
+        /// <summary>The answer of a hop after a redirect: the first hop reached the server.</summary>
+        public bool Redirected { get; init; }
 
         public bool HasBody => Parsed.HasBody;
 

@@ -298,13 +298,22 @@ public sealed class TemplateEngine(int maxOutputChars)
         }
     }
 
-    /// <summary>Every filter, built-in or ours, refuses to return a string or list over the intermediate limits.</summary>
+    /// <summary>
+    /// Every filter, built-in or ours, takes strings of at most <see cref="MaxIntermediateChars"/> and refuses to
+    /// return a string or list over the intermediate limits. The filters whose result can be many times their input
+    /// (join, replace, append, prepend, concat) are refused before they run when the result could exceed the limit,
+    /// so not even one oversized string is built.
+    /// </summary>
     private static void BoundFilters(FilterCollection filters)
     {
         foreach (var (name, filter) in filters.ToList())
         {
             filters.AddFilter(name, async (input, arguments, context) =>
             {
+                if (LargestPossibleResult(name, input, arguments) > MaxIntermediateChars)
+                {
+                    throw new TemplateException($"The filter '{name}' would make a string longer than {MaxIntermediateChars} characters.");
+                }
                 var result = await filter(input, arguments, context).ConfigureAwait(false);
                 switch (result)
                 {
@@ -316,6 +325,44 @@ public sealed class TemplateEngine(int maxOutputChars)
                         return result;
                 }
             });
+        }
+    }
+
+    /// <summary>An upper bound of a filter's result in characters (its input's size for most), computed without running it.</summary>
+    private static long LargestPossibleResult(string name, FluidValue input, FilterArguments arguments)
+    {
+        static long Chars(FluidValue value) => value is StringValue ? value.ToStringValue().Length : 0;
+        long largest = Chars(input);
+        for (var i = 0; i < arguments.Count; i++)
+        {
+            largest = Math.Max(largest, Chars(arguments.At(i)));
+        }
+        if (largest > MaxIntermediateChars)
+        {
+            return largest;
+        }
+        var first = arguments.At(0);
+        switch (name)
+        {
+            case "append" or "prepend":
+                return Chars(input) + Chars(first);
+            case "replace" or "replace_first" or "replace_last":
+                var text = Chars(input);
+                var find = Chars(first);
+                var occurrences = find == 0 ? text + 1 : text / find;
+                return text + (occurrences * Chars(arguments.At(1)));
+            case "join" when input is ArrayValue array:
+                var separator = first.IsNil() ? 1 : first.ToStringValue().Length;
+                long total = (long)array.Values.Count * separator;
+                foreach (var item in array.Values)
+                {
+                    total += item is StringValue ? item.ToStringValue().Length : 20;
+                }
+                return total;
+            case "concat" when input is ArrayValue left && first is ArrayValue right:
+                return (long)(left.Values.Count + right.Values.Count) * MaxIntermediateChars / MaxIntermediateItems;
+            default:
+                return largest;
         }
     }
 

@@ -168,6 +168,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.jobs_notify_freed_slot() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM finished WHERE concurrency_key IS NOT NULL AND state = 'running') THEN
+        PERFORM pg_notify('plugboard_jobs', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.record_template_install(p_template_id uuid) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -643,6 +654,8 @@ CREATE TRIGGER imported_documents_updated_at BEFORE UPDATE ON public.imported_do
 
 CREATE TRIGGER jobs_notify AFTER INSERT ON public.jobs FOR EACH STATEMENT EXECUTE FUNCTION public.jobs_notify();
 
+CREATE TRIGGER jobs_notify_freed_slot AFTER DELETE ON public.jobs REFERENCING OLD TABLE AS finished FOR EACH STATEMENT EXECUTE FUNCTION public.jobs_notify_freed_slot();
+
 CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON public.jobs FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER saas_admin_users_updated_at BEFORE UPDATE ON public.saas_admin_users FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
@@ -753,7 +766,7 @@ CREATE POLICY api_delete ON public.workspace_members FOR DELETE TO plugboard_api
 
 CREATE POLICY api_delete ON public.workspaces FOR DELETE TO plugboard_api USING (((id = public.app_workspace_id()) AND public.app_role_at_least('owner'::text)));
 
-CREATE POLICY api_insert ON public.api_keys FOR INSERT TO plugboard_api WITH CHECK (((user_id = public.app_user_id()) AND ((workspace_id IS NULL) OR (workspace_id = public.app_workspace_id()))));
+CREATE POLICY api_insert ON public.api_keys FOR INSERT TO plugboard_api WITH CHECK (((user_id = public.app_user_id()) AND (workspace_id = public.app_workspace_id())));
 
 CREATE POLICY api_insert ON public.audit_log FOR INSERT TO plugboard_api WITH CHECK (((actor_user_id = public.app_user_id()) AND ((workspace_id = public.app_workspace_id()) OR (workspace_id IS NULL))));
 
@@ -934,10 +947,24 @@ GRANT ALL ON FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id te
 GRANT SELECT ON TABLE public."VersionInfo" TO plugboard_service;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.api_keys TO plugboard_service;
-GRANT SELECT,INSERT ON TABLE public.api_keys TO plugboard_api;
+GRANT SELECT ON TABLE public.api_keys TO plugboard_api;
 GRANT SELECT ON TABLE public.api_keys TO plugboard_definer;
 
-GRANT UPDATE(name) ON TABLE public.api_keys TO plugboard_api;
+GRANT INSERT(id) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(workspace_id) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(user_id) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(name),UPDATE(name) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(prefix) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(key_hash) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(role) ON TABLE public.api_keys TO plugboard_api;
+
+GRANT INSERT(expires_at) ON TABLE public.api_keys TO plugboard_api;
 
 GRANT UPDATE(last_used_at) ON TABLE public.api_keys TO plugboard_definer;
 
@@ -953,16 +980,24 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_sync_logs TO plugboa
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_sync_logs TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_templates TO plugboard_service;
-GRANT SELECT,INSERT,DELETE ON TABLE public.connector_templates TO plugboard_api;
+GRANT SELECT,DELETE ON TABLE public.connector_templates TO plugboard_api;
 GRANT SELECT ON TABLE public.connector_templates TO plugboard_definer;
 
-GRANT UPDATE(name) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(id) ON TABLE public.connector_templates TO plugboard_api;
 
-GRANT UPDATE(description) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(workspace_id) ON TABLE public.connector_templates TO plugboard_api;
 
-GRANT UPDATE(category) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(kind) ON TABLE public.connector_templates TO plugboard_api;
 
-GRANT UPDATE(tags) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(slug) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT INSERT(name),UPDATE(name) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT INSERT(description),UPDATE(description) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT INSERT(category),UPDATE(category) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT INSERT(tags),UPDATE(tags) ON TABLE public.connector_templates TO plugboard_api;
 
 GRANT UPDATE(status) ON TABLE public.connector_templates TO plugboard_api;
 
@@ -970,15 +1005,17 @@ GRANT UPDATE(featured) ON TABLE public.connector_templates TO plugboard_api;
 
 GRANT UPDATE(version) ON TABLE public.connector_templates TO plugboard_api;
 
-GRANT UPDATE(manifest) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(manifest),UPDATE(manifest) ON TABLE public.connector_templates TO plugboard_api;
 
-GRANT UPDATE(credential_fields) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(credential_fields),UPDATE(credential_fields) ON TABLE public.connector_templates TO plugboard_api;
 
-GRANT UPDATE(auth_type) ON TABLE public.connector_templates TO plugboard_api;
+GRANT INSERT(auth_type),UPDATE(auth_type) ON TABLE public.connector_templates TO plugboard_api;
 
 GRANT UPDATE(install_count) ON TABLE public.connector_templates TO plugboard_definer;
 
 GRANT UPDATE(rejection_reason) ON TABLE public.connector_templates TO plugboard_api;
+
+GRANT INSERT(created_by) ON TABLE public.connector_templates TO plugboard_api;
 
 GRANT UPDATE(published_at) ON TABLE public.connector_templates TO plugboard_api;
 

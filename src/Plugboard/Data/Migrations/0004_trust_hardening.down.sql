@@ -7,11 +7,14 @@ DROP FUNCTION IF EXISTS bump_row_version();
 GRANT SELECT ON connectors TO plugboard_api;
 ALTER TABLE connectors DROP COLUMN IF EXISTS webhook_secret_set;
 GRANT SELECT ON workspace_api_credentials TO plugboard_api;
-GRANT UPDATE ON connector_templates TO plugboard_api;
+GRANT INSERT, UPDATE ON connector_templates TO plugboard_api;
 GRANT INSERT, UPDATE, DELETE ON users TO plugboard_api;
 DROP TRIGGER IF EXISTS api_keys_revocation_is_final ON api_keys;
 DROP FUNCTION IF EXISTS api_keys_revocation_is_final();
-GRANT UPDATE, DELETE ON api_keys TO plugboard_api;
+GRANT INSERT, UPDATE, DELETE ON api_keys TO plugboard_api;
+DROP POLICY api_insert ON api_keys;
+CREATE POLICY api_insert ON api_keys FOR INSERT TO plugboard_api
+    WITH CHECK (user_id = app_user_id() AND (workspace_id IS NULL OR workspace_id = app_workspace_id()));
 
 DROP FUNCTION authenticate_api_key(bytea);
 CREATE FUNCTION authenticate_api_key(p_key_hash bytea)

@@ -78,6 +78,8 @@ CREATE OR REPLACE FUNCTION record_template_install(p_template_id uuid) RETURNS v
          WHERE id = p_template_id AND status = 'published' AND app_workspace_id() IS NOT NULL AND app_role_at_least('admin')
     $$;
 
+-- The new owner of a function must be able to create in its schema (for the ALTER OWNER below only).
+GRANT CREATE ON SCHEMA public TO plugboard_definer;
 DO $$
 DECLARE f text;
 BEGIN
@@ -93,10 +95,17 @@ BEGIN
         ensure_user(text), record_template_install(uuid) FROM plugboard_service;
 END
 $$;
+REVOKE CREATE ON SCHEMA public FROM plugboard_definer;
 
--- api_keys: the API names and revokes keys; nothing else about a key changes after it is made.
-REVOKE UPDATE, DELETE ON api_keys FROM plugboard_api;
+-- api_keys: the API names and revokes keys; nothing else about a key changes after it is made. It makes only
+-- keys confined to the current workspace (personal keys come from bootstrap and `keys create`), never revoked,
+-- used or already-named-by-the-server columns.
+REVOKE INSERT, UPDATE, DELETE ON api_keys FROM plugboard_api;
+GRANT INSERT (id, workspace_id, user_id, name, prefix, key_hash, role, expires_at) ON api_keys TO plugboard_api;
 GRANT UPDATE (name, revoked_at) ON api_keys TO plugboard_api;
+DROP POLICY api_insert ON api_keys;
+CREATE POLICY api_insert ON api_keys FOR INSERT TO plugboard_api
+    WITH CHECK (user_id = app_user_id() AND workspace_id = app_workspace_id());
 
 CREATE FUNCTION api_keys_revocation_is_final() RETURNS trigger
     LANGUAGE plpgsql
@@ -116,7 +125,9 @@ REVOKE INSERT, UPDATE, DELETE ON users FROM plugboard_api;
 GRANT UPDATE (display_name) ON users TO plugboard_api;
 
 -- connector_templates: everything an edit or moderation sets, but not the install count (record_template_install).
-REVOKE UPDATE ON connector_templates FROM plugboard_api;
+REVOKE INSERT, UPDATE ON connector_templates FROM plugboard_api;
+GRANT INSERT (id, workspace_id, kind, slug, name, description, category, tags, manifest, credential_fields, auth_type, created_by)
+    ON connector_templates TO plugboard_api;
 GRANT UPDATE (name, description, category, tags, status, featured, version, manifest, credential_fields, auth_type,
               rejection_reason, published_at) ON connector_templates TO plugboard_api;
 

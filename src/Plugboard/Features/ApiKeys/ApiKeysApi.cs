@@ -42,6 +42,7 @@ public static class ApiKeysApi
     /// confined to the same workspace.</summary>
     private static async Task<IResult> ListMine(RequestDb db, int? limit, string? cursor, CancellationToken ct)
     {
+        RequireNotCappedPersonal(db);
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<ApiKey>(
             $"""
@@ -58,6 +59,7 @@ public static class ApiKeysApi
     /// the revoked key's workspace log, or the platform log for a personal key.</summary>
     private static async Task<IResult> RevokeMine(Guid keyId, RequestDb db, CancellationToken ct)
     {
+        RequireNotCappedPersonal(db);
         var revoked = await db.QuerySingleOrDefaultAsync<RevokedKey>(
             """
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
@@ -71,6 +73,16 @@ public static class ApiKeysApi
     }
 
     private sealed record RevokedKey(string? WorkspaceId, string Prefix);
+
+    /// <summary>A capped key that is not confined (`keys create --role` without `--workspace`) would otherwise reach every
+    /// key of its user, uncapped ones included: it manages no keys.</summary>
+    private static void RequireNotCappedPersonal(RequestDb db)
+    {
+        if (db.KeyRole is not null && db.KeyWorkspaceId is null)
+        {
+            throw Problems.Forbidden("This API key is capped to a role, so it cannot list or revoke your keys; use an uncapped personal key.");
+        }
+    }
 
     /// <summary>Keys confined to this workspace: your own, or everyone's for owners and admins.</summary>
     private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, CancellationToken ct)

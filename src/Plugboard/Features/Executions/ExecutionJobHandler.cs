@@ -75,13 +75,14 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         var durationMs = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         var output = result.Output?.ToJsonString();
         var truncated = false;
-        if (output is not null && output.Length > runner.Options.MaxOutputBytes)
+        var outputBytes = output is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(output);
+        if (outputBytes > runner.Options.MaxOutputBytes)
         {
             // Too large to store: nothing of it is kept, and the execution says why rather than half an answer.
             result = result with
             {
                 Status = RunStatus.Failed,
-                Error = $"The run's output is {output.Length} characters of JSON, more than the limit of {runner.Options.MaxOutputBytes}: it was not stored. " +
+                Error = $"The run's output is {outputBytes} bytes of JSON, more than the limit of {runner.Options.MaxOutputBytes}: it was not stored. " +
                         "Narrow the manifest's output (or extract fewer fields).",
             };
             output = null;
