@@ -26,7 +26,18 @@ public static class DispatchBenchmark
         var slots = BenchTools.Arg(args, "--concurrency", 20);
         var settings = await BenchDatabase.CreateAsync("dispatch");
         Migrator.Up(settings);
-        await using var stub = await Stub.StartAsync(app => app.MapGet("/ping", () => Results.Json(new { ok = true })), record: false);
+        var keyedLimit = BenchTools.Arg(args, "--keyed-concurrency", 8);
+        var keyedTotal = BenchTools.Arg(args, "--keyed-executions", 200);
+        var keyedDelay = TimeSpan.FromMilliseconds(BenchTools.Arg(args, "--keyed-request-ms", 300));
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/ping", () => Results.Json(new { ok = true }));
+            app.MapGet("/slow", async () =>
+            {
+                await Task.Delay(keyedDelay);
+                return Results.Json(new { ok = true });
+            });
+        }, record: false);
         var keys = KeyRing.Generate();
         await using var db = new Db(settings);
         var manifest = System.Text.Json.JsonSerializer.Serialize(new
@@ -39,11 +50,12 @@ public static class DispatchBenchmark
         {
             await connection.ExecuteAsync(
                 """
-                INSERT INTO workspaces (id, name) VALUES ('ws_bulk', 'bulk'), ('ws_probe', 'probe');
+                INSERT INTO workspaces (id, name) VALUES ('ws_bulk', 'bulk'), ('ws_probe', 'probe'), ('ws_keyed', 'keyed');
                 INSERT INTO connectors (workspace_id, id, name, manifest, max_concurrency) VALUES
                     ('ws_bulk', '00000000-0000-0000-0000-000000000001', 'bulk', @manifest::jsonb, 100),
-                    ('ws_probe', '00000000-0000-0000-0000-000000000002', 'probe', @manifest::jsonb, 100);
-                """, new { manifest });
+                    ('ws_probe', '00000000-0000-0000-0000-000000000002', 'probe', @manifest::jsonb, 100),
+                    ('ws_keyed', '00000000-0000-0000-0000-000000000003', 'keyed', replace(@manifest, '/ping', '/slow')::jsonb, @keyedLimit);
+                """, new { manifest, keyedLimit });
         }
         var bulk = Guid.Parse("00000000-0000-0000-0000-000000000001");
         var probe = Guid.Parse("00000000-0000-0000-0000-000000000002");
@@ -80,6 +92,14 @@ public static class DispatchBenchmark
         await WaitAsync(async () => await CountAsync(db, "ws_bulk", "succeeded") + await CountAsync(db, "ws_bulk", "failed") == total);
         var drained = await DrainTimeAsync(db, "ws_bulk");
         await WaitAsync(async () => await CountAsync(db, "ws_probe", "succeeded") == probes.Count);
+
+        // One connector limited to K at once, whose requests take T: a backlog with no new inserts should run at K / T.
+        Console.WriteLine($"keyed: {keyedTotal} executions of one connector with max_concurrency {keyedLimit}, {keyedDelay.TotalMilliseconds:F0} ms a request …");
+        var keyed = Guid.Parse("00000000-0000-0000-0000-000000000003");
+        await QueueAsync(db, "ws_keyed", keyed, keyedTotal, keyedLimit);
+        await WaitAsync(async () => await CountAsync(db, "ws_keyed", "succeeded") + await CountAsync(db, "ws_keyed", "failed") == keyedTotal, TimeSpan.FromMinutes(10));
+        var keyedRate = keyedTotal / (await DrainTimeAsync(db, "ws_keyed")).TotalSeconds;
+        var keyedIdeal = keyedLimit / keyedDelay.TotalSeconds;
         worker.Kill(entireProcessTree: true);
         await worker.WaitForExitAsync();
         workerHome.Delete(recursive: true);
@@ -111,6 +131,8 @@ public static class DispatchBenchmark
         Console.WriteLine($"p50_ms: {BenchTools.Percentile(latencies, 0.50):F1}");
         Console.WriteLine($"p99_ms: {BenchTools.Percentile(latencies, 0.99):F1}");
         Console.WriteLine($"latency probes: {latencies.Count} single executions queued in a second workspace during the drain");
+        Console.WriteLine($"keyed: {keyedRate:F1} executions/s against {keyedIdeal:F1}/s for max_concurrency {keyedLimit} at {keyedDelay.TotalMilliseconds:F0} ms a request");
+        Console.WriteLine($"keyed_ratio: {keyedRate / keyedIdeal:F3}");
         Console.WriteLine($"ratio: {rate / bare:F3}");
         return failed == 0 ? 0 : 1;
     }
@@ -142,7 +164,7 @@ public static class DispatchBenchmark
         return process;
     }
 
-    private static async Task<List<Guid>> QueueAsync(Db db, string workspaceId, Guid connectorId, int count)
+    private static async Task<List<Guid>> QueueAsync(Db db, string workspaceId, Guid connectorId, int count, int concurrencyLimit = 100)
     {
         var ids = new List<Guid>(count);
         await using var connection = await db.Service.OpenConnectionAsync();
@@ -153,7 +175,7 @@ public static class DispatchBenchmark
             await connection.ExecuteAsync(
                 "INSERT INTO connector_executions (workspace_id, id, connector_id, trigger) SELECT @workspaceId, id, @connectorId, 'api' FROM unnest(@batch) id",
                 new { workspaceId, connectorId, batch }, tx);
-            await JobQueue.EnqueueManyAsync(connection, tx, batch.Select(id => ExecutionJob.Request(workspaceId, connectorId, id, 100)).ToList(), CancellationToken.None);
+            await JobQueue.EnqueueManyAsync(connection, tx, batch.Select(id => ExecutionJob.Request(workspaceId, connectorId, id, concurrencyLimit)).ToList(), CancellationToken.None);
             ids.AddRange(batch);
         }
         await tx.CommitAsync();
@@ -235,9 +257,9 @@ public static class DispatchBenchmark
             """, new { probes, committed })).AsList();
     }
 
-    private static async Task WaitAsync(Func<Task<bool>> condition)
+    private static async Task WaitAsync(Func<Task<bool>> condition, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow.AddMinutes(2);
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromMinutes(2));
         while (!await condition() && DateTime.UtcNow < deadline)
         {
             await Task.Delay(50);
