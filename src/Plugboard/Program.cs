@@ -159,7 +159,24 @@ dbCommand.Subcommands.Add(dbStop);
 root.Subcommands.Add(dbCommand);
 
 // Ctrl-C/SIGTERM: give in-flight requests and the embedded PostgreSQL time to stop cleanly.
-return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
+try
+{
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration
+    {
+        ProcessTerminationTimeout = TimeSpan.FromSeconds(30),
+        EnableDefaultExceptionHandler = false,
+    });
+}
+catch (InvalidSettingException e)
+{
+    await Console.Error.WriteLineAsync($"plugboard: {e.Message}");
+    return 2;
+}
+catch (Exception e) when (e is not OperationCanceledException)
+{
+    await Console.Error.WriteLineAsync($"plugboard: {e}");
+    return 1;
+}
 
 IConfiguration Configuration() => new ConfigurationBuilder().AddEnvironmentVariables().Build();
 
@@ -179,6 +196,7 @@ async Task<DatabaseSettings> DatabaseAsync(CancellationToken ct)
 
 async Task<int> ServeAsync(bool bootstrap, CancellationToken ct, HostMode mode)
 {
+    PlugboardApp.CheckSettings(Configuration()); // before anything starts: a bad value stops here, naming the variable
     var settings = await DatabaseAsync(ct);
     if (bootstrap)
     {

@@ -129,6 +129,28 @@ public sealed class ManifestToolingTests(PlugboardServer server)
         Assert.Contains("PLUGBOARD_OUTBOUND_ALLOW", blockedOutput, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("PLUGBOARD_WORKER_CONCURRENCY", "abc")]
+    [InlineData("PLUGBOARD_WORKER_CONCURRENCY", "0")]
+    [InlineData("PLUGBOARD_WORKER_POLL_SECONDS", "soon")]
+    [InlineData("PLUGBOARD_STEP_TIMEOUT_SECONDS", "30s")]
+    [InlineData("PLUGBOARD_WORKSPACE_RATE_LIMIT", "-1")]
+    [InlineData("PLUGBOARD_LOG_LEVEL", "loud")]
+    [InlineData("PLUGBOARD_RUN_WORKERS", "maybe")]
+    [InlineData("PLUGBOARD_OUTBOUND_ALLOW", "localhost")]
+    public async Task An_unusable_setting_stops_the_process_before_it_starts_naming_the_variable(string name, string value)
+    {
+        var home = Path.Combine(server.TestHome, "bad-setting-" + Guid.NewGuid().ToString("N")[..8]);
+        foreach (var verb in new[] { "worker", "up" })
+        {
+            var (exit, output) = await PlugboardAsync(new Dictionary<string, string> { [name] = value, ["PLUGBOARD_HOME"] = home }, verb);
+            Assert.Equal(2, exit);
+            Assert.Contains($"plugboard: {name} must ", output, StringComparison.Ordinal);
+            Assert.Contains($"'{value}'", output, StringComparison.Ordinal);
+        }
+        Assert.False(Directory.Exists(Path.Combine(home, "pgdata")));
+    }
+
     [Fact]
     public async Task A_proxy_in_the_environment_does_not_bypass_the_ssrf_guard()
     {

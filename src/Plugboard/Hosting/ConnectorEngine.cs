@@ -31,15 +31,25 @@ public static class ConnectorEngine
     }
 
     /// <summary>PLUGBOARD_OUTBOUND_ALLOW (CIDRs or addresses, comma separated) and PLUGBOARD_OUTBOUND_PROXY (an http URL).</summary>
-    public static SsrfOptions SsrfOptionsFrom(string? allow, string? proxy = null) => SsrfOptions.FromList(allow,
-        string.IsNullOrWhiteSpace(proxy) ? null
-        : Uri.TryCreate(proxy.Trim(), UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp ? uri
-        : throw new InvalidOperationException($"PLUGBOARD_OUTBOUND_PROXY must be an http:// URL, got '{proxy}'."));
+    public static SsrfOptions SsrfOptionsFrom(string? allow, string? proxy = null)
+    {
+        var proxyUri = string.IsNullOrWhiteSpace(proxy) ? null
+            : Uri.TryCreate(proxy.Trim(), UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp ? uri
+            : throw new InvalidSettingException($"PLUGBOARD_OUTBOUND_PROXY must be an http:// URL; it is '{proxy}'.");
+        try
+        {
+            return SsrfOptions.FromList(allow, proxyUri);
+        }
+        catch (FormatException)
+        {
+            throw new InvalidSettingException($"PLUGBOARD_OUTBOUND_ALLOW must list CIDRs or addresses separated by commas (e.g. 127.0.0.1/32); it is '{allow}'.");
+        }
+    }
 
     public static RunnerOptions RunnerOptionsFrom(IConfiguration configuration) => new()
     {
-        ExecutionTimeout = TimeSpan.FromSeconds(int.TryParse(configuration["PLUGBOARD_EXECUTION_TIMEOUT_SECONDS"], out var t) && t > 0 ? t : 300),
-        DefaultStepTimeout = TimeSpan.FromSeconds(int.TryParse(configuration["PLUGBOARD_STEP_TIMEOUT_SECONDS"], out var s) && s > 0 ? s : 30),
-        MaxOutputBytes = int.TryParse(configuration["PLUGBOARD_MAX_OUTPUT_BYTES"], out var o) && o > 0 ? o : 4 * 1024 * 1024,
+        ExecutionTimeout = TimeSpan.FromSeconds(Settings.Int(configuration, "PLUGBOARD_EXECUTION_TIMEOUT_SECONDS", 300, 1, 86_400)),
+        DefaultStepTimeout = TimeSpan.FromSeconds(Settings.Int(configuration, "PLUGBOARD_STEP_TIMEOUT_SECONDS", 30, 1, 3600)),
+        MaxOutputBytes = Settings.Int(configuration, "PLUGBOARD_MAX_OUTPUT_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     };
 }

@@ -45,6 +45,18 @@ public static class PlugboardApp
 {
     public const long MaxRequestBodyBytes = 1024 * 1024;
 
+    /// <summary>Reads every numeric, boolean and enumerated setting once, so a bad one fails the start with its name.</summary>
+    public static void CheckSettings(IConfiguration configuration)
+    {
+        _ = JobWorkerOptions.FromConfiguration(configuration);
+        _ = ConnectorEngine.RunnerOptionsFrom(configuration);
+        _ = ConnectorEngine.SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"], configuration["PLUGBOARD_OUTBOUND_PROXY"]);
+        _ = Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_LIMIT", 50, 1, 1_000_000);
+        _ = Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_BURST", 200, 1, 1_000_000);
+        _ = Settings.Enum(configuration, "PLUGBOARD_LOG_LEVEL", LogLevel.Information);
+        _ = Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
+    }
+
     static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
 
     public static WebApplication Build(string[] args, PlugboardHostOptions options, IDictionary<string, string?>? settings = null)
@@ -64,7 +76,7 @@ public static class PlugboardApp
 
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new RedactingJsonLoggerProvider(options.LogOutput ?? Console.Out,
-            Enum.TryParse<LogLevel>(configuration["PLUGBOARD_LOG_LEVEL"], true, out var level) ? level : LogLevel.Information));
+            Settings.Enum(configuration, "PLUGBOARD_LOG_LEVEL", LogLevel.Information)));
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 
         var dbSettings = DatabaseSettings.FromConfiguration(configuration);
@@ -76,7 +88,7 @@ public static class PlugboardApp
         ConnectorEngine.Add(builder.Services, configuration);
         builder.Services.AddSingleton<ManifestCache>();
         builder.Services.AddJobHandler<ExecutionJobHandler>();
-        builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api && configuration.GetValue("PLUGBOARD_RUN_WORKERS", true));
+        builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true));
         WorkspaceRateLimit.Add(builder.Services, configuration);
 
         builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));

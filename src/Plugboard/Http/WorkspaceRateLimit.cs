@@ -31,8 +31,8 @@ public sealed class WorkspaceRateLimit : IDisposable
 
     public static void Add(IServiceCollection services, IConfiguration configuration)
     {
-        var perSecond = int.TryParse(configuration["PLUGBOARD_WORKSPACE_RATE_LIMIT"], out var rate) && rate > 0 ? rate : 50;
-        var burst = int.TryParse(configuration["PLUGBOARD_WORKSPACE_RATE_BURST"], out var b) && b > 0 ? b : perSecond * 4;
+        var perSecond = Hosting.Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_LIMIT", 50, 1, 1_000_000);
+        var burst = Hosting.Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_BURST", perSecond * 4, 1, 1_000_000);
         services.AddSingleton(new WorkspaceRateLimit(perSecond, burst));
     }
 

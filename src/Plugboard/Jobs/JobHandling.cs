@@ -90,13 +90,14 @@ public sealed record JobWorkerOptions
     public static JobWorkerOptions FromConfiguration(IConfiguration configuration)
     {
         var defaults = new JobWorkerOptions();
+        var concurrency = Hosting.Settings.Int(configuration, "PLUGBOARD_WORKER_CONCURRENCY", defaults.Concurrency, 1, 1000);
         return new JobWorkerOptions
         {
-            Concurrency = Math.Clamp(configuration.GetValue("PLUGBOARD_WORKER_CONCURRENCY", defaults.Concurrency), 1, 1000),
-            Prefetch = Math.Clamp(configuration.GetValue("PLUGBOARD_WORKER_PREFETCH", Math.Max(1, configuration.GetValue("PLUGBOARD_WORKER_CONCURRENCY", defaults.Concurrency) / 2)), 0, 1000),
-            PollInterval = TimeSpan.FromSeconds(Math.Clamp(configuration.GetValue("PLUGBOARD_WORKER_POLL_SECONDS", defaults.PollInterval.TotalSeconds), 0.1, 300)),
-            Lease = TimeSpan.FromSeconds(Math.Clamp(configuration.GetValue("PLUGBOARD_WORKER_LEASE_SECONDS", defaults.Lease.TotalSeconds), 1, 3600)),
-            ShutdownTimeout = TimeSpan.FromSeconds(Math.Clamp(configuration.GetValue("PLUGBOARD_WORKER_SHUTDOWN_SECONDS", defaults.ShutdownTimeout.TotalSeconds), 0, 3600)),
+            Concurrency = concurrency,
+            Prefetch = Hosting.Settings.Int(configuration, "PLUGBOARD_WORKER_PREFETCH", Math.Max(1, concurrency / 2), 0, 1000),
+            PollInterval = TimeSpan.FromSeconds(Hosting.Settings.Number(configuration, "PLUGBOARD_WORKER_POLL_SECONDS", defaults.PollInterval.TotalSeconds, 0.1, 300)),
+            Lease = TimeSpan.FromSeconds(Hosting.Settings.Number(configuration, "PLUGBOARD_WORKER_LEASE_SECONDS", defaults.Lease.TotalSeconds, 1, 3600)),
+            ShutdownTimeout = TimeSpan.FromSeconds(Hosting.Settings.Number(configuration, "PLUGBOARD_WORKER_SHUTDOWN_SECONDS", defaults.ShutdownTimeout.TotalSeconds, 0, 3600)),
         };
     }
 }
