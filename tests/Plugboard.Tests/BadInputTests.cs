@@ -82,6 +82,25 @@ public sealed class BadInputTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task A_client_that_sends_an_8_mib_body_before_reading_gets_a_413_problem_not_a_reset()
+    {
+        var team = await server.TeamAsync();
+        var before = await RowCountsAsync();
+        var body = "{\"name\": \"" + new string('a', 8 * 1024 * 1024 - 16) + "\"}";
+        for (var i = 0; i < 3; i++)
+        {
+            using var client = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.Zero }) { BaseAddress = server.BaseAddress };
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", team.Owner.Key);
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/workspaces/{team.Id}/connectors") { Content = HttpAssertions.RawJson(body) };
+            request.Headers.ExpectContinue = false; // the whole body goes out before the answer is read
+            var response = await client.SendAsync(request);
+            var problem = await response.AssertProblemAsync(413, "payload-too-large");
+            Assert.Contains("1024 KiB", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+        Assert.Equal(before, await RowCountsAsync());
+    }
+
+    [Fact]
     public async Task Every_endpoint_refuses_missing_malformed_unknown_and_revoked_keys_with_401()
     {
         var team = await server.TeamAsync();

@@ -45,6 +45,29 @@ public static class PlugboardApp
 {
     public const long MaxRequestBodyBytes = 1024 * 1024;
 
+    /// <summary>How much of an oversized body is read and discarded before the 413, so a client that sends its whole
+    /// body before reading the answer gets the problem rather than a reset connection.</summary>
+    public const long MaxDrainedBodyBytes = 8 * 1024 * 1024;
+
+    private static async Task DrainAsync(HttpContext http)
+    {
+        if (http.Request.ContentLength > MaxDrainedBodyBytes || http.Features.Get<IHttpMaxRequestBodySizeFeature>() is not { IsReadOnly: false } limit)
+        {
+            return;
+        }
+        limit.MaxRequestBodySize = MaxDrainedBodyBytes;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        try
+        {
+            await http.Request.Body.CopyToAsync(Stream.Null, timeout.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or BadHttpRequestException)
+        {
+            // The client stopped sending or went away: answer anyway.
+        }
+    }
+
     /// <summary>Reads every numeric, boolean and enumerated setting once, so a bad one fails the start with its name.</summary>
     public static void CheckSettings(IConfiguration configuration)
     {
@@ -144,6 +167,7 @@ public static class PlugboardApp
             }
             if (http.Request.ContentLength > MaxRequestBodyBytes)
             {
+                await DrainAsync(http);
                 throw new ProblemException(413, "payload-too-large", "Payload too large", $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.");
             }
             if (http.Request.Headers.ContainsKey(Idempotency.Header))
