@@ -114,8 +114,14 @@ public sealed class ApiFlowTests(PlugboardServer server)
         await (await PatchAsync("\"garbage\"", new { description = "bad" })).AssertProblemAsync(412, "precondition-failed");
         await (await PatchAsync(first.Headers.ETag!.Tag, new { description = "second" })).AssertStatusAsync(200);
         await (await PatchAsync(null, new { description = "unconditional" })).AssertStatusAsync(200);
+        // RFC 9110: If-Match may list several tags (any one matching will do), weak or strong.
+        var current = (await team.Admin.Http.GetAsync(path)).Headers.ETag!.Tag;
+        var listed = await PatchAsync($"\"1\", {current}", new { description = "listed" });
+        await listed.AssertStatusAsync(200);
+        await (await PatchAsync($"W/{listed.Headers.ETag!.Tag}", new { description = "weak" })).AssertStatusAsync(200);
+        await (await PatchAsync($"\"1\", {current}", new { description = "stale list" })).AssertProblemAsync(412, "precondition-failed");
         var final = await (await team.Admin.Http.GetAsync(path)).AssertStatusAsync(200);
-        Assert.Equal("unconditional", final.GetProperty("description").GetString());
+        Assert.Equal("weak", final.GetProperty("description").GetString());
     }
 
     [Fact]
@@ -146,6 +152,13 @@ public sealed class ApiFlowTests(PlugboardServer server)
         await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=0")).AssertProblemAsync(400);
         await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=1000")).AssertProblemAsync(400);
         await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?cursor=!!!")).AssertProblemAsync(400);
+        // A cursor belongs to its list: another list, or the same list of another workspace, refuses it.
+        var first = (await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=3")).AssertStatusAsync(200)).GetProperty("next_cursor").GetString();
+        var foreign = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/credentials?cursor={first}")).AssertProblemAsync(400, "bad-request");
+        Assert.Contains("another list", foreign.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        var other = await server.TeamAsync();
+        await (await other.Viewer.Http.GetAsync($"/v1/workspaces/{other.Id}/connectors?cursor={first}")).AssertProblemAsync(400, "bad-request");
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?limit=3&cursor={first}")).AssertStatusAsync(200);
         await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?is_active=maybe")).AssertProblemAsync(400);
         var inactive = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors?is_active=false")).AssertStatusAsync(200);
         Assert.Equal(0, inactive.GetProperty("items").GetArrayLength());

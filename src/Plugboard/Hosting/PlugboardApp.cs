@@ -170,6 +170,7 @@ public static class PlugboardApp
                 await DrainAsync(http);
                 throw new ProblemException(413, "payload-too-large", "Payload too large", $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.");
             }
+            Paging.BindList(http.Request.Path);
             if (http.Request.Headers.ContainsKey(Idempotency.Header))
             {
                 http.Request.EnableBuffering(); // the request's fingerprint covers the body exactly as sent

@@ -2,29 +2,42 @@ using Microsoft.Net.Http.Headers;
 
 namespace Plugboard.Http;
 
-/// <summary>ETags are the row's xmin: they change on every write, and If-Match turns a stale write into 412.</summary>
+/// <summary>ETags are the row's version: they change on every write, and If-Match turns a stale write into 412.</summary>
 public static class ETags
 {
     public static string Format(long rowVersion) => $"\"{rowVersion}\"";
 
-    /// <summary>The version named by If-Match, or null when the header is absent or '*'.</summary>
-    public static long? IfMatch(HttpRequest request)
+    /// <summary>
+    /// The versions If-Match names (RFC 9110: one entity tag or a comma-separated list; weak tags compare by value
+    /// here, since every tag this API sends is a row version), or null when the header is absent or '*'. A tag this
+    /// API could not have sent matches nothing, which answers 412.
+    /// </summary>
+    public static long[]? IfMatch(HttpRequest request)
     {
         var header = request.Headers[HeaderNames.IfMatch].ToString();
         if (string.IsNullOrWhiteSpace(header) || header.Trim() == "*")
         {
             return null;
         }
-        var value = header.Trim();
-        if (value.StartsWith("W/", StringComparison.Ordinal))
+        if (!EntityTagHeaderValue.TryParseList([header], out var tags) || tags.Count == 0)
         {
-            value = value[2..];
+            throw new ProblemException(412, "precondition-failed", "Precondition failed", "If-Match must list ETags this API returned, such as \"12345\".");
         }
-        if (value.Length > 2 && value[0] == '"' && value[^1] == '"' && long.TryParse(value[1..^1], out var version))
+        if (tags.Any(t => t.Tag == "*"))
         {
-            return version;
+            return null;
         }
-        throw new ProblemException(412, "precondition-failed", "Precondition failed", "If-Match must be an ETag this API returned, such as \"12345\".");
+        var versions = new List<long>();
+        foreach (var tag in tags)
+        {
+            var value = tag.Tag.AsSpan().Trim('"');
+            if (long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version))
+            {
+                versions.Add(version);
+            }
+        }
+        return versions.Count > 0 ? [.. versions]
+            : throw new ProblemException(412, "precondition-failed", "Precondition failed", "If-Match must list ETags this API returned, such as \"12345\".");
     }
 
     public static void Set(HttpContext context, long rowVersion) => context.Response.Headers.ETag = Format(rowVersion);

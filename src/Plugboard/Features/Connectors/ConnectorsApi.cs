@@ -183,7 +183,7 @@ public static class ConnectorsApi
                 webhook_active = coalesce(@webhookActive, webhook_active),
                 {(webhookSecret is null ? "" : "webhook_secret = @webhookSecret,")}
                 max_concurrency = coalesce(@maxConcurrency, max_concurrency)
-             WHERE id = @connectorId AND (@ifMatch::bigint IS NULL OR row_version = @ifMatch)
+             WHERE id = @connectorId AND (@ifMatch::bigint[] IS NULL OR row_version = ANY(@ifMatch))
             RETURNING {Columns}
             """,
             new

@@ -102,7 +102,7 @@ public static partial class CredentialsApi
                    secret_fields = coalesce(@fields, secret_fields),
                    expires_at = CASE WHEN @setExpiry THEN @expiresAt ELSE expires_at END,
                    credentials_updated_at = CASE WHEN @payload::text IS NULL THEN credentials_updated_at ELSE now() END
-             WHERE id = @credentialId AND (@ifMatch::bigint IS NULL OR row_version = @ifMatch)
+             WHERE id = @credentialId AND (@ifMatch::bigint[] IS NULL OR row_version = ANY(@ifMatch))
             RETURNING {Columns}, row_version
             """,
             new

@@ -198,7 +198,7 @@ public static class TemplatesApi
         ?? throw Problems.NotFound("The template");
 
     /// <summary>Applies an edit; changing the manifest or credential fields of a published template bumps its version.</summary>
-    internal static async Task<TemplateRow> UpdateAsync(RequestDb db, TemplateRow existing, TemplateUpdateRequest body, long? ifMatch, CancellationToken ct, bool platform = false)
+    internal static async Task<TemplateRow> UpdateAsync(RequestDb db, TemplateRow existing, TemplateUpdateRequest body, long[]? ifMatch, CancellationToken ct, bool platform = false)
     {
         var row = await db.QuerySingleOrDefaultAsync<TemplateRow>(
             $"""
@@ -214,7 +214,7 @@ public static class TemplatesApi
                 featured = CASE WHEN coalesce(@status, status) = 'published' THEN featured ELSE false END,
                 version = CASE WHEN (@manifest::jsonb IS NOT NULL AND @manifest::jsonb <> manifest) OR (@fields::jsonb IS NOT NULL AND @fields::jsonb <> credential_fields)
                                THEN version + 1 ELSE version END
-             WHERE id = @id AND (@ifMatch::bigint IS NULL OR xmin::text::bigint = @ifMatch)
+             WHERE id = @id AND (@ifMatch::bigint[] IS NULL OR xmin::text::bigint = ANY(@ifMatch))
             RETURNING {TemplateRules.Columns}
             """,
             new

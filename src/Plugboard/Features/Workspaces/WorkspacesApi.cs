@@ -89,7 +89,7 @@ public static class WorkspacesApi
         var row = await db.QuerySingleOrDefaultAsync<WorkspaceRow>(
             """
             UPDATE workspaces w SET name = @name
-             WHERE w.id = app_workspace_id() AND (@ifMatch::bigint IS NULL OR w.xmin::text::bigint = @ifMatch)
+             WHERE w.id = app_workspace_id() AND (@ifMatch::bigint[] IS NULL OR w.xmin::text::bigint = ANY(@ifMatch))
             RETURNING w.id, w.name, @role AS role, w.created_at, w.updated_at, w.created_at AS joined_at, w.xmin::text::bigint AS row_version
             """, new { name, ifMatch, role = db.WorkspaceRole }, ct)
             ?? throw Problems.PreconditionFailed("The workspace changed since you read it: GET it again and retry with the new ETag.");
