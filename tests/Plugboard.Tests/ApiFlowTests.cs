@@ -56,8 +56,8 @@ public sealed class ApiFlowTests(PlugboardServer server)
                 new { name = "cred", auth_type = "bearer", secret = new { token = "second-secret-7734" } }),
             (team.Admin, $"/v1/workspaces/{team.Id}/connectors", new { name = "one" }, new { name = "two" }),
             (team.Admin, $"/v1/workspaces/{team.Id}/templates", new { slug, name = "One", manifest = TestManifests.Minimal() }, new { slug, name = "Two", manifest = TestManifests.Minimal() }),
-            (team.Admin, $"/v1/templates/{official}/install", new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "first-install-key" } },
-                new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "second-install-key" } }),
+            (team.Admin, $"/v1/templates/{official}/install", new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "first-install-key" }, config = new { base_url = "https://api.example.test" } },
+                new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "second-install-key" }, config = new { base_url = "https://api.example.test" } }),
             (team.Member, $"/v1/workspaces/{team.Id}/connectors/{connector}/executions", new { inputs = new { } }, new { }),
             (server.PlatformOwner, "/v1/admin/templates", new { slug = adminSlug, name = "One", manifest = TestManifests.Minimal() },
                 new { slug = adminSlug, name = "Two", manifest = TestManifests.Minimal() }),
@@ -88,6 +88,52 @@ public sealed class ApiFlowTests(PlugboardServer server)
         {
             Assert.DoesNotContain(secret, stored, StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public async Task Config_is_checked_against_the_manifest_when_a_connector_is_saved_or_installed()
+    {
+        var team = await server.TeamAsync();
+        var manifest = new
+        {
+            version = 1,
+            base_url = "{{ config.base_url }}",
+            config = new { base_url = new { type = "string", required = true }, page_size = new { type = "integer", @default = 50 } },
+            steps = new[] { new { id = "get", request = new { method = "GET", path = "/" } } },
+        };
+        var path = $"/v1/workspaces/{team.Id}/connectors";
+        var before = await server.OwnerScalarAsync<long>("SELECT count(*) FROM connectors WHERE workspace_id = @id", new { id = team.Id });
+        foreach (var (config, pointer) in new (object Config, string Pointer)[]
+        {
+            (new { }, "/config/base_url"),
+            (new { base_url = 7 }, "/config/base_url"),
+            (new { base_url = "https://api.example.test", page_size = 2.5 }, "/config/page_size"),
+            (new { base_url = "https://api.example.test", typo = true }, "/config/typo"),
+        })
+        {
+            var problem = await (await team.Admin.Http.PostAsJsonAsync(path, new { name = "cfg-" + Guid.NewGuid().ToString("N")[..6], manifest, config })).AssertProblemAsync(422, "config-invalid");
+            Assert.Contains(problem.GetProperty("errors").EnumerateArray(), e => e.GetProperty("pointer").GetString() == pointer);
+        }
+        Assert.Equal(before, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connectors WHERE workspace_id = @id", new { id = team.Id }));
+        var created = await (await team.Admin.Http.PostAsJsonAsync(path, new { name = "cfg-ok", manifest, config = new { base_url = "https://api.example.test" } })).AssertStatusAsync(201);
+        var connector = $"{path}/{created.GetProperty("id").GetString()}";
+        // An update that would leave the config invalid is refused too, whichever of the two it changes.
+        await (await team.Admin.Http.PatchAsync(connector, HttpAssertions.Json(new { config = new { page_size = 10 } }))).AssertProblemAsync(422, "config-invalid");
+        var stricter = new
+        {
+            version = 1, base_url = "{{ config.base_url }}",
+            config = new { base_url = new { type = "string", required = true }, region = new { type = "string", required = true } },
+            steps = new[] { new { id = "get", request = new { method = "GET", path = "/" } } },
+        };
+        await (await team.Admin.Http.PatchAsync(connector, HttpAssertions.Json(new { manifest = stricter }))).AssertProblemAsync(422, "config-invalid");
+        await (await team.Admin.Http.PatchAsync(connector, HttpAssertions.Json(new { manifest = stricter, config = new { base_url = "https://x.test", region = "eu" } }))).AssertStatusAsync(200);
+
+        // Installing a template checks the config the same way, and creates nothing when it fails.
+        var official = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key'");
+        var credentials = await server.OwnerScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE workspace_id = @id", new { id = team.Id });
+        await (await team.Admin.Http.PostAsJsonAsync($"/v1/templates/{official}/install", new { workspace_id = team.Id, credentials = new { api_key = "k-1234" } }))
+            .AssertProblemAsync(422, "config-invalid");
+        Assert.Equal(credentials, await server.OwnerScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE workspace_id = @id", new { id = team.Id }));
     }
 
     [Fact]

@@ -187,12 +187,15 @@ public sealed class ExecutionTests(PlugboardServer server)
         var refused = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors",
             new { name = "doubling", manifest = Manifest("/ok", "$.id", new { value = doubling }) })).AssertProblemAsync(422, "manifest-invalid");
         Assert.Contains("/manifest/output/value", refused.GetProperty("errors").ToString(), StringComparison.Ordinal);
-        // ... and one stored before this rule (written past the API) fails at run time without running the loop.
         var stale = await ConnectorAsync(team, Manifest("/ok", "$.id"));
         await server.OwnerExecuteAsync("UPDATE connectors SET manifest = jsonb_set(manifest, '{output,value}', to_jsonb(@doubling::text)) WHERE id = @id::uuid",
             new { doubling, id = stale });
 
-        var hostile = new[] { regex, bigOutput, stale };
+        // ... and one stored before this rule (written past the API) is refused when it is run, before anything is queued.
+        var notRunnable = await (await team.Member.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{stale}/executions", new { }))
+            .AssertProblemAsync(422, "connector-not-runnable");
+        Assert.Contains("/output/value", notRunnable.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        var hostile = new[] { regex, bigOutput };
         var started = new List<(string Connector, string Location)>();
         foreach (var connector in hostile.Concat(Enumerable.Repeat(normal, 6)))
         {
@@ -215,8 +218,6 @@ public sealed class ExecutionTests(PlugboardServer server)
         Assert.True(Ended(bigOutput).GetProperty("output_truncated").GetBoolean());
         Assert.Equal(JsonValueKind.Null, Ended(bigOutput).GetProperty("output").ValueKind);
         Assert.Contains("more than the limit of", Ended(bigOutput).GetProperty("error").GetString(), StringComparison.Ordinal);
-        Assert.Equal("failed", Ended(stale).GetProperty("status").GetString());
-        Assert.Contains("manifest is invalid", Ended(stale).GetProperty("error").GetString(), StringComparison.Ordinal);
         Assert.False(Ended(normal).GetProperty("output_truncated").GetBoolean());
     }
 

@@ -58,7 +58,7 @@ public sealed class RoleMatrixTests(PlugboardServer server)
         ("POST install", "admin", async (t, a) =>
         {
             var official = await ServerRef!.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key'");
-            return await a.Http.PostAsJsonAsync($"/v1/templates/{official}/install", new { workspace_id = t.Id, name = "i-" + Guid.NewGuid(), credentials = new { api_key = "k" } });
+            return await a.Http.PostAsJsonAsync($"/v1/templates/{official}/install", new { workspace_id = t.Id, name = "i-" + Guid.NewGuid(), credentials = new { api_key = "k" }, config = new { base_url = "https://api.example.test" } });
         }),
     ];
 

@@ -32,7 +32,7 @@ public sealed class SecretsTests(PlugboardServer server)
         await (await http.PostAsJsonAsync($"{basePath}/connectors", new { name = "literal", manifest = new { auth = new { type = "bearer", token = canary } } })).AssertProblemAsync(422, "literal-secret");
         // A template install with inline credentials.
         var official = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key'");
-        await (await http.PostAsJsonAsync($"/v1/templates/{official}/install", new { workspace_id = team.Id, name = "canary-install", credentials = new { api_key = canary } })).AssertStatusAsync(201);
+        await (await http.PostAsJsonAsync($"/v1/templates/{official}/install", new { workspace_id = team.Id, name = "canary-install", credentials = new { api_key = canary }, config = new { base_url = "https://api.example.test" } })).AssertStatusAsync(201);
         // The canary as a bearer token: rejected without being echoed or logged.
         using (var bogus = server.Client($"pb_{canary}_{canary}"))
         {

@@ -54,7 +54,7 @@ public sealed class TemplateTests(PlugboardServer server)
         Assert.Equal(["api_key"], credential.GetProperty("secret_fields").EnumerateArray().Select(f => f.GetString()));
         Assert.Equal(installsBefore + 1, await server.OwnerScalarAsync<long>("SELECT install_count FROM connector_templates WHERE id = @templateId", new { templateId }));
         // Installing with an existing credential of the workspace.
-        var second = await (await team.Admin.Http.PostAsJsonAsync(install, new { workspace_id = team.Id, name = "Second", credential_id = credentialId })).AssertStatusAsync(201);
+        var second = await (await team.Admin.Http.PostAsJsonAsync(install, new { workspace_id = team.Id, name = "Second", credential_id = credentialId, config = new { base_url = "https://api.example.test" } })).AssertStatusAsync(201);
         Assert.Equal(credentialId, second.GetProperty("credential_id").GetString());
         // The template itself never holds the secret.
         var template = await (await team.Viewer.Http.GetAsync($"/v1/templates/{templateId}")).AssertStatusAsync(200);

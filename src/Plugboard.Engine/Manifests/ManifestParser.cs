@@ -547,7 +547,7 @@ public static partial class ManifestParser
                 }
                 var required = Bool(spec, "required", ptr) ?? false;
                 var hasDefault = spec.TryGetPropertyValue("default", out var def);
-                if (hasDefault && def is not null && !MatchesType(type, def))
+                if (hasDefault && def is not null && !ManifestArguments.Matches(type, def))
                 {
                     Error($"{ptr}/default", $"The default of '{name}' is {Kind(def)}, but its type is {type}.");
                 }
@@ -555,17 +555,6 @@ public static partial class ManifestParser
             }
             return result;
         }
-
-        internal static bool MatchesType(string type, JsonNode? value) => type switch
-        {
-            "string" => value is JsonValue v && v.GetValueKind() == JsonValueKind.String,
-            "number" => value is JsonValue v && v.GetValueKind() == JsonValueKind.Number,
-            "integer" => value is JsonValue v && v.GetValueKind() == JsonValueKind.Number && decimal.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == decimal.Truncate(d),
-            "boolean" => value is JsonValue v && v.GetValueKind() is JsonValueKind.True or JsonValueKind.False,
-            "object" => value is JsonObject,
-            "array" => value is JsonArray,
-            _ => true,
-        };
 
         private void TemplateTree(JsonNode? node, string ptr, StepScope scope)
         {

@@ -134,31 +134,22 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             return obj;
         }
 
-        private JObject Arguments(string kind, IReadOnlyDictionary<string, ParameterSpec> specs, JsonObject given)
+        private static JObject Arguments(string kind, IReadOnlyDictionary<string, ParameterSpec> specs, JsonObject given)
         {
-            var errors = new List<string>();
+            var issues = ManifestArguments.Check(specs, given, kind, kind, refuseUndeclared: false);
+            if (issues.Count > 0)
+            {
+                throw new RunFailedException($"Invalid {kind}s: {string.Join("; ", issues.Select(i => i.Message))}.");
+            }
             var result = given.Count == 0 ? [] : JsonInterop.ToObject(given);
             foreach (var (name, spec) in specs)
             {
-                var present = given.TryGetPropertyValue(name, out var value) && value is not null;
-                if (!present)
+                if (spec.Default is not null && (!given.TryGetPropertyValue(name, out var value) || value is null))
                 {
-                    if (spec.Default is not null)
-                    {
-                        result[name] = JsonInterop.ToToken(spec.Default);
-                    }
-                    else if (spec.Required)
-                    {
-                        errors.Add($"missing required {kind} '{name}' ({spec.Type})");
-                    }
-                    continue;
-                }
-                if (!ManifestTypes.Matches(spec.Type, value))
-                {
-                    errors.Add($"{kind} '{name}' must be {spec.Type}");
+                    result[name] = JsonInterop.ToToken(spec.Default);
                 }
             }
-            return errors.Count == 0 ? result : throw new RunFailedException($"Invalid {kind}s: {string.Join("; ", errors)}.");
+            return result;
         }
 
         private void RedactSecretsIn(JToken token)
@@ -1316,19 +1307,3 @@ public sealed class StepTimeoutException(string message) : Exception(message);
 
 /// <summary>A response body exceeded <see cref="RunnerOptions.MaxResponseBytes"/>.</summary>
 public sealed class ResponseTooLargeException(string message) : Exception(message);
-
-internal static class ManifestTypes
-{
-    public static bool Matches(string type, JsonNode? value) => type switch
-    {
-        "string" => value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String,
-        "number" => value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number,
-        "integer" => value is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number
-                                          && decimal.TryParse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d)
-                                          && d == decimal.Truncate(d),
-        "boolean" => value is JsonValue v && v.GetValueKind() is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False,
-        "object" => value is JsonObject,
-        "array" => value is JsonArray,
-        _ => true,
-    };
-}

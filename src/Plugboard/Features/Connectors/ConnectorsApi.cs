@@ -114,6 +114,7 @@ public static class ConnectorsApi
     /// <summary>Inserts a connector in the current workspace (also used by template installs) and audits it.</summary>
     internal static async Task<Connector> InsertAsync(RequestDb db, KeyRing keys, NewConnector c, CancellationToken ct)
     {
+        CheckConfig(c.Manifest, c.Config);
         if (c.CredentialId is { } credentialId)
         {
             await EnsureCredentialAsync(db, credentialId, ct);
@@ -155,9 +156,15 @@ public static class ConnectorsApi
 
     private static async Task<IResult> Update(Guid connectorId, UpdateConnectorRequest body, RequestDb db, KeyRing keys, HttpContext http, CancellationToken ct)
     {
-        await Find(db, connectorId, ct);
+        var existing = await Find(db, connectorId, ct);
         db.RequireRole("admin", "change connectors");
         var ifMatch = ETags.IfMatch(http.Request);
+        var manifest = body.Manifest is null ? null : ValidManifest(body.Manifest, allowEmpty: true);
+        var config = body.Config is null ? null : JsonColumns.Object(body.Config, "config");
+        if (manifest is not null || config is not null)
+        {
+            CheckConfig(manifest ?? existing.Manifest, config ?? existing.Config);
+        }
         if (body.CredentialId is { } credentialId)
         {
             await EnsureCredentialAsync(db, credentialId, ct);
@@ -191,8 +198,8 @@ public static class ConnectorsApi
                 connectorId,
                 name = body.Name is null ? null : Validate.Name(body.Name),
                 description = body.Description is null ? null : Validate.Text(body.Description, "description", 2000),
-                manifest = body.Manifest is null ? null : ValidManifest(body.Manifest, allowEmpty: true),
-                config = body.Config is null ? null : JsonColumns.Object(body.Config, "config"),
+                manifest,
+                config,
                 credentialId = body.CredentialId,
                 clearCredential = body.ClearCredential == true,
                 isActive = body.IsActive,
@@ -256,6 +263,26 @@ public static class ConnectorsApi
             throw ManifestProblem("manifest-invalid", "Invalid manifest", field, issues);
         }
         return text;
+    }
+
+    /// <summary>
+    /// A connector's config is checked against its manifest's <c>config:</c> when either is saved (create, update,
+    /// install): required values present and of the declared type, no undeclared names. 422 config-invalid, with a
+    /// pointer per problem, instead of a connector that fails every run.
+    /// </summary>
+    internal static void CheckConfig(string manifestJson, string configJson)
+    {
+        var parsed = ManifestParser.Parse(JsonColumns.Node(manifestJson));
+        if (parsed.Manifest is null || JsonColumns.Node(configJson) is not System.Text.Json.Nodes.JsonObject config)
+        {
+            return; // no manifest yet (or an invalid one, refused elsewhere): nothing to check against
+        }
+        var issues = ManifestArguments.Check(parsed.Manifest.Config, config, "config", "config", refuseUndeclared: true);
+        if (issues.Count > 0)
+        {
+            throw new ProblemException(422, "config-invalid", "Invalid config", $"{issues[0].Message} (at {issues[0].Pointer})",
+                new Dictionary<string, object?> { ["errors"] = issues.Select(i => new { pointer = i.Pointer, message = i.Message }).ToList() });
+        }
     }
 
     private static ProblemException ManifestProblem(string slug, string title, string field, IReadOnlyList<ManifestIssue> issues) =>

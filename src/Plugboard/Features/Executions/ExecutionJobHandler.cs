@@ -203,7 +203,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
                    SET status = 'running', started_at = coalesce(started_at, now()), attempts = attempts + 1
                  WHERE workspace_id = @WorkspaceId AND id = @ExecutionId AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
              RETURNING workspace_id, connector_id, status, inputs)
-            SELECT e.status, e.inputs::text AS inputs, c.manifest::text AS manifest, c.id::text || ':' || c.xmin::text AS manifest_version,
+            SELECT e.status, e.inputs::text AS inputs, c.manifest::text AS manifest, c.id::text || ':' || c.row_version AS manifest_version,
                    c.config::text AS config, c.credential_id, k.encrypted_payload
               FROM e
               JOIN connectors c ON c.workspace_id = e.workspace_id AND c.id = e.connector_id

@@ -37,19 +37,19 @@ public static class ExecutionsApi
             ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct)).WithTags("Executions").Produces<Page<Execution>>();
     }
 
-    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, WorkspaceRateLimit rateLimit, HttpContext http,
-        CancellationToken ct)
+    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, WorkspaceRateLimit rateLimit, ManifestCache manifests,
+        HttpContext http, CancellationToken ct)
     {
         db.RequireRole("member", "run connectors");
         rateLimit.Take(http, db.WorkspaceId!); // after the workspace filter let the caller in: only its members spend its budget
         var connector = await db.QuerySingleOrDefaultAsync<ConnectorToRun>(
-            "SELECT manifest::text AS manifest, is_active, max_concurrency FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
+            "SELECT manifest::text AS manifest, is_active, max_concurrency, id::text || ':' || row_version AS manifest_version FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
             ?? throw Problems.NotFound("The connector");
         if (!connector.IsActive)
         {
             throw new ProblemException(409, "connector-inactive", "Connector inactive", "The connector is paused: set is_active to true to run it.");
         }
-        var inputs = ExecutionInputs.Check(JsonNode.Parse(connector.Manifest) as JsonObject, body?.Inputs);
+        var inputs = ExecutionInputs.Check(manifests.Get(connector.ManifestVersion, connector.Manifest), body?.Inputs);
         if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
@@ -186,5 +186,5 @@ public static class ExecutionsApi
         return (row, steps.Skip(sent).Select(s => s!.DeepClone()).ToList());
     }
 
-    private sealed record ConnectorToRun(string Manifest, bool IsActive, int MaxConcurrency);
+    private sealed record ConnectorToRun(string Manifest, bool IsActive, int MaxConcurrency, string ManifestVersion);
 }

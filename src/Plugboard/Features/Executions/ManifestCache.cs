@@ -5,7 +5,7 @@ using Plugboard.Engine.Manifests;
 namespace Plugboard.Features.Executions;
 
 /// <summary>
-/// Parsed manifests by connector row version (id + xmin): parsing validates every template and path, and the
+/// Parsed manifests by connector row version (id + row_version): parsing validates every template and path, and the
 /// engine caches compiled templates and retry pipelines on the parsed manifest, so a connector that runs often
 /// is parsed once per change rather than once per execution.
 /// </summary>
