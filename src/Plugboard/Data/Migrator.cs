@@ -38,6 +38,9 @@ public sealed class TrustHardeningMigration : SqlScriptMigration;
 [Migration(5, "keyed_wakeups")]
 public sealed class KeyedWakeupsMigration : SqlScriptMigration;
 
+[Migration(6, "operability")]
+public sealed class OperabilityMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

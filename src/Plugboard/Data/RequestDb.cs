@@ -163,9 +163,9 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
                 {
                     await _transaction.RollbackAsync();
                 }
-                catch (NpgsqlException)
+                catch (Exception e) when (e is NpgsqlException or ObjectDisposedException or InvalidOperationException)
                 {
-                    // The connection is broken; returning it to the pool discards it.
+                    // The connection is broken (the database went away); returning it to the pool discards it.
                 }
             }
             await _transaction.DisposeAsync();

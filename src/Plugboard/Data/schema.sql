@@ -455,6 +455,18 @@ CREATE TABLE public.jobs (
 
 ALTER TABLE ONLY public.jobs FORCE ROW LEVEL SECURITY;
 
+CREATE TABLE public.key_ring_canary (
+    id integer NOT NULL,
+    ciphertext text NOT NULL,
+    key_id text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT key_ring_canary_ciphertext_check CHECK ((ciphertext ~~ 'pb1:%'::text)),
+    CONSTRAINT key_ring_canary_id_check CHECK ((id = 1))
+);
+
+ALTER TABLE ONLY public.key_ring_canary FORCE ROW LEVEL SECURITY;
+
 CREATE TABLE public.saas_admin_users (
     user_id uuid NOT NULL,
     role text NOT NULL,
@@ -475,6 +487,20 @@ CREATE TABLE public.users (
 );
 
 ALTER TABLE ONLY public.users FORCE ROW LEVEL SECURITY;
+
+CREATE TABLE public.worker_heartbeats (
+    worker_id text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    kinds text[] DEFAULT '{}'::text[] NOT NULL,
+    slots integer NOT NULL,
+    running integer DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    beat_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT worker_heartbeats_worker_id_check CHECK (((length(worker_id) >= 1) AND (length(worker_id) <= 200)))
+);
+
+ALTER TABLE ONLY public.worker_heartbeats FORCE ROW LEVEL SECURITY;
 
 CREATE TABLE public.workspace_api_credentials (
     workspace_id text NOT NULL,
@@ -553,11 +579,17 @@ ALTER TABLE ONLY public.imported_documents
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.key_ring_canary
+    ADD CONSTRAINT key_ring_canary_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.saas_admin_users
     ADD CONSTRAINT saas_admin_users_pkey PRIMARY KEY (user_id);
 
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.worker_heartbeats
+    ADD CONSTRAINT worker_heartbeats_pkey PRIMARY KEY (worker_id);
 
 ALTER TABLE ONLY public.workspace_api_credentials
     ADD CONSTRAINT workspace_api_credentials_pkey PRIMARY KEY (workspace_id, id);
@@ -628,6 +660,8 @@ CREATE INDEX jobs_workspace_due_idx ON public.jobs USING btree (COALESCE(workspa
 
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email);
 
+CREATE INDEX worker_heartbeats_beat_idx ON public.worker_heartbeats USING btree (beat_at);
+
 CREATE INDEX workspace_api_credentials_key_idx ON public.workspace_api_credentials USING btree (key_id);
 
 CREATE UNIQUE INDEX workspace_api_credentials_name_key ON public.workspace_api_credentials USING btree (workspace_id, name);
@@ -657,6 +691,8 @@ CREATE TRIGGER jobs_notify AFTER INSERT ON public.jobs FOR EACH STATEMENT EXECUT
 CREATE TRIGGER jobs_notify_freed_slot AFTER DELETE ON public.jobs REFERENCING OLD TABLE AS finished FOR EACH STATEMENT EXECUTE FUNCTION public.jobs_notify_freed_slot();
 
 CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON public.jobs FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+
+CREATE TRIGGER key_ring_canary_updated_at BEFORE UPDATE ON public.key_ring_canary FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
 CREATE TRIGGER saas_admin_users_updated_at BEFORE UPDATE ON public.saas_admin_users FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
@@ -820,6 +856,8 @@ CREATE POLICY api_select ON public.users FOR SELECT TO plugboard_api USING (((id
    FROM public.workspace_members m
   WHERE ((m.user_id = users.id) AND (m.workspace_id = public.app_workspace_id()))))));
 
+CREATE POLICY api_select ON public.worker_heartbeats FOR SELECT TO plugboard_api USING (public.app_platform_role_at_least('admin'::text));
+
 CREATE POLICY api_select ON public.workspace_api_credentials FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_select ON public.workspace_members FOR SELECT TO plugboard_api USING (((workspace_id = public.app_workspace_id()) OR (user_id = public.app_user_id())));
@@ -884,6 +922,8 @@ ALTER TABLE public.imported_documents ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.jobs ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.key_ring_canary ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.saas_admin_users ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY service_all ON public.api_keys TO plugboard_service USING (true) WITH CHECK (true);
@@ -908,9 +948,13 @@ CREATE POLICY service_all ON public.imported_documents TO plugboard_service USIN
 
 CREATE POLICY service_all ON public.jobs TO plugboard_service USING (true) WITH CHECK (true);
 
+CREATE POLICY service_all ON public.key_ring_canary TO plugboard_service USING (true) WITH CHECK (true);
+
 CREATE POLICY service_all ON public.saas_admin_users TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.users TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.worker_heartbeats TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.workspace_api_credentials TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -919,6 +963,8 @@ CREATE POLICY service_all ON public.workspace_members TO plugboard_service USING
 CREATE POLICY service_all ON public.workspaces TO plugboard_service USING (true) WITH CHECK (true);
 
 ALTER TABLE public.users ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.worker_heartbeats ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.workspace_api_credentials ENABLE ROW LEVEL SECURITY;
 
@@ -1090,6 +1136,8 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.imported_documents TO plugboar
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.jobs TO plugboard_service;
 GRANT INSERT ON TABLE public.jobs TO plugboard_api;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.key_ring_canary TO plugboard_service;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_api;
 GRANT SELECT ON TABLE public.saas_admin_users TO plugboard_definer;
@@ -1099,6 +1147,9 @@ GRANT SELECT ON TABLE public.users TO plugboard_api;
 GRANT SELECT,INSERT ON TABLE public.users TO plugboard_definer;
 
 GRANT UPDATE(display_name) ON TABLE public.users TO plugboard_api;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.worker_heartbeats TO plugboard_service;
+GRANT SELECT ON TABLE public.worker_heartbeats TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_api_credentials TO plugboard_service;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.workspace_api_credentials TO plugboard_api;

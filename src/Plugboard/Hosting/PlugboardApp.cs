@@ -107,6 +107,7 @@ public static class PlugboardApp
         builder.Services.AddSingleton<Db>();
         builder.Services.AddScoped<RequestDb>();
         builder.Services.AddSingleton(KeyRing.Load(configuration, options.Home, options.CreateKeyRing));
+        builder.Services.AddHostedService<KeyRingCanary>();
 
         ConnectorEngine.Add(builder.Services, configuration);
         builder.Services.AddSingleton<ManifestCache>();

@@ -85,7 +85,18 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problemDetail
             return true;
         }
         var (status, slug, title, detail, extensions) = Map(exception);
-        if (status >= 500)
+        if (status == 503)
+        {
+            // The database restarted or is away: every idle pooled connection is as dead as the one that failed, so
+            // drop them now (one failure per pool, not one per connection), and tell the client when to come back.
+            var db = httpContext.RequestServices.GetRequiredService<Data.Db>();
+            db.Api.Clear();
+            db.Service.Clear();
+            httpContext.Response.Headers.RetryAfter = "5";
+            logger.LogWarning("Database unavailable on {Method} {Path}: {ExceptionType} {SqlState}", httpContext.Request.Method, httpContext.Request.Path,
+                exception.GetType().Name, (exception as PostgresException)?.SqlState);
+        }
+        else if (status >= 500)
         {
             logger.LogError(exception, "Unhandled {ExceptionType} on {Method} {Path}", exception.GetType().Name, httpContext.Request.Method, httpContext.Request.Path);
         }
@@ -113,10 +124,23 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problemDetail
         ProblemException p => (p.Status, p.Slug, p.Title, p.Detail, p.Extensions),
         BadHttpRequestException b => (b.StatusCode, Problems.SlugFor(b.StatusCode), "Bad request", DescribeBadRequest(b), null),
         JsonException j => (400, "bad-request", "Bad request", DescribeJson(j), null),
+        NpgsqlException npgsql when IsUnavailable(npgsql) => (503, "unavailable", "Service unavailable",
+            "The database is unreachable or restarting. Retry after the number of seconds in Retry-After.", null),
         PostgresException pg => MapPostgres(pg),
         SecretDecryptionException => (500, "secret-unreadable", "A stored secret could not be decrypted",
             "The server's key ring cannot read a stored secret. An operator must restore the missing key.", null),
         _ => (500, "internal", "Internal error", "An unexpected error occurred. It has been logged; quote the trace_id when reporting it.", null),
+    };
+
+    /// <summary>The database cannot serve right now (down, restarting, refusing connections, pool exhausted), as opposed
+    /// to refusing this request.</summary>
+    public static bool IsUnavailable(NpgsqlException exception) => exception switch
+    {
+        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal) // connection exceptions
+                                || pg.SqlState.StartsWith("57P", StringComparison.Ordinal) // admin/crash shutdown, cannot connect now
+                                || pg.SqlState is PostgresErrorCodes.TooManyConnections or PostgresErrorCodes.InsufficientResources,
+        NpgsqlOperationInProgressException => false, // a bug (a connection used twice), not an outage
+        _ => true, // could not connect, connection broken, pool exhausted
     };
 
     private static (int, string, string, string?, IDictionary<string, object?>?) MapPostgres(PostgresException pg) => pg.SqlState switch

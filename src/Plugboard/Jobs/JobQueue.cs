@@ -340,6 +340,26 @@ public sealed class JobQueue : IAsyncDisposable
         return deleted == 1;
     }
 
+    /// <summary>Records that a worker is alive (upserting its heartbeat row): at start and with every lease renewal round.</summary>
+    public async Task BeatAsync(string workerId, IReadOnlyCollection<string> kinds, int slots, int running, CancellationToken ct)
+    {
+        await using var connection = await _source.OpenConnectionAsync(ct);
+        await connection.ExecuteAsync(new CommandDefinition(
+            """
+            INSERT INTO worker_heartbeats (worker_id, host, pid, kinds, slots, running)
+            VALUES (@workerId, @host, @pid, @kinds, @slots, @running)
+            ON CONFLICT (worker_id) DO UPDATE SET running = excluded.running, beat_at = now()
+            """,
+            new { workerId, host = Environment.MachineName, pid = Environment.ProcessId, kinds = kinds.ToArray(), slots, running }, cancellationToken: ct));
+    }
+
+    /// <summary>A worker that stops cleanly removes its heartbeat; a crashed one's row simply ages.</summary>
+    public async Task RemoveHeartbeatAsync(string workerId, CancellationToken ct)
+    {
+        await using var connection = await _source.OpenConnectionAsync(ct);
+        await connection.ExecuteAsync(new CommandDefinition("DELETE FROM worker_heartbeats WHERE worker_id = @workerId", new { workerId }, cancellationToken: ct));
+    }
+
     /// <summary>Completes many jobs of one worker in one statement (handlers that wrote nothing of their own); returns the ids deleted.</summary>
     public async Task<IReadOnlySet<Guid>> CompleteManyAsync(IReadOnlyCollection<ClaimedJob> jobs, CancellationToken ct)
     {

@@ -57,6 +57,8 @@ public sealed partial class JobWorker : BackgroundService
         var kinds = _handlers.Keys.ToArray();
         using var background = new CancellationTokenSource();
         var listener = Task.Run(() => ListenAsync(stoppingToken), CancellationToken.None);
+        _kinds = kinds;
+        await BeatAsync(stoppingToken);
         var renewer = Task.Run(() => RenewLoopAsync(background.Token), CancellationToken.None);
         var completer = Task.Run(CompleteLoopAsync, CancellationToken.None);
         LogStarted(_logger, WorkerId, _options.Concurrency, string.Join(", ", kinds));
@@ -73,6 +75,14 @@ public sealed partial class JobWorker : BackgroundService
             await background.CancelAsync();
             await renewer;
             await listener;
+            try
+            {
+                await _queue.RemoveHeartbeatAsync(WorkerId, CancellationToken.None);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                LogBeatFailed(_logger, e); // its row ages out of the live set
+            }
             LogStopped(_logger, WorkerId);
         }
     }
@@ -238,6 +248,7 @@ public sealed partial class JobWorker : BackgroundService
         {
             while (await timer.WaitForNextTickAsync(stop))
             {
+                await BeatAsync(stop);
                 var entries = _inFlight.Values.ToList();
                 if (entries.Count == 0)
                 {
@@ -267,6 +278,21 @@ public sealed partial class JobWorker : BackgroundService
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
+        }
+    }
+
+    private string[] _kinds = [];
+
+    /// <summary>The heartbeat operators and /readyz read: best effort, a missed beat only ages the row.</summary>
+    private async Task BeatAsync(CancellationToken stop)
+    {
+        try
+        {
+            await _queue.BeatAsync(WorkerId, _kinds, _options.Concurrency, _inFlight.Count, stop);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException)
+        {
+            LogBeatFailed(_logger, e);
         }
     }
 
@@ -414,4 +440,7 @@ public sealed partial class JobWorker : BackgroundService
 
     [LoggerMessage(LogLevel.Warning, "{Count} jobs were still running at shutdown; their leases will expire")]
     private static partial void LogAbandonedOnShutdown(ILogger logger, int count);
+
+    [LoggerMessage(LogLevel.Warning, "Could not record this worker's heartbeat")]
+    private static partial void LogBeatFailed(ILogger logger, Exception e);
 }

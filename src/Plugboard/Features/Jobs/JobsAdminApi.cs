@@ -17,6 +17,31 @@ public static class JobsAdminApi
         jobs.MapGet("/dead", ListDead).Produces<Page<DeadJob>>();
         jobs.MapPost("/{jobId:guid}/retry", Retry).Produces(204);
         jobs.MapDelete("/{jobId:guid}", Discard).Produces(204);
+        v1.MapGet("/admin/workers", Workers).WithTags("Admin").Produces<IReadOnlyList<WorkerHeartbeat>>();
+    }
+
+    public sealed record WorkerHeartbeat
+    {
+        public required string WorkerId { get; init; }
+        public required string Host { get; init; }
+        public int Pid { get; init; }
+        public string[] Kinds { get; init; } = [];
+        public int Slots { get; init; }
+        public int Running { get; init; }
+        public DateTime StartedAt { get; init; }
+        public DateTime BeatAt { get; init; }
+        public bool Live { get; init; }
+    }
+
+    /// <summary>Every worker process that has beaten recently or not cleanly stopped, newest beat first; live ones beat within a minute.</summary>
+    private static async Task<IResult> Workers(RequestDb db, CancellationToken ct)
+    {
+        db.RequirePlatformRole("admin", "see the workers");
+        return TypedResults.Ok(await db.QueryAsync<WorkerHeartbeat>(
+            """
+            SELECT worker_id, host, pid, kinds, slots, running, started_at, beat_at, beat_at > now() - @within AS live
+              FROM worker_heartbeats ORDER BY beat_at DESC LIMIT 500
+            """, new { within = Health.HealthApi.LiveWithin }, ct));
     }
 
     private static async Task<IResult> Stats(RequestDb db, JobQueue queue, CancellationToken ct)

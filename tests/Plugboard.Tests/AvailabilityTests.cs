@@ -1,0 +1,163 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Dapper;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using Plugboard.Data;
+using Plugboard.Hosting;
+using Plugboard.Security;
+using Plugboard.Tests.Infrastructure;
+
+namespace Plugboard.Tests;
+
+/// <summary>
+/// Readiness that means something (schema, key ring, workers) and an API that answers 503 `unavailable` with
+/// Retry-After while its database is away or restarting, each on a database of its own.
+/// </summary>
+public sealed class AvailabilityTests
+{
+    private static async Task<(WebApplication App, HttpClient Http)> StartAsync(DatabaseSettings settings, KeyRing keys, string home, HostMode mode = HostMode.All)
+    {
+        var app = PlugboardApp.Build([], new PlugboardHostOptions(home, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: mode), new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = settings.OwnerConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
+            ["PLUGBOARD_KEYS"] = keys.ToJson(),
+        });
+        await app.StartAsync();
+        var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return (app, new HttpClient { BaseAddress = new Uri(url) });
+    }
+
+    private static async Task<DatabaseSettings> MigratedDatabaseAsync(string prefix)
+    {
+        var settings = await PlugboardServer.CreateDatabaseAsync(prefix + Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant());
+        Migrator.Up(settings);
+        return settings;
+    }
+
+    [Fact]
+    public async Task Readyz_checks_the_key_ring_against_the_canary_and_reports_live_workers()
+    {
+        var settings = await MigratedDatabaseAsync("pbready_");
+        var home = Directory.CreateTempSubdirectory("plugboard-ready").FullName;
+        var keys = KeyRing.Generate();
+        var (app, http) = await StartAsync(settings, keys, home);
+        await using (app)
+        {
+            var ready = await (await http.GetAsync("/readyz")).AssertStatusAsync(200);
+            Assert.True(ready.GetProperty("key_ring").GetBoolean());
+            Assert.Equal(JsonValueKind.Null, ready.GetProperty("reason").ValueKind);
+            Assert.True(ready.GetProperty("workers").GetProperty("live").GetInt32() >= 1);
+
+            // A second process whose ring does not hold the key the canary was written with is not ready, and says why.
+            var (other, otherHttp) = await StartAsync(settings, KeyRing.Generate(), home, HostMode.Api);
+            await using (other)
+            {
+                var response = await otherHttp.GetAsync("/readyz");
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+                Assert.NotNull(response.Headers.RetryAfter);
+                var body = await response.ReadJsonAsync();
+                Assert.False(body.GetProperty("key_ring").GetBoolean());
+                Assert.Contains("cannot decrypt the canary", body.GetProperty("reason").GetString(), StringComparison.Ordinal);
+            }
+
+            // Operators see the workers' heartbeats; workspace users do not.
+            await using var db = new Db(settings);
+            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@ready.test", CancellationToken.None);
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
+            var workers = await (await http.GetAsync("/v1/admin/workers")).AssertStatusAsync(200);
+            Assert.Contains(workers.EnumerateArray(), w => w.GetProperty("live").GetBoolean() && w.GetProperty("kinds").EnumerateArray().Any(k => k.GetString() == "execution"));
+            var plain = await Bootstrap.CreateKeyAsync(db, "owner@ready.test", "capped", null, "viewer", CancellationToken.None);
+            using var viewer = new HttpClient { BaseAddress = http.BaseAddress };
+            viewer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", plain);
+            await (await viewer.GetAsync("/v1/admin/workers")).AssertProblemAsync(403, "forbidden");
+
+            // A schema behind the build is not ready either, and says which migration to run.
+            await using (var connection = new NpgsqlConnection(settings.OwnerConnectionString))
+            {
+                await connection.ExecuteAsync("""DELETE FROM "VersionInfo" WHERE "Version" = (SELECT max("Version") FROM "VersionInfo")""");
+            }
+            var behind = await http.GetAsync("/readyz");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, behind.StatusCode);
+            Assert.Contains("plugboard migrate up", (await behind.ReadJsonAsync()).GetProperty("reason").GetString(), StringComparison.Ordinal);
+            await app.StopAsync();
+        }
+        // A worker that stops cleanly removes its heartbeat.
+        await using var after = new NpgsqlConnection(settings.OwnerConnectionString);
+        Assert.Equal(0, await after.ExecuteScalarAsync<long>("SELECT count(*) FROM worker_heartbeats"));
+    }
+
+    [Fact]
+    public async Task A_database_restart_answers_503_unavailable_at_most_once_per_pool_then_recovers()
+    {
+        var settings = await MigratedDatabaseAsync("pbrestart_");
+        var home = Directory.CreateTempSubdirectory("plugboard-restart").FullName;
+        var keys = KeyRing.Generate();
+        var (app, http) = await StartAsync(settings, keys, home, HostMode.Api);
+        await using (app)
+        {
+            await using var db = new Db(settings);
+            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@restart.test", CancellationToken.None);
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
+            // Fill the pool with several idle connections.
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ => await (await http.GetAsync("/v1/workspaces")).AssertStatusAsync(200)));
+            // What a restart does to them: every backend of this database is terminated.
+            await using (var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(settings.OwnerConnectionString) { Database = "postgres" }.ConnectionString))
+            {
+                var killed = await connection.ExecuteScalarAsync<long>(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = @name AND pid <> pg_backend_pid()) t",
+                    new { name = new NpgsqlConnectionStringBuilder(settings.OwnerConnectionString).Database });
+                Assert.True(killed >= 2, $"only {killed} backends to terminate");
+            }
+            var statuses = new List<HttpStatusCode>();
+            for (var i = 0; i < 12; i++)
+            {
+                var response = await http.GetAsync("/v1/workspaces");
+                statuses.Add(response.StatusCode);
+                if (response.StatusCode != HttpStatusCode.OK)
+                {
+                    var problem = await response.AssertProblemAsync(503, "unavailable");
+                    Assert.NotNull(response.Headers.RetryAfter);
+                    Assert.Contains("Retry-After", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+                }
+            }
+            Assert.True(statuses.Count(s => s != HttpStatusCode.OK) <= 1, string.Join(", ", statuses));
+            Assert.Equal(HttpStatusCode.OK, statuses[^1]);
+        }
+    }
+
+    [Fact]
+    public async Task An_unreachable_database_answers_503_unavailable_and_readyz_says_why()
+    {
+        int port;
+        using (var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
+        {
+            listener.Start();
+            port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        }
+        var nowhere = new NpgsqlConnectionStringBuilder { Host = "127.0.0.1", Port = port, Username = "postgres", Password = "x", Database = "none", Timeout = 3 }.ConnectionString;
+        var settings = new DatabaseSettings(nowhere, DatabaseSettings.WithRole(nowhere, DatabaseSettings.ApiRole, "x"), DatabaseSettings.WithRole(nowhere, DatabaseSettings.ServiceRole, "x"), "x");
+        var (app, http) = await StartAsync(settings, KeyRing.Generate(), Directory.CreateTempSubdirectory("plugboard-down").FullName, HostMode.Api);
+        await using (app)
+        {
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "pb_abcdefgh_" + new string('x', 43));
+            var response = await http.GetAsync("/v1/workspaces");
+            await response.AssertProblemAsync(503, "unavailable");
+            Assert.Equal(TimeSpan.FromSeconds(5), response.Headers.RetryAfter?.Delta);
+            using var anonymous = new HttpClient { BaseAddress = http.BaseAddress };
+            var ready = await anonymous.GetAsync("/readyz");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+            var body = await ready.ReadJsonAsync();
+            Assert.False(body.GetProperty("database").GetBoolean());
+            Assert.Contains("does not answer", body.GetProperty("reason").GetString(), StringComparison.Ordinal);
+            _ = await http.PostAsJsonAsync("/v1/workspaces", new { name = "x" }); // no hang, no crash
+        }
+    }
+}
