@@ -295,6 +295,135 @@ public sealed class ExecutionTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task The_live_stream_delivers_a_step_before_the_run_ends_and_resumes_from_last_event_id()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/fast/{n:int}", (int n) => Results.Json(new { next = n + 1 }));
+            app.MapGet("/held", async () =>
+            {
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(60));
+                return Results.Json(new { next = 99 });
+            });
+        });
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new object[]
+            {
+                new { id = "a", request = new { method = "GET", path = "/fast/1" }, extract = new { next = "$.next" } },
+                new { id = "b", request = new { method = "GET", path = "/fast/{{ steps.a.next }}" }, extract = new { next = "$.next" } },
+                new { id = "c", request = new { method = "GET", path = "/held" }, extract = new { next = "$.next" } },
+            },
+        });
+        var location = await StartAsync(team.Member, team.Id, connectorId);
+        // A plain client: the test server's clients buffer whole responses, which would hide whether the stream is live.
+        using var streaming = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        streaming.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", team.Viewer.Key);
+        using (var response = await streaming.GetAsync(location + "/stream", HttpCompletionOption.ResponseHeadersRead))
+        {
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            // The third request is held until a step has arrived: a stream that wrote steps only at the end would wait forever.
+            var lines = new List<string>();
+            while (lines.Count(l => l == "event: step") < 2)
+            {
+                var line = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+                Assert.NotNull(line);
+                lines.Add(line);
+            }
+            Assert.Equal("running", (await (await team.Viewer.Http.GetAsync(location)).AssertStatusAsync(200)).GetProperty("status").GetString());
+            release.SetResult();
+            var rest = await reader.ReadToEndAsync();
+            Assert.Contains("event: end", rest, StringComparison.Ordinal);
+        }
+        // A reconnecting client gets only what came after the last id it saw.
+        using var resume = new HttpRequestMessage(HttpMethod.Get, location + "/stream");
+        resume.Headers.Add("Last-Event-ID", "2");
+        var resumed = await (await team.Viewer.Http.SendAsync(resume)).Content.ReadAsStringAsync();
+        var events = resumed.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var step = Assert.Single(events, e => e.Contains("event: step", StringComparison.Ordinal));
+        Assert.Contains("id: 3", step, StringComparison.Ordinal);
+        Assert.Contains("/held", step, StringComparison.Ordinal);
+        Assert.Single(events, e => e.Contains("event: end", StringComparison.Ordinal));
+        using var bad = new HttpRequestMessage(HttpMethod.Get, location + "/stream");
+        bad.Headers.Add("Last-Event-ID", "abc");
+        await (await team.Viewer.Http.SendAsync(bad)).AssertProblemAsync(400);
+    }
+
+    [Fact]
+    public async Task A_failing_live_step_log_write_does_not_fail_the_execution()
+    {
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/s/{n:int}", async (int n) =>
+        {
+            await Task.Delay(250); // longer than a flush interval, so the live log is written (and fails) between steps
+            return Results.Json(new { next = n + 1 });
+        }));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new object[]
+            {
+                new { id = "a", request = new { method = "GET", path = "/s/1" }, extract = new { next = "$.next" } },
+                new { id = "b", request = new { method = "GET", path = "/s/{{ steps.a.next }}" }, extract = new { next = "$.next" } },
+            },
+        });
+        // A database blip for this connector's live log only: every write of steps_log before the execution finishes fails.
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        await server.OwnerExecuteAsync($$"""
+            CREATE FUNCTION blip_{{suffix}}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.connector_id = '{{connectorId}}' AND NEW.finished_at IS NULL AND NEW.steps_log IS DISTINCT FROM OLD.steps_log THEN
+                    RAISE EXCEPTION 'simulated blip' USING ERRCODE = '08006';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER blip_{{suffix}} BEFORE UPDATE ON connector_executions FOR EACH ROW EXECUTE FUNCTION blip_{{suffix}}();
+            """);
+        try
+        {
+            var location = await StartAsync(team.Member, team.Id, connectorId);
+            var done = await WaitForEndAsync(team.Member, location);
+            Assert.Equal("succeeded", done.GetProperty("status").GetString());
+            Assert.Equal(2, done.GetProperty("steps").GetArrayLength()); // the completion wrote the whole log
+        }
+        finally
+        {
+            await server.OwnerExecuteAsync($"DROP TRIGGER blip_{suffix} ON connector_executions; DROP FUNCTION blip_{suffix}();");
+        }
+    }
+
+    [Fact]
+    public async Task Cancelling_a_queued_execution_is_immediate()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/held", async () =>
+        {
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            return Results.Json(new { ok = true });
+        }));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new[] { new { id = "held", request = new { method = "GET", path = "/held" } } },
+        }, maxConcurrency: 1);
+        var running = await StartAsync(team.Member, team.Id, connectorId);
+        var queued = await StartAsync(team.Member, team.Id, connectorId); // waits behind the first: max_concurrency 1
+        var cancelled = await (await team.Member.Http.PostAsync(queued + "/cancel", null)).AssertStatusAsync(202);
+        Assert.Equal("cancelled", cancelled.GetProperty("status").GetString());
+        Assert.Equal("cancelled", (await (await team.Member.Http.GetAsync(queued)).AssertStatusAsync(200)).GetProperty("status").GetString());
+        release.SetResult();
+        Assert.Equal("succeeded", (await WaitForEndAsync(team.Member, running)).GetProperty("status").GetString());
+        Assert.Equal("cancelled", (await (await team.Member.Http.GetAsync(queued)).AssertStatusAsync(200)).GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task Creation_is_idempotent_validated_and_role_checked()
     {
         await using var stub = await Stub.StartAsync(app => app.MapGet("/ok", () => Results.Json(new { ok = true })));

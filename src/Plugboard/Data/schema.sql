@@ -87,6 +87,15 @@ CREATE FUNCTION public.connector_execution_stats(p_connector_id uuid) RETURNS TA
          WHERE connector_id = p_connector_id
     $$;
 
+CREATE FUNCTION public.connector_executions_notify_cancel() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('plugboard_cancel', 'execution:' || NEW.id::text);
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.ensure_user(p_email text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -671,6 +680,8 @@ CREATE INDEX workspace_members_user_idx ON public.workspace_members USING btree 
 CREATE TRIGGER api_keys_revocation_is_final BEFORE UPDATE OF revoked_at ON public.api_keys FOR EACH ROW EXECUTE FUNCTION public.api_keys_revocation_is_final();
 
 CREATE TRIGGER api_keys_updated_at BEFORE UPDATE ON public.api_keys FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
+
+CREATE TRIGGER connector_executions_notify_cancel AFTER UPDATE OF cancel_requested_at ON public.connector_executions FOR EACH ROW WHEN (((old.cancel_requested_at IS NULL) AND (new.cancel_requested_at IS NOT NULL) AND (new.status = 'running'::text))) EXECUTE FUNCTION public.connector_executions_notify_cancel();
 
 CREATE TRIGGER connector_executions_updated_at BEFORE UPDATE ON public.connector_executions FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 

@@ -34,6 +34,9 @@ public enum OperatorOutcome
 public sealed class JobQueue : IAsyncDisposable
 {
     public const string Channel = "plugboard_jobs";
+
+    /// <summary>Notifications whose payload is the cancel key of a running job (see <see cref="JobCancellations"/>).</summary>
+    public const string CancelChannel = "plugboard_cancel";
     public const int MaxErrorLength = 4000;
 
     /// <summary>One claimer at a time in the whole cluster, so concurrency limits hold across processes.</summary>

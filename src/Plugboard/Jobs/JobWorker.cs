@@ -26,8 +26,11 @@ public sealed partial class JobWorker : BackgroundService
     private volatile bool _stopping;
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public JobWorker(JobQueue queue, IEnumerable<IJobHandler> handlers, JobWorkerOptions options, ILogger<JobWorker> logger)
+    private readonly JobCancellations _cancellations;
+
+    public JobWorker(JobQueue queue, IEnumerable<IJobHandler> handlers, JobWorkerOptions options, ILogger<JobWorker> logger, JobCancellations? cancellations = null)
     {
+        _cancellations = cancellations ?? new JobCancellations();
         _queue = queue;
         _handlers = handlers.ToDictionary(h => h.Kind, StringComparer.Ordinal);
         _options = options;
@@ -304,9 +307,19 @@ public sealed partial class JobWorker : BackgroundService
             try
             {
                 await using var connection = _queue.CreateListenConnection();
-                connection.Notification += (_, _) => _wake.Writer.TryWrite(true);
+                connection.Notification += (_, e) =>
+                {
+                    if (e.Channel == JobQueue.CancelChannel)
+                    {
+                        _cancellations.Signal(e.Payload);
+                    }
+                    else
+                    {
+                        _wake.Writer.TryWrite(true);
+                    }
+                };
                 await connection.OpenAsync(stop);
-                await using (var listen = new NpgsqlCommand($"LISTEN {JobQueue.Channel}", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {JobQueue.Channel}; LISTEN {JobQueue.CancelChannel}", connection))
                 {
                     await listen.ExecuteNonQueryAsync(stop);
                 }

@@ -9,6 +9,7 @@ public static class JobsServiceCollectionExtensions
     public static IServiceCollection AddPlugboardJobs(this IServiceCollection services, IConfiguration configuration, bool runWorkers)
     {
         services.TryAddSingleton<JobQueue>();
+        services.TryAddSingleton<JobCancellations>();
         services.TryAddSingleton(JobWorkerOptions.FromConfiguration(configuration));
         if (runWorkers)
         {

@@ -33,6 +33,20 @@ BEGIN
     END LOOP;
 END
 $$;
+-- Cancelling a running execution reaches the worker that runs it at once, through its LISTEN connection (no
+-- worker polls for cancellations); a queued one is cancelled by the API directly.
+CREATE FUNCTION connector_executions_notify_cancel() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('plugboard_cancel', 'execution:' || NEW.id::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER connector_executions_notify_cancel AFTER UPDATE OF cancel_requested_at ON connector_executions
+    FOR EACH ROW WHEN (OLD.cancel_requested_at IS NULL AND NEW.cancel_requested_at IS NOT NULL AND NEW.status = 'running')
+    EXECUTE FUNCTION connector_executions_notify_cancel();
+
 -- Platform admins read the heartbeats through the API; nobody else, and nothing else of these tables.
 GRANT SELECT ON worker_heartbeats TO plugboard_api;
 CREATE POLICY api_select ON worker_heartbeats FOR SELECT TO plugboard_api USING (app_platform_role_at_least('admin'));

@@ -17,4 +17,7 @@ public static class ExecutionJob
         Id: executionId);
 
     public static Payload Read(ClaimedJob job) => job.PayloadAs<Payload>();
+
+    /// <summary>The key a cancel request notifies (the trigger on connector_executions builds the same text).</summary>
+    public static string CancelKey(Guid executionId) => $"execution:{executionId:D}";
 }

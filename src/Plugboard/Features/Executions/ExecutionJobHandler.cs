@@ -17,13 +17,19 @@ namespace Plugboard.Features.Executions;
 /// error counters and the job's completion in one transaction — only while this worker still holds the job's lease,
 /// so a worker presumed dead can never apply an execution's effects twice.
 /// </summary>
-public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner runner, ManifestCache manifests, ILogger<ExecutionJobHandler> logger) : IJobHandler
+public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner runner, ManifestCache manifests, JobCancellations cancellations,
+    ILogger<ExecutionJobHandler> logger) : IJobHandler
 {
     public string Kind => ExecutionsApi.JobKind;
 
     public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
     {
         var payload = ExecutionJob.Read(job);
+        // Registered before the execution is marked running: a cancel requested from then on reaches this run at
+        // once (the trigger notifies when cancel_requested_at is set on a running execution); one requested before
+        // stops StartAsync from marking it running at all.
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var cancelRegistration = cancellations.Register(ExecutionJob.CancelKey(payload.ExecutionId), cancel);
         var target = await StartAsync(payload, ct);
         if (target is null)
         {
@@ -35,9 +41,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         var parsed = manifests.Get(target.ManifestVersion, target.Manifest);
         var started = Stopwatch.GetTimestamp();
         RunResult result;
-        var observer = new StepLogWriter(db, payload.WorkspaceId, payload.ExecutionId);
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var watcher = WatchForCancelAsync(payload, cancel, ct);
+        var observer = new StepLogWriter(db, payload.WorkspaceId, payload.ExecutionId, logger);
         try
         {
             if (parsed.Manifest is null)
@@ -67,8 +71,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         }
         finally
         {
-            await cancel.CancelAsync();
-            await watcher;
+            await observer.DisposeAsync(); // the live log stops here; the completion below writes the whole log
         }
         ct.ThrowIfCancellationRequested(); // lease lost or shutting down: another worker will take it over
 
@@ -168,28 +171,6 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         }
     }
 
-    /// <summary>Polls for a cancel request while the run is in flight; cancelling aborts the request in flight.</summary>
-    private async Task WatchForCancelAsync(ExecutionJob.Payload payload, CancellationTokenSource cancel, CancellationToken ct)
-    {
-        try
-        {
-            while (!cancel.IsCancellationRequested)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(250), cancel.Token);
-                await using var connection = await db.Service.OpenConnectionAsync(ct);
-                var requested = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
-                    "SELECT cancel_requested_at IS NOT NULL FROM connector_executions WHERE workspace_id = @WorkspaceId AND id = @ExecutionId", payload, cancellationToken: ct));
-                if (requested)
-                {
-                    await cancel.CancelAsync();
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
-
     /// <summary>Marks the execution running (a re-claimed one starts over) and loads what it needs, in one statement.</summary>
     private async Task<Target?> StartAsync(ExecutionJob.Payload payload, CancellationToken ct)
     {
@@ -214,49 +195,4 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
     }
 
     private sealed record Target(string Status, string Inputs, string Manifest, string ManifestVersion, string Config, Guid? CredentialId, string? EncryptedPayload);
-}
-
-/// <summary>Appends redacted step entries to the execution row as they happen (batched), for the live stream.</summary>
-internal sealed class StepLogWriter(Db db, string workspaceId, Guid executionId) : IRunObserver
-{
-    private readonly Lock _gate = new();
-    private readonly List<StepLogEntry> _pending = [];
-    private long _lastFlush = Stopwatch.GetTimestamp();
-
-    public async ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)
-    {
-        StepLogEntry[] batch;
-        lock (_gate)
-        {
-            _pending.Add(entry);
-            if (Stopwatch.GetElapsedTime(_lastFlush) < TimeSpan.FromMilliseconds(200))
-            {
-                return;
-            }
-            batch = [.. _pending];
-            _pending.Clear();
-            _lastFlush = Stopwatch.GetTimestamp();
-        }
-        await using var connection = await db.Service.OpenConnectionAsync(ct);
-        await connection.ExecuteAsync(new CommandDefinition(
-            "UPDATE connector_executions SET steps_log = steps_log || @entries::jsonb WHERE workspace_id = @workspaceId AND id = @executionId",
-            new { entries = JsonSerializer.Serialize(batch.Select(ToJson)), workspaceId, executionId }, cancellationToken: ct));
-    }
-
-    public static JsonObject ToJson(StepLogEntry e) => new()
-    {
-        ["step_id"] = e.StepId,
-        ["method"] = e.Method,
-        ["url"] = e.Url,
-        ["status"] = e.Status,
-        ["duration_ms"] = e.DurationMs,
-        ["bytes"] = e.Bytes,
-        ["attempt"] = e.Attempt,
-        ["page"] = e.Page,
-        ["item"] = e.Item,
-        ["skipped"] = e.Skipped,
-        ["error"] = e.Error,
-        ["response_body"] = e.ResponseBody,
-        ["at"] = e.At,
-    };
 }

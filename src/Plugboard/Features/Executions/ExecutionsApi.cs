@@ -124,18 +124,27 @@ public static class ExecutionsApi
     }
 
     /// <summary>
-    /// Server-sent events: each step log entry as `event: step`, then the final execution as `event: end`. Reads with a
-    /// fresh short transaction per poll (under the caller's RLS context) so no transaction stays open while streaming.
+    /// Server-sent events: each step log entry as `event: step` with `id:` its position in the log, then the final
+    /// execution as `event: end`; a reconnecting client sends `Last-Event-ID` and gets only the steps after it.
+    /// Reads with a fresh short transaction per poll (under the caller's RLS context), so no transaction or
+    /// connection stays open while streaming.
     /// </summary>
     private static async Task<IResult> Stream(Guid connectorId, Guid executionId, RequestDb db, Db databases, HttpContext http, CancellationToken ct)
     {
         await FindAsync(db, connectorId, executionId, ct);
         var (workspaceId, userId, role) = (db.WorkspaceId!, db.UserId!.Value, db.WorkspaceRole!);
         await db.CommitAsync(ct);
-        http.Response.Headers.ContentType = "text/event-stream";
-        http.Response.Headers.CacheControl = "no-cache";
+        var resumeAfter = http.Request.Headers["Last-Event-ID"].ToString() is { Length: > 0 } lastId
+            ? int.TryParse(lastId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 0 ? n
+              : throw Problems.BadRequest("Last-Event-ID must be the id of a step event of this stream.")
+            : 0;
         http.Response.Headers["X-Accel-Buffering"] = "no";
-        var sent = 0;
+        return TypedResults.ServerSentEvents(EventsAsync(databases, workspaceId, userId, role, executionId, resumeAfter, ct));
+    }
+
+    private static async IAsyncEnumerable<System.Net.ServerSentEvents.SseItem<string>> EventsAsync(Db databases, string workspaceId, Guid userId, string role,
+        Guid executionId, int sent, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
         var lastWrite = DateTime.UtcNow;
         var deadline = DateTime.UtcNow.AddHours(1);
         while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
@@ -148,23 +157,25 @@ public static class ExecutionsApi
             }
             foreach (var step in snapshot.NewSteps)
             {
-                await http.Response.WriteAsync($"event: step\nid: {++sent}\ndata: {step.ToJsonString()}\n\n", ct);
+                yield return new System.Net.ServerSentEvents.SseItem<string>(step.ToJsonString(), "step")
+                {
+                    EventId = (++sent).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                };
                 lastWrite = DateTime.UtcNow;
             }
             if (ExecutionRow.IsFinished(snapshot.Execution.Status))
             {
-                await http.Response.WriteAsync($"event: end\ndata: {JsonSerializer.Serialize(snapshot.Execution.ToExecution(withSteps: false), ApiJson.Options)}\n\n", ct);
-                break;
+                yield return new System.Net.ServerSentEvents.SseItem<string>(
+                    JsonSerializer.Serialize(snapshot.Execution.ToExecution(withSteps: false), ApiJson.Options), "end");
+                yield break;
             }
             if (DateTime.UtcNow - lastWrite > TimeSpan.FromSeconds(15))
             {
-                await http.Response.WriteAsync(": keep-alive\n\n", ct);
+                yield return new System.Net.ServerSentEvents.SseItem<string>("{}", "ping"); // keeps proxies from closing an idle stream
                 lastWrite = DateTime.UtcNow;
             }
-            await http.Response.Body.FlushAsync(ct);
             await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
         }
-        return Results.Empty;
     }
 
     private static async Task<(ExecutionRow Execution, List<JsonNode> NewSteps)> ReadSnapshotAsync(

@@ -1,0 +1,113 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapper;
+using Plugboard.Data;
+using Plugboard.Engine.Running;
+
+namespace Plugboard.Features.Executions;
+
+/// <summary>
+/// The live step log: the runner hands each redacted entry over without waiting, and a timer appends what
+/// accumulated to the execution row every 200 ms, so the stream shows a step while the run goes on (even one that
+/// waits on a slow request). Best effort: a failed write (a database blip) is retried at the next tick and never
+/// fails the run; the completion writes the whole log in any case.
+/// </summary>
+internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
+{
+    public static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(200);
+
+    private readonly Db _db;
+    private readonly string _workspaceId;
+    private readonly Guid _executionId;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly List<StepLogEntry> _pending = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _flusher;
+
+    public StepLogWriter(Db db, string workspaceId, Guid executionId, ILogger logger)
+    {
+        _db = db;
+        _workspaceId = workspaceId;
+        _executionId = executionId;
+        _logger = logger;
+        _flusher = Task.Run(FlushLoopAsync);
+    }
+
+    public ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)
+    {
+        lock (_gate)
+        {
+            _pending.Add(entry);
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    private async Task FlushLoopAsync()
+    {
+        using var timer = new PeriodicTimer(FlushInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+            {
+                await FlushAsync(_stop.Token);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task FlushAsync(CancellationToken ct)
+    {
+        StepLogEntry[] batch;
+        lock (_gate)
+        {
+            if (_pending.Count == 0)
+            {
+                return;
+            }
+            batch = [.. _pending];
+        }
+        try
+        {
+            await using var connection = await _db.Service.OpenConnectionAsync(ct);
+            await connection.ExecuteAsync(new CommandDefinition(
+                "UPDATE connector_executions SET steps_log = steps_log || @entries::jsonb WHERE workspace_id = @workspaceId AND id = @executionId AND finished_at IS NULL",
+                new { entries = JsonSerializer.Serialize(batch.Select(ToJson)), workspaceId = _workspaceId, executionId = _executionId }, cancellationToken: ct));
+            lock (_gate)
+            {
+                _pending.RemoveRange(0, batch.Length);
+            }
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        {
+            _logger.LogWarning("Execution {ExecutionId}: live step log not written this time ({ExceptionType}); retrying", _executionId, e.GetType().Name);
+        }
+    }
+
+    /// <summary>Stops the timer; what is still pending is in the run's full log, which the completion writes.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _flusher;
+        _stop.Dispose();
+    }
+
+    public static JsonObject ToJson(StepLogEntry e) => new()
+    {
+        ["step_id"] = e.StepId,
+        ["method"] = e.Method,
+        ["url"] = e.Url,
+        ["status"] = e.Status,
+        ["duration_ms"] = e.DurationMs,
+        ["bytes"] = e.Bytes,
+        ["attempt"] = e.Attempt,
+        ["page"] = e.Page,
+        ["item"] = e.Item,
+        ["skipped"] = e.Skipped,
+        ["error"] = e.Error,
+        ["response_body"] = e.ResponseBody,
+        ["at"] = e.At,
+    };
+}
