@@ -54,6 +54,12 @@ public sealed class AvailabilityTests
             var ready = await (await http.GetAsync("/readyz")).AssertStatusAsync(200);
             Assert.True(ready.GetProperty("key_ring").GetBoolean());
             Assert.Equal(JsonValueKind.Null, ready.GetProperty("reason").ValueKind);
+            // The worker beats as it starts, which may be just after the host started.
+            for (var deadline = DateTime.UtcNow.AddSeconds(20); ready.GetProperty("workers").GetProperty("live").GetInt32() == 0 && DateTime.UtcNow < deadline;)
+            {
+                await Task.Delay(100);
+                ready = await (await http.GetAsync("/readyz")).AssertStatusAsync(200);
+            }
             Assert.True(ready.GetProperty("workers").GetProperty("live").GetInt32() >= 1);
 
             // A second process whose ring does not hold the key the canary was written with is not ready, and says why.

@@ -115,8 +115,17 @@ public sealed class ExecutionTests(PlugboardServer server)
             config = new { base_url = stub.Url, token_url = stub.Url + "/token" },
         })).AssertStatusAsync(201);
         var connectorId = connector.GetProperty("id").GetString()!;
-        var first = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connectorId));
+        var credentialBefore = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/credentials/{connector.GetProperty("credential_id").GetString()}")).AssertStatusAsync(200);
+        var connectorBefore = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connector.GetProperty("id").GetString()}")).AssertStatusAsync(200);
+        var first = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connector.GetProperty("id").GetString()!));
         Assert.True(first.GetProperty("status").GetString() == "succeeded", first.ToString());
+        // The credential's metadata says what the refresh stored, and the connectors using it see the change.
+        var credentialAfter = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/credentials/{connector.GetProperty("credential_id").GetString()}")).AssertStatusAsync(200);
+        Assert.Equal(["access_token", "access_token_expires_at", "client_id", "client_secret", "refresh_token"],
+            credentialAfter.GetProperty("secret_fields").EnumerateArray().Select(f => f.GetString()));
+        Assert.True(credentialAfter.GetProperty("credentials_updated_at").GetDateTime() > credentialBefore.GetProperty("credentials_updated_at").GetDateTime());
+        var connectorAfter = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connector.GetProperty("id").GetString()}")).AssertStatusAsync(200);
+        Assert.True(connectorAfter.GetProperty("credentials_updated_at").GetDateTime() > connectorBefore.GetProperty("credentials_updated_at").GetDateTime());
         Assert.Equal("Ada", first.GetProperty("output").GetProperty("name").GetString());
         // The rotated refresh token and the access token were written back into the encrypted credential.
         var credentialId = Guid.Parse(connector.GetProperty("credential_id").GetString()!);
@@ -130,6 +139,47 @@ public sealed class ExecutionTests(PlugboardServer server)
         Assert.Equal(1, tokenCalls);
         Assert.DoesNotContain("access-1", second.ToString(), StringComparison.Ordinal);
         Assert.DoesNotContain("refresh-2", first.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_refresh_is_single_flight_across_runs_and_holds_no_lock_during_the_token_request()
+    {
+        var tokenCalls = 0;
+        var inTokenRequest = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapPost("/token", async () =>
+            {
+                Interlocked.Increment(ref tokenCalls);
+                inTokenRequest.TrySetResult();
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(60));
+                return Results.Json(new { access_token = "access-x", expires_in = 3600, refresh_token = "refresh-x" });
+            });
+            app.MapGet("/me", (HttpRequest r) => r.Headers.Authorization == "Bearer access-x" ? Results.Json(new { id = 1, name = "Ada" }) : Results.StatusCode(401));
+        });
+        var team = await server.TeamAsync();
+        var templateId = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'oauth2-api'");
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/templates/{templateId}/install", new
+        {
+            workspace_id = team.Id,
+            credentials = new { client_id = "cid", client_secret = "csecret", refresh_token = "refresh-0" },
+            config = new { base_url = stub.Url, token_url = stub.Url + "/token" },
+        })).AssertStatusAsync(201);
+        var connectorId = connector.GetProperty("id").GetString()!;
+        var runs = new[] { await StartAsync(team.Member, team.Id, connectorId), await StartAsync(team.Member, team.Id, connectorId) };
+        await inTokenRequest.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        // While the provider takes its time, an admin's edit of the credential does not wait for it.
+        var rename = team.Admin.Http.PatchAsync($"/v1/workspaces/{team.Id}/credentials/{connector.GetProperty("credential_id").GetString()}",
+            HttpAssertions.Json(new { name = "renamed during refresh" }));
+        Assert.Same(rename, await Task.WhenAny(rename, Task.Delay(TimeSpan.FromSeconds(20))));
+        await (await rename).AssertStatusAsync(200);
+        release.SetResult();
+        foreach (var run in runs)
+        {
+            Assert.Equal("succeeded", (await WaitForEndAsync(team.Member, run)).GetProperty("status").GetString());
+        }
+        Assert.Equal(1, tokenCalls); // the second run waited for the first's refresh and used its token
     }
 
     [Fact]

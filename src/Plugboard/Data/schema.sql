@@ -526,6 +526,7 @@ CREATE TABLE public.workspace_api_credentials (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     row_version bigint DEFAULT 1 NOT NULL,
+    refreshing_until timestamp with time zone,
     CONSTRAINT workspace_api_credentials_auth_type_check CHECK ((auth_type = ANY (ARRAY['api_key'::text, 'bearer'::text, 'basic'::text, 'oauth2_client_credentials'::text, 'oauth2_refresh_token'::text, 'session'::text, 'custom'::text]))),
     CONSTRAINT workspace_api_credentials_encrypted_payload_check CHECK ((encrypted_payload ~~ 'pb1:%'::text)),
     CONSTRAINT workspace_api_credentials_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200)))

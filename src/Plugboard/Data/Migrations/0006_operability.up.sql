@@ -47,6 +47,10 @@ CREATE TRIGGER connector_executions_notify_cancel AFTER UPDATE OF cancel_request
     FOR EACH ROW WHEN (OLD.cancel_requested_at IS NULL AND NEW.cancel_requested_at IS NOT NULL AND NEW.status = 'running')
     EXECUTE FUNCTION connector_executions_notify_cancel();
 
+-- OAuth2 refreshes are single-flight per credential through a short lease, not a row lock held during the token
+-- request (the API never reads or writes this column).
+ALTER TABLE workspace_api_credentials ADD COLUMN refreshing_until timestamptz;
+
 -- Platform admins read the heartbeats through the API; nobody else, and nothing else of these tables.
 GRANT SELECT ON worker_heartbeats TO plugboard_api;
 CREATE POLICY api_select ON worker_heartbeats FOR SELECT TO plugboard_api USING (app_platform_role_at_least('admin'));
