@@ -17,7 +17,9 @@ public static partial class LiteralSecretScanner
     private static readonly HashSet<string> AllowedSchemes = new(StringComparer.OrdinalIgnoreCase) { "", "Bearer", "Basic", "Token", "Bot", "Digest", "OAuth" };
     private static readonly HashSet<string> NonSecretAuthFields = new(StringComparer.OrdinalIgnoreCase)
     {
+        // Public identifiers and endpoints: a literal client id, user name or token URL is not a secret.
         "type", "in", "name", "header", "header_name", "query_param", "scheme", "prefix", "token_url", "authorize_url", "url", "scopes", "scope",
+        "client_id", "username",
         "audience", "grant_type", "method", "path", "token_path", "expires_in_path", "refresh_token_path", "client_auth", "content_type", "body_format",
     };
 
