@@ -75,6 +75,14 @@ public sealed class ManifestToolingTests(PlugboardServer server)
         Assert.True(good.GetProperty("valid").GetBoolean());
         var (goodExit, _) = await PlugboardAsync("manifest", "validate", Path.Combine(PlugboardServer.RepoRoot, "templates", "oauth2-api.yaml"));
         Assert.Equal(0, goodExit);
+        // The same template file through the API gives the same answer.
+        foreach (var template in Directory.EnumerateFiles(Path.Combine(PlugboardServer.RepoRoot, "templates"), "*.yaml"))
+        {
+            var text = await File.ReadAllTextAsync(template);
+            var viaApi = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = text })).AssertStatusAsync(200);
+            Assert.True(viaApi.GetProperty("valid").GetBoolean(), $"{template}: {viaApi}");
+            Assert.Equal(0, (await PlugboardAsync("manifest", "validate", template)).Exit);
+        }
         await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = 42 })).AssertProblemAsync(422);
     }
 

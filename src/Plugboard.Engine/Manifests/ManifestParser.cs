@@ -89,6 +89,14 @@ public static partial class ManifestParser
         }
     }
 
+    /// <summary>A manifest, or a template file (templates/*.yaml) whose <c>manifest:</c> holds the connector: the one
+    /// reading the CLI (`manifest validate`, `run`) and <c>POST /v1/manifests/validate</c> share.</summary>
+    public static ManifestParseResult ParseFile(string text) =>
+        TemplateFilePattern().IsMatch(text) ? Parse(text, "/manifest") : Parse(text);
+
+    [GeneratedRegex(@"(?m)^manifest\s*:|^\s*\{[\s\S]*""manifest""\s*:")]
+    private static partial Regex TemplateFilePattern();
+
     /// <summary>Validates a manifest already held as JSON (e.g. stored in the database).</summary>
     public static ManifestParseResult Parse(JsonNode? json) => Validate(json, _ => null);
 

@@ -75,12 +75,7 @@ public static partial class LocalRun
         return result.Status == RunStatus.Succeeded ? 0 : 1;
     }
 
-    /// <summary>A manifest file, or a template file (templates/*.yaml) whose `manifest:` holds the connector.</summary>
-    private static ManifestParseResult Parse(string text) =>
-        TemplateFile().IsMatch(text) ? ManifestParser.Parse(text, "/manifest") : ManifestParser.Parse(text);
-
-    [System.Text.RegularExpressions.GeneratedRegex(@"(?m)^manifest\s*:|^\s*\{[\s\S]*""manifest""\s*:")]
-    private static partial System.Text.RegularExpressions.Regex TemplateFile();
+    private static ManifestParseResult Parse(string text) => ManifestParser.ParseFile(text);
 
     /// <summary>k=v pairs; a value that parses as JSON (number, boolean, object, array) keeps that type.</summary>
     private static JsonObject Pairs(string[] pairs, string option)

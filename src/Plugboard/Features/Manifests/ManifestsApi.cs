@@ -26,8 +26,10 @@ public static class ManifestsApi
     {
         var result = manifest.ValueKind switch
         {
-            JsonValueKind.String => ManifestParser.Parse(manifest.GetString()!),
-            JsonValueKind.Object => ManifestParser.Parse(JsonNode.Parse(manifest.GetRawText())!),
+            JsonValueKind.String => ManifestParser.ParseFile(manifest.GetString()!),
+            JsonValueKind.Object => JsonNode.Parse(manifest.GetRawText()) is JsonObject { } document && document["manifest"] is JsonObject inner && document.ContainsKey("slug")
+                ? ManifestParser.Parse(inner) // a template file as JSON: its manifest is the connector
+                : ManifestParser.Parse(JsonNode.Parse(manifest.GetRawText())),
             _ => throw Problems.Invalid("manifest must be a YAML or JSON string, or a JSON object.", "/manifest"),
         };
         if (result.Refused)
