@@ -319,4 +319,46 @@ public sealed class ApiFlowTests(PlugboardServer server)
         Assert.Contains("text/html", docs.Content.Headers.ContentType!.MediaType, StringComparison.Ordinal);
         await (await anonymous.GetAsync("/no/such/route")).AssertProblemAsync(404, "not-found");
     }
+
+    [Fact]
+    public async Task The_openapi_document_is_valid_and_declares_auth_parameters_ids_and_problems()
+    {
+        using var anonymous = server.Client(null);
+        var text = await anonymous.GetStringAsync("/openapi/v1.json");
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(text));
+        var read = await Microsoft.OpenApi.OpenApiDocument.LoadAsync(stream, "json");
+        Assert.True(read.Diagnostic is null || read.Diagnostic.Errors.Count == 0, string.Join("\n", read.Diagnostic?.Errors.Select(e => $"{e.Pointer}: {e.Message}") ?? []));
+        var document = read.Document!;
+        var validator = new Microsoft.OpenApi.OpenApiValidator(Microsoft.OpenApi.ValidationRuleSet.GetDefaultRuleSet());
+        new Microsoft.OpenApi.OpenApiWalker(validator).Walk(document);
+        var errors = validator.Errors.ToList();
+        Assert.True(errors.Count == 0, string.Join("\n", errors.Select(e => $"{e.Pointer}: {e.Message}")));
+
+        var json = JsonDocument.Parse(text).RootElement;
+        Assert.Equal("bearer", json.GetProperty("components").GetProperty("securitySchemes").GetProperty("bearer").GetProperty("scheme").GetString());
+        Assert.All(json.GetProperty("servers").EnumerateArray(), s => Assert.False(s.GetProperty("url").GetString()!.EndsWith('/')));
+        var operationIds = new HashSet<string>();
+        var operations = 0;
+        foreach (var path in json.GetProperty("paths").EnumerateObject())
+        {
+            var declared = System.Text.RegularExpressions.Regex.Matches(path.Name, @"\{([^}:]+)").Select(m => m.Groups[1].Value).ToList();
+            foreach (var operation in path.Value.EnumerateObject().Where(o => o.Name is "get" or "post" or "put" or "patch" or "delete"))
+            {
+                operations++;
+                var op = operation.Value;
+                var pathParameters = op.TryGetProperty("parameters", out var parameters)
+                    ? parameters.EnumerateArray().Where(p => p.GetProperty("in").GetString() == "path").Select(p => p.GetProperty("name").GetString()).ToList()
+                    : [];
+                Assert.True(declared.All(pathParameters.Contains), $"{operation.Name} {path.Name} declares {string.Join(",", pathParameters)}");
+                Assert.True(operationIds.Add(op.GetProperty("operationId").GetString()!), $"duplicate operationId at {operation.Name} {path.Name}");
+                Assert.False(string.IsNullOrWhiteSpace(op.GetProperty("summary").GetString()));
+                Assert.True(op.GetProperty("responses").TryGetProperty("4XX", out var problem), $"{operation.Name} {path.Name} has no problem response");
+                Assert.True(problem.GetProperty("content").TryGetProperty("application/problem+json", out _));
+            }
+        }
+        Assert.True(operations >= 35, $"only {operations} operations");
+        // Anonymous operations say so; the rest inherit the bearer requirement.
+        Assert.Equal(0, json.GetProperty("paths").GetProperty("/readyz").GetProperty("get").GetProperty("security").GetArrayLength());
+        Assert.Equal(1, json.GetProperty("security").GetArrayLength());
+    }
 }

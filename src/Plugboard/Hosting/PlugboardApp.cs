@@ -119,12 +119,7 @@ public static class PlugboardApp
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize);
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
-        builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
-        {
-            document.Info.Title = "Plugboard API";
-            document.Info.Description = "Multi-tenant connectors platform. Authenticate with `Authorization: Bearer pb_…`. Errors are RFC 9457 problem details.";
-            return Task.CompletedTask;
-        }));
+        builder.Services.AddOpenApi(OpenApiContract.Configure);
 
         var oidcAuthority = configuration["PLUGBOARD_OIDC_AUTHORITY"];
         var auth = builder.Services.AddAuthentication("bearer")
