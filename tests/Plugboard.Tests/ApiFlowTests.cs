@@ -352,7 +352,7 @@ public sealed class ApiFlowTests(PlugboardServer server)
                 Assert.True(declared.All(pathParameters.Contains), $"{operation.Name} {path.Name} declares {string.Join(",", pathParameters)}");
                 Assert.True(operationIds.Add(op.GetProperty("operationId").GetString()!), $"duplicate operationId at {operation.Name} {path.Name}");
                 Assert.False(string.IsNullOrWhiteSpace(op.GetProperty("summary").GetString()));
-                Assert.True(op.GetProperty("responses").TryGetProperty("4XX", out var problem), $"{operation.Name} {path.Name} has no problem response");
+                Assert.True(op.GetProperty("responses").TryGetProperty("default", out var problem), $"{operation.Name} {path.Name} has no problem response");
                 Assert.True(problem.GetProperty("content").TryGetProperty("application/problem+json", out _));
             }
         }
@@ -360,5 +360,46 @@ public sealed class ApiFlowTests(PlugboardServer server)
         // Anonymous operations say so; the rest inherit the bearer requirement.
         Assert.Equal(0, json.GetProperty("paths").GetProperty("/readyz").GetProperty("get").GetProperty("security").GetArrayLength());
         Assert.Equal(1, json.GetProperty("security").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task A_client_generated_from_the_openapi_document_compiles_and_calls_the_api()
+    {
+        using var anonymous = server.Client(null);
+        var document = await NSwag.OpenApiDocument.FromJsonAsync(await anonymous.GetStringAsync("/openapi/v1.json"));
+        var code = new NSwag.CodeGeneration.CSharp.CSharpClientGenerator(document, new NSwag.CodeGeneration.CSharp.CSharpClientGeneratorSettings
+        {
+            ClassName = "PlugboardClient",
+            CSharpGeneratorSettings = { Namespace = "Generated", JsonLibrary = NJsonSchema.CodeGeneration.CSharp.CSharpJsonLibrary.SystemTextJson },
+        }).GenerateFile();
+        var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
+            .Select(p => Microsoft.CodeAnalysis.MetadataReference.CreateFromFile(p));
+        var compilation = Microsoft.CodeAnalysis.CSharp.CSharpCompilation.Create("GeneratedPlugboardClient", [Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText(code)],
+            references, new Microsoft.CodeAnalysis.CSharp.CSharpCompilationOptions(Microsoft.CodeAnalysis.OutputKind.DynamicallyLinkedLibrary));
+        using var image = new MemoryStream();
+        var emitted = compilation.Emit(image);
+        Assert.True(emitted.Success, string.Join("\n", emitted.Diagnostics.Where(d => d.Severity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error).Take(10)));
+
+        var context = new System.Runtime.Loader.AssemblyLoadContext("generated-client", isCollectible: true);
+        try
+        {
+            image.Position = 0;
+            var assembly = context.LoadFromStream(image);
+            var user = await server.NewUserAsync();
+            using var http = new HttpClient { BaseAddress = server.BaseAddress };
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", user.Key);
+            var client = Activator.CreateInstance(assembly.GetType("Generated.PlugboardClient")!, http)!;
+            client.GetType().GetProperty("BaseUrl")!.SetValue(client, server.BaseAddress.ToString().TrimEnd('/'));
+            var me = await (dynamic)client.GetType().GetMethod("GetMeAsync", Type.EmptyTypes)!.Invoke(client, null)!;
+            Assert.Equal(user.Email, (string)me.GetType().GetProperty("Email")!.GetValue(me)!);
+            // A problem answer surfaces as the client's exception, with its status.
+            var missing = client.GetType().GetMethod("GetWorkspacesByWorkspaceIdAsync", [typeof(string)])!;
+            var failure = await Assert.ThrowsAnyAsync<Exception>(async () => await (Task)missing.Invoke(client, ["ws_doesnotexist0000"])!);
+            Assert.Equal(404, (int)failure.GetType().GetProperty("StatusCode")!.GetValue(failure)!);
+        }
+        finally
+        {
+            context.Unload();
+        }
     }
 }

@@ -47,20 +47,15 @@ public static partial class OpenApiContract
                 }
             }
             operation.Responses ??= [];
-            foreach (var (status, description) in new[] { ("4XX", "A problem the client can act on (RFC 9457)."), ("5XX", "The server could not answer (RFC 9457); 503 carries Retry-After.") })
+            // Every other status is an RFC 9457 problem ("default", which generated clients map to their error type).
+            operation.Responses["default"] = new OpenApiResponse
             {
-                if (!operation.Responses.ContainsKey(status))
+                Description = "A problem (RFC 9457): 4xx the client can act on, 5xx the server could not answer (503 carries Retry-After).",
+                Content = new Dictionary<string, OpenApiMediaType>
                 {
-                    operation.Responses[status] = new OpenApiResponse
-                    {
-                        Description = description,
-                        Content = new Dictionary<string, OpenApiMediaType>
-                        {
-                            ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("Problem", context.Document) },
-                        },
-                    };
-                }
-            }
+                    ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("Problem", context.Document) },
+                },
+            };
             return Task.CompletedTask;
         });
         options.AddDocumentTransformer((document, _, _) =>
