@@ -121,7 +121,8 @@ public sealed class ApiFlowTests(PlugboardServer server)
         await (await team.Admin.Http.PatchAsync(connector, HttpAssertions.Json(new { config = new { page_size = 10 } }))).AssertProblemAsync(422, "config-invalid");
         var stricter = new
         {
-            version = 1, base_url = "{{ config.base_url }}",
+            version = 1,
+            base_url = "{{ config.base_url }}",
             config = new { base_url = new { type = "string", required = true }, region = new { type = "string", required = true } },
             steps = new[] { new { id = "get", request = new { method = "GET", path = "/" } } },
         };

@@ -430,7 +430,8 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             {
                 return new PreparedRequest(HttpMethod.Parse(spec.Method), explicitUrl, headers, body)
                 {
-                    SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any,
+                    SecretHeaders = secretHeaders,
+                    SecretInBody = bodyReads.Any,
                 };
             }
             var pathReads = new SecretReads();
@@ -485,7 +486,10 @@ public sealed class ConnectorRunner(HttpMessageInvoker http, RunnerOptions optio
             }
             return new PreparedRequest(HttpMethod.Parse(spec.Method), ParseHttpUrl(url, shown: pathReads.Any || secretQuery is not null ? "The request URL" : null), headers, body)
             {
-                SecretHeaders = secretHeaders, SecretInBody = bodyReads.Any, SecretInPath = pathReads.Any, SecretQuery = secretQuery,
+                SecretHeaders = secretHeaders,
+                SecretInBody = bodyReads.Any,
+                SecretInPath = pathReads.Any,
+                SecretQuery = secretQuery,
             };
         }
 

@@ -122,19 +122,19 @@ public sealed class TemplateModel
 
     public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null,
         string? stepId = null) => new()
-    {
-        ExecutionId = ExecutionId,
-        StepId = stepId ?? StepId,
-        Inputs = Inputs,
-        Config = Config,
-        Steps = Steps,
-        Credentials = credentials ?? Credentials,
-        Session = session ?? Session,
-        Page = page ?? Page,
-        Item = item ?? Item,
-        Index = index ?? Index,
-        Now = Now,
-    };
+        {
+            ExecutionId = ExecutionId,
+            StepId = stepId ?? StepId,
+            Inputs = Inputs,
+            Config = Config,
+            Steps = Steps,
+            Credentials = credentials ?? Credentials,
+            Session = session ?? Session,
+            Page = page ?? Page,
+            Item = item ?? Item,
+            Index = index ?? Index,
+            Now = Now,
+        };
 }
 
 /// <summary>

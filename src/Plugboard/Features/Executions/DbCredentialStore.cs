@@ -36,8 +36,15 @@ public sealed class DbCredentialStore(Db db, KeyRing keys, string workspaceId, G
                    SET encrypted_payload = @payload, key_id = @keyId, secret_fields = @fields, credentials_updated_at = now(), refreshing_until = NULL
                  WHERE workspace_id = @workspaceId AND id = @credentialId AND refreshing_until = @lease
                 """,
-                new { payload = keys.Encrypt(JsonSerializer.Serialize(updated), aad), keyId = keys.CurrentKeyId, fields = updated.Keys.Order().ToArray(),
-                      workspaceId, credentialId, lease }, tx, cancellationToken: ct)) == 1;
+                new
+                {
+                    payload = keys.Encrypt(JsonSerializer.Serialize(updated), aad),
+                    keyId = keys.CurrentKeyId,
+                    fields = updated.Keys.Order().ToArray(),
+                    workspaceId,
+                    credentialId,
+                    lease
+                }, tx, cancellationToken: ct)) == 1;
             if (stored)
             {
                 await connection.ExecuteAsync(new CommandDefinition(
