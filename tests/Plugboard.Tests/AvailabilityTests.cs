@@ -166,4 +166,109 @@ public sealed class AvailabilityTests
             _ = await http.PostAsJsonAsync("/v1/workspaces", new { name = "x" }); // no hang, no crash
         }
     }
+
+    [Fact]
+    public async Task Malformed_values_never_leave_a_pooled_connection_unusable()
+    {
+        // One API connection, so every request reuses the connection a malformed one ran on (prepared statements included).
+        var settings = await MigratedDatabaseAsync("pbpool_");
+        settings = settings with { ApiConnectionString = new NpgsqlConnectionStringBuilder(settings.ApiConnectionString) { MaxPoolSize = 1 }.ConnectionString };
+        var home = Directory.CreateTempSubdirectory("plugboard-pool").FullName;
+        var app = PlugboardApp.Build([], new PlugboardHostOptions(home, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api), new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = settings.OwnerConnectionString,
+            ["PLUGBOARD_API_DATABASE_URL"] = settings.ApiConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
+            ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
+        });
+        await app.StartAsync();
+        await using (app)
+        {
+            await using var db = new Db(settings);
+            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@pool.test", CancellationToken.None);
+            using var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
+            var statuses = new List<string>();
+            foreach (var bad in new[] { "/v1/templates?q=%00", "/v1/templates?tag=%00", "/v1/templates?category=%00", "/v1/workspaces/ws%01x/connectors" })
+            {
+                for (var position = 0; position < 3; position++)
+                {
+                    for (var i = 0; i < position; i++)
+                    {
+                        statuses.Add($"{(int)(await http.GetAsync("/v1/templates")).StatusCode}");
+                    }
+                    var response = await http.GetAsync(bad);
+                    Assert.True((int)response.StatusCode is >= 400 and < 500, $"{bad}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                    for (var i = 0; i < 5; i++)
+                    {
+                        statuses.Add($"{(int)(await http.GetAsync("/v1/templates")).StatusCode}");
+                        statuses.Add($"{(int)(await http.GetAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors")).StatusCode}");
+                    }
+                }
+            }
+            Assert.All(statuses, s => Assert.Equal("200", s));
+        }
+    }
+
+    [Fact]
+    public async Task Open_event_streams_hold_no_pooled_connection()
+    {
+        var settings = await MigratedDatabaseAsync("pbsse_");
+        settings = settings with { ApiConnectionString = new NpgsqlConnectionStringBuilder(settings.ApiConnectionString) { MaxPoolSize = 3, Timeout = 3 }.ConnectionString };
+        var home = Directory.CreateTempSubdirectory("plugboard-sse").FullName;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/held", async () =>
+        {
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            return Microsoft.AspNetCore.Http.Results.Json(new { ok = true });
+        }));
+        var app = PlugboardApp.Build([], new PlugboardHostOptions(home, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false), new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = settings.OwnerConnectionString,
+            ["PLUGBOARD_API_DATABASE_URL"] = settings.ApiConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
+            ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
+            ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
+        });
+        await app.StartAsync();
+        await using (app)
+        {
+            await using var db = new Db(settings);
+            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@sse.test", CancellationToken.None);
+            var url = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+            HttpClient Client()
+            {
+                var client = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) };
+                client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
+                return client;
+            }
+            using var http = Client();
+            var connector = await (await http.PostAsJsonAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors", new
+            {
+                name = "held",
+                manifest = new { version = 1, base_url = stub.Url, steps = new[] { new { id = "held", request = new { method = "GET", path = "/held" } } } },
+            })).AssertStatusAsync(201);
+            var started = await http.PostAsJsonAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors/{connector.GetProperty("id").GetString()}/executions", new { });
+            await started.AssertStatusAsync(202);
+            var streams = new List<(HttpClient Client, HttpResponseMessage Response)>();
+            for (var i = 0; i < 3; i++) // as many streams as the pool has connections
+            {
+                var client = Client();
+                streams.Add((client, await client.GetAsync(started.Headers.Location + "/stream", HttpCompletionOption.ResponseHeadersRead)));
+                Assert.Equal(HttpStatusCode.OK, streams[^1].Response.StatusCode);
+            }
+            for (var i = 0; i < 5; i++)
+            {
+                await (await http.GetAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors")).AssertStatusAsync(200);
+            }
+            release.SetResult();
+            foreach (var (client, response) in streams)
+            {
+                Assert.Contains("event: end", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+                response.Dispose();
+                client.Dispose();
+            }
+            await app.StopAsync();
+        }
+    }
 }

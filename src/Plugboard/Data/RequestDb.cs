@@ -14,6 +14,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     private NpgsqlConnection? _connection;
     private NpgsqlTransaction? _transaction;
     private bool _completed;
+    private bool _released;
 
     public Guid? UserId { get; private set; }
     public Guid? KeyId { get; private set; }
@@ -33,10 +34,23 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
 
     public async Task<NpgsqlConnection> ConnectionAsync(CancellationToken ct)
     {
+        if (_released)
+        {
+            throw new InvalidOperationException("This request released its database connection already.");
+        }
         if (_connection is null)
         {
-            _connection = await db.Api.OpenConnectionAsync(ct);
-            _transaction = await _connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+            var connection = await db.Api.OpenConnectionAsync(ct);
+            try
+            {
+                _transaction = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, ct);
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+            _connection = connection; // both or neither: a request never runs its statements outside its transaction
         }
         return _connection;
     }
@@ -153,6 +167,14 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         }
     }
 
+    /// <summary>Ends the transaction (rolled back unless committed) and returns the connection now, for a response that
+    /// goes on long after its database work (a server-sent event stream).</summary>
+    public async Task ReleaseAsync()
+    {
+        await DisposeAsync();
+        _released = true;
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_transaction is not null)
@@ -165,14 +187,21 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
                 }
                 catch (Exception e) when (e is NpgsqlException or ObjectDisposedException or InvalidOperationException)
                 {
-                    // The connection is broken (the database went away); returning it to the pool discards it.
+                    // Broken (the database went away) or left mid-command: never hand it to the next request. A busy
+                    // connection returned to the pool is closed once the pool is cleared.
+                    if (_connection is not null)
+                    {
+                        NpgsqlConnection.ClearPool(_connection);
+                    }
                 }
             }
             await _transaction.DisposeAsync();
+            _transaction = null;
         }
         if (_connection is not null)
         {
             await _connection.DisposeAsync();
+            _connection = null;
         }
     }
 }

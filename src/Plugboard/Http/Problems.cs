@@ -90,8 +90,11 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problemDetail
             // The database restarted or is away: every idle pooled connection is as dead as the one that failed, so
             // drop them now (one failure per pool, not one per connection), and tell the client when to come back.
             var db = httpContext.RequestServices.GetRequiredService<Data.Db>();
-            db.Api.Clear();
-            db.Service.Clear();
+            if (exception.InnerException is not TimeoutException) // an exhausted pool is busy, not broken: keep it
+            {
+                db.Api.Clear();
+                db.Service.Clear();
+            }
             httpContext.Response.Headers.RetryAfter = "5";
             logger.LogWarning("Database unavailable on {Method} {Path}: {ExceptionType} {SqlState}", httpContext.Request.Method, httpContext.Request.Path,
                 exception.GetType().Name, (exception as PostgresException)?.SqlState);

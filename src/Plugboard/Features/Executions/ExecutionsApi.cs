@@ -134,6 +134,7 @@ public static class ExecutionsApi
         await FindAsync(db, connectorId, executionId, ct);
         var (workspaceId, userId, role) = (db.WorkspaceId!, db.UserId!.Value, db.WorkspaceRole!);
         await db.CommitAsync(ct);
+        await db.ReleaseAsync(); // the stream may last an hour: it must not hold a pooled connection meanwhile
         var resumeAfter = http.Request.Headers["Last-Event-ID"].ToString() is { Length: > 0 } lastId
             ? int.TryParse(lastId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 0 ? n
               : throw Problems.BadRequest("Last-Event-ID must be the id of a step event of this stream.")
@@ -145,7 +146,7 @@ public static class ExecutionsApi
     private static async IAsyncEnumerable<System.Net.ServerSentEvents.SseItem<string>> EventsAsync(Db databases, string workspaceId, Guid userId, string role,
         Guid executionId, int sent, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
-        var lastWrite = DateTime.UtcNow;
+        var lastWrite = DateTime.MinValue; // a ping at once when there is nothing yet, so the client gets the headers now
         var deadline = DateTime.UtcNow.AddHours(1);
         while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
         {
