@@ -164,7 +164,7 @@ public static class DispatchBenchmark
         return process;
     }
 
-    private static async Task<List<Guid>> QueueAsync(Db db, string workspaceId, Guid connectorId, int count, int concurrencyLimit = 100)
+    internal static async Task<List<Guid>> QueueAsync(Db db, string workspaceId, Guid connectorId, int count, int concurrencyLimit = 100)
     {
         var ids = new List<Guid>(count);
         await using var connection = await db.Service.OpenConnectionAsync();
@@ -183,7 +183,7 @@ public static class DispatchBenchmark
     }
 
     /// <summary>The baseline: claim a batch with SKIP LOCKED, make the request, write the result, delete the job.</summary>
-    private static async Task<double> BareLoopAsync(Db db, string stubUrl, int loops, int total)
+    internal static async Task<double> BareLoopAsync(Db db, string stubUrl, int loops, int total)
     {
         using var http = new HttpClient { BaseAddress = new Uri(stubUrl) };
         var clock = Stopwatch.StartNew();

@@ -6,6 +6,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["dispatch"] = DispatchBenchmark.RunAsync,
     ["engine"] = EngineBenchmark.RunAsync,
     ["queue"] = QueueBenchmark.RunAsync,
+    ["e2e"] = E2eBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {
