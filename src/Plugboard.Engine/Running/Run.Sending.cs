@@ -1,0 +1,407 @@
+using System.Diagnostics;
+using System.Text;
+using Plugboard.Engine.Manifests;
+using Plugboard.Engine.Net;
+using Polly;
+using Polly.Retry;
+
+namespace Plugboard.Engine.Running;
+
+// One run: sending a request (retries, redirects, the credential-host check, timeouts, capped bodies, the log).
+public sealed partial class ConnectorRunner
+{
+    private sealed partial class Run
+    {
+        /// <summary>
+        /// The first attempt runs outside the retry pipeline, since most requests succeed at once; a retryable outcome
+        /// (or transient error) then enters Polly with that outcome as its first attempt, so Polly's delays (Retry-After,
+        /// backoff with jitter) and attempt limit apply exactly as if it had run every attempt.
+        /// </summary>
+        private async Task<HttpOutcome> SendAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth)
+        {
+            HttpOutcome? first = null;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError = null;
+            try
+            {
+                first = await SendFollowingRedirectsAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
+                if (!retry.ShouldRetry(first, null))
+                {
+                    return first;
+                }
+            }
+            catch (Exception ex) when (retry.ShouldRetry(null, ex))
+            {
+                firstError = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
+            }
+            return await RetryAsync(request, retry, context, timeout, applyAuth, first, firstError).ConfigureAwait(false);
+        }
+
+        // Separate from SendAsync so the closure Polly's callback needs is allocated only when a request is retried.
+        private async Task<HttpOutcome> RetryAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth,
+            HttpOutcome? first, System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError)
+        {
+            var attempt = 0;
+            return await retry.Pipeline.ExecuteAsync(async token =>
+            {
+                var number = Interlocked.Increment(ref attempt);
+                if (number == 1)
+                {
+                    firstError?.Throw();
+                    return first!;
+                }
+                var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
+                return outcome with { Attempts = number };
+            }, ct).ConfigureAwait(false);
+        }
+
+        private CancellationTokenSource RentAttemptSource(CancellationToken token) =>
+            (token == ct ? Interlocked.Exchange(ref _spareAttemptSource, null) : null) ?? CancellationTokenSource.CreateLinkedTokenSource(token);
+
+        private void ReturnAttemptSource(CancellationTokenSource source, CancellationToken token)
+        {
+            if (token != ct || !source.TryReset() || Interlocked.CompareExchange(ref _spareAttemptSource, source, null) is not null)
+            {
+                source.Dispose();
+            }
+        }
+
+        public void DisposeSpareSources() => Interlocked.Exchange(ref _spareAttemptSource, null)?.Dispose();
+
+        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
+        {
+            var attemptCts = RentAttemptSource(token);
+            try
+            {
+                attemptCts.CancelAfter(timeout);
+                var method = request.Method;
+                var body = request.Body;
+                var url = request.Url;
+                for (var hop = 0; ; hop++)
+                {
+                    if (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps)
+                    {
+                        throw new RunFailedException($"Refusing to request '{redactor.Redact(url.ToString())}': only http and https URLs are allowed.");
+                    }
+                    var credentialHost = MaySendCredentials(url);
+                    if (!credentialHost)
+                    {
+                        RefuseSecretsOutsideCredentialHosts(request, url, body, context, redirected: hop > 0);
+                    }
+                    var auth = applyAuth && credentialHost ? await CurrentAuthAsync().ConfigureAwait(false) : null;
+                    var target = auth is { Query.Count: > 0 } ? AppendQuery(url, auth.Query) : url;
+                    using var message = new HttpRequestMessage(method, target);
+                    foreach (var (name, value) in request.Headers)
+                    {
+                        if (!credentialHost && (request.SecretHeaders?.Contains(name) == true || redactor.ContainsSecret(value)))
+                        {
+                            continue; // a redirect to another host: headers that carry secrets are dropped (as browsers drop Authorization)
+                        }
+                        message.Headers.TryAddWithoutValidation(name, value);
+                    }
+                    if (auth is not null)
+                    {
+                        foreach (var (name, value) in auth.Headers)
+                        {
+                            message.Headers.Remove(name);
+                            message.Headers.TryAddWithoutValidation(name, value);
+                        }
+                    }
+                    if (body is not null)
+                    {
+                        message.Content = new ByteArrayContent(body.Bytes);
+                        var contentType = request.Headers.FirstOrDefault(h => h.Key.Equals("Content-Type", StringComparison.OrdinalIgnoreCase)).Value ?? body.ContentType;
+                        message.Content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+                    }
+                    var started = Stopwatch.GetTimestamp();
+                    var at = DateTimeOffset.UtcNow;
+                    HttpResponseMessage response;
+                    try
+                    {
+                        response = await runner.Http.SendAsync(message, attemptCts.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception ex)
+                    {
+                        var failure = Translate(ex, attemptCts, token, timeout);
+                        MarkIfRedirected(failure, hop);
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), null, Elapsed(started), 0, attempt, null,
+                            redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
+                        if (ReferenceEquals(failure, ex))
+                        {
+                            throw;
+                        }
+                        throw failure;
+                    }
+                    using (response)
+                    {
+                        var status = (int)response.StatusCode;
+                        if (status is 301 or 302 or 303 or 307 or 308 && response.Headers.Location is { } location)
+                        {
+                            await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), 0, attempt, null,
+                                null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                            if (hop >= _options.MaxRedirects)
+                            {
+                                throw new RunFailedException($"Too many redirects (more than {_options.MaxRedirects}) starting at {Shown(request, request.Url)}.");
+                            }
+                            var next = new Uri(url, location);
+                            if (request.SensitiveBody && !SameAuthority(next, url))
+                            {
+                                throw new RunFailedException($"Refusing to follow a redirect of a credential request from {url.Host} to {redactor.Redact(next.Host)}.");
+                            }
+                            if (status == 303 || (status is 301 or 302 && method == HttpMethod.Post))
+                            {
+                                method = status == 303 && method == HttpMethod.Head ? HttpMethod.Head : HttpMethod.Get;
+                                body = null;
+                            }
+                            url = next;
+                            continue;
+                        }
+                        string text;
+                        byte[] utf8;
+                        try
+                        {
+                            (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                        }
+                        catch (Exception ex)
+                        {
+                            var failure = Translate(ex, attemptCts, token, timeout);
+                            MarkIfRedirected(failure, hop);
+                            await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), 0, attempt, null,
+                                redactor.Redact(failure), context.Page, context.Item, At: at)).ConfigureAwait(false);
+                            if (ReferenceEquals(failure, ex))
+                            {
+                                throw;
+                            }
+                            throw failure;
+                        }
+                        var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
+                        if (Interlocked.Add(ref _responseBytes, utf8.Length) > _options.MaxRunResponseBytes)
+                        {
+                            throw new ResponseTooLargeException(
+                                $"The run has read more than {_options.MaxRunResponseBytes} bytes of responses in all; fetch fewer pages (paginate.max_pages) or items.");
+                        }
+                        var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
+                        {
+                            Redirected = hop > 0,
+                        };
+                        await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), bytes, attempt,
+                            request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
+                        return outcome;
+                    }
+                }
+            }
+            finally
+            {
+                ReturnAttemptSource(attemptCts, token);
+            }
+        }
+
+        /// <summary>
+        /// Secrets (credential fields, tokens obtained, in any encoded form) go only to the base_url host and
+        /// allowed_hosts, whatever templating put them where: checked on the final request of every hop. A request
+        /// that names another host with a secret in its URL, headers or body fails; after a redirect to another host,
+        /// secret-carrying headers are dropped instead (the caller skips them), but a secret in the URL or the
+        /// re-sent body still fails.
+        /// </summary>
+        private void RefuseSecretsOutsideCredentialHosts(PreparedRequest request, Uri url, RequestBody? body, LogContext context, bool redirected)
+        {
+            string? where = null;
+            if ((!redirected && request.SecretInUrl)
+                || redactor.ContainsSecret(url.OriginalString) || redactor.ContainsSecret(url.AbsoluteUri) || redactor.ContainsSecret(url.ToString()))
+            {
+                where = "its URL";
+            }
+            else if (!redirected && (request.SecretHeaders is { Count: > 0 } || request.Headers.Exists(h => redactor.ContainsSecret(h.Value))))
+            {
+                where = "a header";
+            }
+            else if (body is not null && (request.SecretInBody || request.SensitiveBody || redactor.ContainsSecret(Encoding.UTF8.GetString(body.Bytes))))
+            {
+                where = "its body";
+            }
+            if (where is null)
+            {
+                return;
+            }
+            var host = redactor.Redact(HostName(url));
+            var rule = _baseUrl.Scheme == Uri.UriSchemeHttps && url.Scheme == Uri.UriSchemeHttp && _authHosts.Contains(HostName(url))
+                ? "credentials of an https base_url are never sent over plain http"
+                : "a request that carries a credential or token may go only to the base_url host and the hosts in allowed_hosts";
+            throw new RunFailedException($"Step '{context.StepId}': refused to send a request to '{host}'{(redirected ? " (after a redirect)" : "")}: " +
+                                         $"{where} carries credential material, and {rule}. If '{host}' is meant to receive it, list it in allowed_hosts.");
+        }
+
+        private const string AfterRedirect = "plugboard.after-redirect";
+
+        /// <summary>A failure after a redirect means an earlier hop reached the server (which may have processed it).</summary>
+        private static void MarkIfRedirected(Exception failure, int hop)
+        {
+            if (hop > 0)
+            {
+                failure.Data[AfterRedirect] = true;
+            }
+        }
+
+        private static Exception Translate(Exception ex, CancellationTokenSource attemptCts, CancellationToken outer, TimeSpan timeout)
+        {
+            if (ex is OperationCanceledException && attemptCts.IsCancellationRequested && !outer.IsCancellationRequested)
+            {
+                return new StepTimeoutException($"The request did not complete within the step timeout of {timeout.TotalSeconds:0.###} s.");
+            }
+            for (var e = ex; e is not null; e = e.InnerException)
+            {
+                if (e is SsrfBlockedException ssrf)
+                {
+                    return ssrf;
+                }
+            }
+            return ex;
+        }
+
+        private static long Elapsed(long started) => (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+
+        private static TimeSpan? RetryAfter(HttpResponseMessage response)
+        {
+            var header = response.Headers.RetryAfter;
+            if (header?.Delta is { } delta)
+            {
+                return delta;
+            }
+            if (header?.Date is { } date)
+            {
+                var wait = date - DateTimeOffset.UtcNow;
+                return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
+            }
+            return null;
+        }
+
+        private static string[] Links(HttpResponseMessage response) =>
+            response.Headers.TryGetValues("Link", out var values) ? [.. values] : [];
+
+        /// <summary>
+        /// Buffers the body (decompressed) up to the size cap; returns it as text (decoded by its charset, UTF-8 by
+        /// default) and as UTF-8 bytes for the JSON reader.
+        /// </summary>
+        private async Task<(string Text, byte[] Utf8)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        {
+            var max = _options.MaxResponseBytes;
+            if (response.Content.Headers.ContentLength is { } length && length > max)
+            {
+                throw new ResponseTooLargeException($"The response is {length} bytes, more than the limit of {max} bytes.");
+            }
+            try
+            {
+                await response.Content.LoadIntoBufferAsync(max, token).ConfigureAwait(false);
+            }
+            catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+            {
+                throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
+            }
+            var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
+            var charset = response.Content.Headers.ContentType?.CharSet?.Trim('"', ' ');
+            if (string.IsNullOrEmpty(charset) || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
+            {
+                var bom = bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? Encoding.UTF8.Preamble.Length : 0;
+                return (Encoding.UTF8.GetString(bytes, bom, bytes.Length - bom), bom == 0 ? bytes : bytes[bom..]);
+            }
+            // Other charsets: decoded as HttpContent does, and re-encoded for the JSON reader.
+            var text = await response.Content.ReadAsStringAsync(token).ConfigureAwait(false);
+            return (text, Encoding.UTF8.GetBytes(text));
+        }
+
+        private async ValueTask LogAsync(StepLogEntry entry)
+        {
+            lock (log)
+            {
+                log.Add(entry);
+            }
+            if (observer is not null)
+            {
+                await observer.OnStepAsync(entry, ct).ConfigureAwait(false);
+            }
+        }
+
+        private StepRetry BuildPipeline(StepSpec? step, bool refreshGrant = false) =>
+            runner._pipelines.GetValue(step ?? (refreshGrant ? RefreshPipelineKey : AuthPipelineKey), _ => CreatePipeline(step, refreshGrant));
+
+        /// <summary>
+        /// Retries never duplicate a write by default: a request that may be repeated (GET, HEAD, OPTIONS, one with an
+        /// Idempotency-Key header, a step with <c>retry.idempotent</c>, client-credentials and session logins) is retried
+        /// on timeouts, transport errors, 429 and 5xx; any other (POST, PUT, PATCH, DELETE, a refresh grant) only when
+        /// the answer proves it was not processed: the connection was refused or the name did not resolve, or 429/503
+        /// came with Retry-After.
+        /// </summary>
+        private StepRetry CreatePipeline(StepSpec? step, bool refreshGrant)
+        {
+            var maxAttempts = step?.Retry?.MaxAttempts ?? _options.DefaultMaxAttempts;
+            if (maxAttempts <= 1)
+            {
+                return new StepRetry(ResiliencePipeline<HttpOutcome>.Empty, static (_, _) => false);
+            }
+            var onStatus = step?.Retry?.OnStatus is { Count: > 0 } codes ? codes.ToHashSet() : null;
+            var repeatable = step is null ? !refreshGrant
+                : step.Retry?.Idempotent == true || step.Request.Method.ToUpperInvariant() is "GET" or "HEAD" or "OPTIONS"
+                  || step.Request.Headers.Keys.Any(h => h.Equals("Idempotency-Key", StringComparison.OrdinalIgnoreCase)
+                                                        || h.Equals("X-Idempotency-Key", StringComparison.OrdinalIgnoreCase));
+            bool ShouldRetry(HttpOutcome? result, Exception? error)
+            {
+                // After a redirect an earlier hop reached the server: only a request that may be repeated goes again.
+                if (error is not null)
+                {
+                    return repeatable ? IsTransient(error) : !error.Data.Contains(AfterRedirect) && NeverSent(error);
+                }
+                if (result is not { } r || !(onStatus?.Contains(r.Status) ?? r.Status is 429 or >= 500))
+                {
+                    return false;
+                }
+                return repeatable || (!r.Redirected && r.Status is 429 or 503 && r.RetryAfter is not null);
+            }
+            var baseDelay = _options.RetryBaseDelay;
+            var maxDelay = _options.MaxRetryDelay;
+            var pipeline = new ResiliencePipelineBuilder<HttpOutcome>()
+                .AddRetry(new RetryStrategyOptions<HttpOutcome>
+                {
+                    MaxRetryAttempts = maxAttempts - 1,
+                    ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Result, args.Outcome.Exception)),
+                    DelayGenerator = args =>
+                    {
+                        if (args.Outcome.Result?.RetryAfter is { } retryAfter)
+                        {
+                            return ValueTask.FromResult<TimeSpan?>(retryAfter < maxDelay ? retryAfter : maxDelay);
+                        }
+                        // Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempt)].
+                        var ceiling = Math.Min(maxDelay.TotalMilliseconds, baseDelay.TotalMilliseconds * Math.Pow(2, args.AttemptNumber));
+                        return ValueTask.FromResult<TimeSpan?>(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling));
+                    },
+                    MaxDelay = maxDelay,
+                })
+                .Build();
+            return new StepRetry(pipeline, ShouldRetry);
+        }
+
+        /// <summary>The request never reached a server: it cannot have been processed.</summary>
+        private static bool NeverSent(Exception ex)
+        {
+            if (ex is HttpRequestException { HttpRequestError: HttpRequestError.NameResolutionError } and not { InnerException: SsrfBlockedException })
+            {
+                return true;
+            }
+            for (var e = ex; e is not null; e = e.InnerException)
+            {
+                if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused })
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        private static bool IsTransient(Exception ex) => ex switch
+        {
+            SsrfBlockedException or ResponseTooLargeException or RunFailedException or OperationCanceledException => false,
+            StepTimeoutException => true,
+            HttpRequestException http => http.InnerException is not SsrfBlockedException && http.HttpRequestError is not HttpRequestError.ConfigurationLimitExceeded,
+            IOException or System.Net.Sockets.SocketException => true,
+            _ => false,
+        };
+    }
+}
