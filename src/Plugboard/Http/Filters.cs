@@ -1,5 +1,4 @@
 using Plugboard.Data;
-using Plugboard.Security;
 
 namespace Plugboard.Http;
 
@@ -37,9 +36,9 @@ public sealed class WorkspaceAccessFilter : IEndpointFilter
     /// </summary>
     public static async Task EnterAsync(HttpContext http, RequestDb db, string? workspaceId, CancellationToken ct)
     {
-        var keyWorkspace = http.User.FindFirst(ApiKeyAuthenticationHandler.KeyWorkspaceClaim)?.Value;
+        var keyWorkspace = db.KeyWorkspaceId;
         if (workspaceId is not { Length: > 0 and <= 64 } || (keyWorkspace is not null && keyWorkspace != workspaceId)
-            || await db.EnterWorkspaceAsync(workspaceId, http.User.FindFirst(ApiKeyAuthenticationHandler.KeyRoleClaim)?.Value, ct) is null)
+            || await db.EnterWorkspaceAsync(workspaceId, db.KeyRole, ct) is null)
         {
             throw Problems.NotFound("The workspace");
         }

@@ -13,6 +13,7 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSc
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "api-key";
+    // The key's confinement and cap also live on RequestDb (KeyWorkspaceId, KeyRole), which is what the API reads.
     public const string KeyWorkspaceClaim = "pb:key_workspace";
     public const string KeyRoleClaim = "pb:key_role";
 

@@ -99,7 +99,7 @@ public static class ApiKeysApi
         var name = Validate.Name(body.Name);
         var role = body.Role is null ? null : Roles.ValidWorkspaceRole(body.Role);
         // A key made with a capped key is capped too: it never holds more than the key that made it.
-        if (role is null && http.User.FindFirst(Security.ApiKeyAuthenticationHandler.KeyRoleClaim) is not null)
+        if (role is null && db.KeyRole is not null)
         {
             role = db.WorkspaceRole;
         }

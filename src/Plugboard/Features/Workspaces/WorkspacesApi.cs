@@ -49,7 +49,7 @@ public static class WorkspacesApi
 
     private static async Task<IResult> Create(CreateWorkspaceRequest body, RequestDb db, HttpContext http, CancellationToken ct)
     {
-        if (http.User.FindFirst(Security.ApiKeyAuthenticationHandler.KeyWorkspaceClaim) is not null)
+        if (db.KeyWorkspaceId is not null)
         {
             throw Problems.Forbidden("This API key is confined to one workspace and cannot create workspaces; use a personal key.");
         }
