@@ -231,4 +231,15 @@ public sealed class ManifestTests
         Assert.False(ManifestParser.Parse(Valid).Refused);
         Assert.Empty(ManifestParser.Parse(Valid).Issues);
     }
+
+    [Fact]
+    public void The_manifest_reference_example_is_a_valid_manifest()
+    {
+        var text = File.ReadAllText(RepoFile("docs/manifest-reference.md"));
+        var start = text.IndexOf("```yaml\n", StringComparison.Ordinal) + "```yaml\n".Length;
+        var yaml = text[start..text.IndexOf("```", start, StringComparison.Ordinal)];
+        var result = ManifestParser.Parse(yaml);
+        Assert.True(result.Issues.Count == 0, string.Join("\n", result.Issues.Select(i => $"{i.Pointer}: {i.Message}")));
+        Assert.Equal(3, result.Manifest!.Steps.Count);
+    }
 }

@@ -133,7 +133,9 @@ public static partial class ManifestParser
             var result = new List<int>();
             for (var i = 0; i < array.Count; i++)
             {
-                if (array[i] is JsonValue v && v.TryGetValue<int>(out var code) && code is >= 100 and <= 599)
+                // A number however it was read (YAML gives longs, JSON text gives elements).
+                if (array[i] is JsonValue v && v.GetValueKind() == JsonValueKind.Number
+                    && int.TryParse(v.ToJsonString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var code) && code is >= 100 and <= 599)
                 {
                     result.Add(code);
                 }
