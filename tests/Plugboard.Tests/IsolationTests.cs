@@ -215,6 +215,33 @@ public sealed class IsolationTests(PlugboardServer server)
         Assert.Equal(before, await CountsAsync([victim.WorkspaceId]));
     }
 
+    [Fact]
+    public async Task A_job_enqueued_in_one_workspace_cannot_run_another_workspaces_execution()
+    {
+        var all = await ThreeWorkspacesAsync();
+        var (attacker, mine) = all[0];
+        var victim = all[1].Rows;
+        var executionId = Guid.CreateVersion7();
+        await server.OwnerExecuteAsync(
+            "INSERT INTO connector_executions (workspace_id, id, connector_id, status) VALUES (@WorkspaceId, @executionId, @ConnectorId, 'queued')",
+            new { victim.WorkspaceId, executionId, victim.ConnectorId });
+        // The API role may enqueue for its own workspace only, but the payload is free text: it names the victim's execution.
+        var jobId = Guid.CreateVersion7();
+        await using (var connection = await ApiConnectionAsync(mine.WorkspaceId, attacker.UserId, "owner"))
+        {
+            await connection.ExecuteAsync(
+                "INSERT INTO jobs (id, kind, payload, workspace_id, max_attempts) VALUES (@jobId, 'execution', @payload::jsonb, @workspace, 1); COMMIT",
+                new { jobId, workspace = mine.WorkspaceId, payload = $$"""{"workspaceId": "{{victim.WorkspaceId}}", "connectorId": "{{victim.ConnectorId}}", "executionId": "{{executionId}}"}""" });
+        }
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); await server.OwnerScalarAsync<string>("SELECT state FROM jobs WHERE id = @jobId", new { jobId }) != "dead";)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the forged job was not settled");
+            await Task.Delay(50);
+        }
+        Assert.Equal("queued", await server.OwnerScalarAsync<string>("SELECT status FROM connector_executions WHERE id = @executionId", new { executionId }));
+        Assert.Contains("another workspace", await server.OwnerScalarAsync<string>("SELECT last_error FROM jobs WHERE id = @jobId", new { jobId }), StringComparison.Ordinal);
+    }
+
     private async Task<string> CountsAsync(string[] workspaces)
     {
         var parts = new List<string>();

@@ -25,6 +25,12 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
     public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
     {
         var payload = ExecutionJob.Read(job);
+        if (payload.WorkspaceId != job.WorkspaceId)
+        {
+            // The row-level policy checked the job's workspace when it was enqueued, not its payload: a job that names
+            // another workspace's execution is never run.
+            throw new PermanentJobFailure("The job's payload names another workspace than the job itself.");
+        }
         // Registered before the execution is marked running: a cancel requested from then on reaches this run at
         // once (the trigger notifies when cancel_requested_at is set on a running execution); one requested before
         // stops StartAsync from marking it running at all.
