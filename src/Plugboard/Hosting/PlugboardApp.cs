@@ -74,8 +74,7 @@ public static class PlugboardApp
         _ = JobWorkerOptions.FromConfiguration(configuration);
         _ = ConnectorEngine.RunnerOptionsFrom(configuration);
         _ = ConnectorEngine.SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"], configuration["PLUGBOARD_OUTBOUND_PROXY"]);
-        _ = Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_LIMIT", 50, 1, 1_000_000);
-        _ = Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_BURST", 200, 1, 1_000_000);
+        WorkspaceRateLimit.FromConfiguration(configuration).Dispose();
         _ = Settings.Enum(configuration, "PLUGBOARD_LOG_LEVEL", LogLevel.Information);
         _ = Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
     }

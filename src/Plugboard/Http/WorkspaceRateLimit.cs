@@ -29,11 +29,14 @@ public sealed class WorkspaceRateLimit : IDisposable
 
     public int PerSecond { get; }
 
-    public static void Add(IServiceCollection services, IConfiguration configuration)
+    public static void Add(IServiceCollection services, IConfiguration configuration) => services.AddSingleton(FromConfiguration(configuration));
+
+    /// <summary>PLUGBOARD_WORKSPACE_RATE_LIMIT (per second, default 50) and PLUGBOARD_WORKSPACE_RATE_BURST (default 4 × the rate).</summary>
+    public static WorkspaceRateLimit FromConfiguration(IConfiguration configuration)
     {
         var perSecond = Hosting.Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_LIMIT", 50, 1, 1_000_000);
         var burst = Hosting.Settings.Int(configuration, "PLUGBOARD_WORKSPACE_RATE_BURST", perSecond * 4, 1, 1_000_000);
-        services.AddSingleton(new WorkspaceRateLimit(perSecond, burst));
+        return new WorkspaceRateLimit(perSecond, burst);
     }
 
     /// <summary>Takes one token of the entered workspace's bucket, or answers 429 with Retry-After.</summary>
