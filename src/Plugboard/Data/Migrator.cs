@@ -41,6 +41,9 @@ public sealed class KeyedWakeupsMigration : SqlScriptMigration;
 [Migration(6, "operability")]
 public sealed class OperabilityMigration : SqlScriptMigration;
 
+[Migration(7, "request_fast_path")]
+public sealed class RequestFastPathMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

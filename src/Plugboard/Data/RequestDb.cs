@@ -55,16 +55,38 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         return _connection;
     }
 
-    /// <summary>Authenticates an API key hash and, when it is valid, sets the user context in the same round trip.</summary>
-    public async Task<AuthenticatedKey?> AuthenticateKeyAsync(byte[] keyHash, CancellationToken ct)
+    /// <summary>
+    /// Authenticates an API key hash and, when it is valid, sets the user context. With <paramref name="workspaceId"/>
+    /// (the route names a workspace) it also enters that workspace in the same round trip — the key's cap and
+    /// confinement apply exactly as in <see cref="EnterWorkspaceAsync"/>, whose statement it is.
+    /// </summary>
+    public async Task<AuthenticatedKey?> AuthenticateKeyAsync(byte[] keyHash, string? workspaceId, CancellationToken ct)
     {
-        var key = await QuerySingleOrDefaultAsync<AuthenticatedKey>(
+        const string authenticate =
             """
             SELECT a.key_id, a.user_id, a.workspace_id, a.key_role, a.platform_role, a.key_expires_at
               FROM authenticate_api_key(@keyHash) a
              WHERE set_config('app.user_id', a.user_id::text, true) IS NOT NULL
                AND set_config('app.platform_role', coalesce(a.platform_role, ''), true) IS NOT NULL
-            """, new { keyHash }, ct);
+               AND set_config('app.key_workspace_id', coalesce(a.workspace_id, ''), true) IS NOT NULL
+               AND set_config('app.key_role', coalesce(a.key_role, ''), true) IS NOT NULL
+            """;
+        AuthenticatedKey? key;
+        string? workspaceRole = null;
+        var enter = workspaceId is { Length: > 0 and <= 64 };
+        if (enter)
+        {
+            // Two statements, one round trip: the second sees the context the first set (nothing, for a bad key).
+            var connection = await ConnectionAsync(ct);
+            await using var results = await connection.QueryMultipleAsync(new CommandDefinition(
+                authenticate + ";\n" + EnterWorkspaceSql, new { keyHash, workspaceId }, _transaction, cancellationToken: ct));
+            key = await results.ReadSingleOrDefaultAsync<AuthenticatedKey>();
+            workspaceRole = await results.ReadSingleOrDefaultAsync<string?>();
+        }
+        else
+        {
+            key = await QuerySingleOrDefaultAsync<AuthenticatedKey>(authenticate, new { keyHash }, ct);
+        }
         if (key is not null)
         {
             UserId = key.UserId;
@@ -73,6 +95,11 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
             KeyRole = key.KeyRole;
             KeyExpiresAt = key.KeyExpiresAt;
             PlatformRole = key.PlatformRole;
+            if (workspaceRole is not null)
+            {
+                WorkspaceId = workspaceId;
+                WorkspaceRole = workspaceRole;
+            }
         }
         return key;
     }
@@ -97,24 +124,39 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     }
 
     /// <summary>
-    /// Enters a workspace: looks up the caller's membership, caps it by the key's role, and sets the
-    /// workspace context. Returns the effective role, or null when the caller is not a member.
+    /// The caller's membership of @workspaceId, capped by the key's role and refused (null) when the key is confined
+    /// to another workspace; sets the workspace context (to nothing for a non-member). Reads the key's cap and
+    /// confinement from the context the authentication set, so an OIDC sign-in (no key) has neither. (MATERIALIZED:
+    /// the membership is looked up once, not once per reference.)
     /// </summary>
-    public async Task<string?> EnterWorkspaceAsync(string workspaceId, string? keyRoleCap, CancellationToken ct)
+    private const string EnterWorkspaceSql =
+        """
+        WITH k AS (SELECT nullif(current_setting('app.key_role', true), '') AS cap,
+                          nullif(current_setting('app.key_workspace_id', true), '') AS confined_to),
+             m AS MATERIALIZED (SELECT CASE WHEN k.confined_to IS NULL OR k.confined_to = @workspaceId
+                               THEN workspace_role_of(app_user_id(), @workspaceId) END AS role, k.cap FROM k),
+             r AS (SELECT CASE WHEN m.role IS NULL THEN NULL
+                               WHEN m.cap IS NULL THEN m.role
+                               WHEN array_position(ARRAY['viewer','member','admin','owner'], m.role)
+                                    <= array_position(ARRAY['viewer','member','admin','owner'], m.cap) THEN m.role
+                               ELSE m.cap END AS role FROM m)
+        SELECT r.role,
+               set_config('app.workspace_id', CASE WHEN r.role IS NULL THEN '' ELSE @workspaceId END, true),
+               set_config('app.workspace_role', coalesce(r.role, ''), true)
+          FROM r
+        """;
+
+    /// <summary>
+    /// Enters a workspace: looks up the caller's membership, caps it by the key's role, and sets the workspace
+    /// context. Returns the effective role, or null when the caller is not a member (or the key is confined elsewhere).
+    /// </summary>
+    public async Task<string?> EnterWorkspaceAsync(string workspaceId, CancellationToken ct)
     {
-        var role = await QuerySingleOrDefaultAsync<string?>(
-            """
-            WITH m AS (SELECT workspace_role_of(app_user_id(), @workspaceId) AS role),
-                 r AS (SELECT CASE WHEN m.role IS NULL THEN NULL
-                                   WHEN @cap::text IS NULL THEN m.role
-                                   WHEN array_position(ARRAY['viewer','member','admin','owner'], m.role)
-                                        <= array_position(ARRAY['viewer','member','admin','owner'], @cap::text) THEN m.role
-                                   ELSE @cap::text END AS role FROM m)
-            SELECT r.role,
-                   set_config('app.workspace_id', CASE WHEN r.role IS NULL THEN '' ELSE @workspaceId END, true),
-                   set_config('app.workspace_role', coalesce(r.role, ''), true)
-              FROM r
-            """, new { workspaceId, cap = keyRoleCap }, ct);
+        if (WorkspaceId == workspaceId && WorkspaceRole is not null)
+        {
+            return WorkspaceRole; // entered with the authentication
+        }
+        var role = await QuerySingleOrDefaultAsync<string?>(EnterWorkspaceSql, new { workspaceId }, ct);
         if (role is not null)
         {
             WorkspaceId = workspaceId;

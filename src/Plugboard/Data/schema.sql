@@ -115,11 +115,13 @@ END
 $$;
 
 CREATE FUNCTION public.find_user_by_email(p_email text) RETURNS TABLE(user_id uuid, platform_role text)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
-        SELECT u.id, (SELECT s.role FROM saas_admin_users s WHERE s.user_id = u.id) FROM users u WHERE u.email = lower(p_email)
-    $$;
+BEGIN
+    RETURN QUERY SELECT u.id, (SELECT s.role FROM saas_admin_users s WHERE s.user_id = u.id) FROM users u WHERE u.email = lower(p_email);
+END
+$$;
 
 CREATE TABLE public.file_upload_batches (
     workspace_id text NOT NULL,
@@ -221,9 +223,14 @@ CREATE FUNCTION public.workspace_execution_stats() RETURNS TABLE(connectors bigi
     $$;
 
 CREATE FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id text) RETURNS text
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
-    AS $$ SELECT m.role FROM workspace_members m WHERE m.user_id = p_user_id AND p_user_id = app_user_id() AND m.workspace_id = p_workspace_id $$;
+    AS $$
+BEGIN
+    RETURN (SELECT m.role FROM workspace_members m
+             WHERE m.user_id = p_user_id AND p_user_id = app_user_id() AND m.workspace_id = p_workspace_id);
+END
+$$;
 
 CREATE TABLE public."VersionInfo" (
     "Version" bigint NOT NULL,

@@ -38,7 +38,7 @@ public sealed class WorkspaceAccessFilter : IEndpointFilter
     {
         var keyWorkspace = db.KeyWorkspaceId;
         if (workspaceId is not { Length: > 0 and <= 64 } || (keyWorkspace is not null && keyWorkspace != workspaceId)
-            || await db.EnterWorkspaceAsync(workspaceId, db.KeyRole, ct) is null)
+            || await db.EnterWorkspaceAsync(workspaceId, ct) is null)
         {
             throw Problems.NotFound("The workspace");
         }

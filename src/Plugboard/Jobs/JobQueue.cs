@@ -175,14 +175,36 @@ public sealed class JobQueue : IAsyncDisposable
     /// </summary>
     public static async Task<Guid> EnqueueAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, JobRequest job, CancellationToken ct)
     {
+        var parameters = new DynamicParameters();
+        var id = AddInsertParameters(parameters, job);
+        await connection.ExecuteAsync(new CommandDefinition(InsertOneSql, parameters, transaction, cancellationToken: ct));
+        return id;
+    }
+
+    /// <summary>
+    /// The INSERT of one job, for a statement that also writes the row the job works on (as a data-modifying
+    /// <c>WITH</c>), so both take one round trip. Its parameters are prefixed <c>job_</c>: <see cref="AddInsertParameters"/>.
+    /// </summary>
+    public const string InsertOneSql =
+        """
+        INSERT INTO jobs (id, kind, payload, workspace_id, concurrency_key, concurrency_limit, priority, run_at, max_attempts)
+        VALUES (@job_id, @job_kind, @job_payload::jsonb, @job_workspace_id, @job_concurrency_key, @job_concurrency_limit, @job_priority,
+                coalesce(@job_run_at, now()), @job_max_attempts)
+        """;
+
+    /// <summary>Adds the parameters of <see cref="InsertOneSql"/> for <paramref name="job"/>; returns the job's id.</summary>
+    public static Guid AddInsertParameters(DynamicParameters parameters, JobRequest job)
+    {
         var id = job.Id ?? Guid.CreateVersion7();
-        await connection.ExecuteAsync(new CommandDefinition(
-            """
-            INSERT INTO jobs (id, kind, payload, workspace_id, concurrency_key, concurrency_limit, priority, run_at, max_attempts)
-            VALUES (@id, @Kind, @payload::jsonb, @WorkspaceId, @ConcurrencyKey, @ConcurrencyLimit, @Priority, coalesce(@RunAt, now()), @MaxAttempts)
-            """,
-            new { id, job.Kind, payload = SerializePayload(job.Payload), job.WorkspaceId, job.ConcurrencyKey, job.ConcurrencyLimit, job.Priority, job.RunAt, job.MaxAttempts },
-            transaction, cancellationToken: ct));
+        parameters.Add("job_id", id);
+        parameters.Add("job_kind", job.Kind);
+        parameters.Add("job_payload", SerializePayload(job.Payload));
+        parameters.Add("job_workspace_id", job.WorkspaceId);
+        parameters.Add("job_concurrency_key", job.ConcurrencyKey);
+        parameters.Add("job_concurrency_limit", job.ConcurrencyLimit);
+        parameters.Add("job_priority", job.Priority);
+        parameters.Add("job_run_at", job.RunAt);
+        parameters.Add("job_max_attempts", job.MaxAttempts);
         return id;
     }
 

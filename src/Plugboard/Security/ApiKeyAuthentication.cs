@@ -29,7 +29,7 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSc
             return AuthenticateResult.Fail("The bearer token is not a Plugboard API key.");
         }
         var db = Context.RequestServices.GetRequiredService<RequestDb>();
-        var key = await db.AuthenticateKeyAsync(ApiKeys.Hash(token), Context.RequestAborted);
+        var key = await db.AuthenticateKeyAsync(ApiKeys.Hash(token), Request.RouteValues["workspaceId"] as string, Context.RequestAborted);
         if (key is null)
         {
             return AuthenticateResult.Fail("The API key is unknown, revoked or expired.");

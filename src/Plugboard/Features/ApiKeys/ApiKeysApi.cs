@@ -67,7 +67,7 @@ public static class ApiKeysApi
             RETURNING workspace_id, prefix
             """, new { keyId, keyWorkspace = db.KeyWorkspaceId }, ct)
             ?? throw Problems.NotFound("The API key");
-        var inWorkspace = revoked.WorkspaceId is { } workspaceId && await db.EnterWorkspaceAsync(workspaceId, db.KeyRole, ct) is not null;
+        var inWorkspace = revoked.WorkspaceId is { } workspaceId && await db.EnterWorkspaceAsync(workspaceId, ct) is not null;
         await Audit.WriteAsync(db, "api_key.revoked", "api_key", keyId.ToString(), new { revoked.Prefix }, ct, platform: !inWorkspace);
         return TypedResults.NoContent();
     }

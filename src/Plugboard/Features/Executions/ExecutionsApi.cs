@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Dapper;
 using Microsoft.AspNetCore.Mvc;
 using Npgsql;
 using Plugboard.Data;
@@ -55,14 +56,16 @@ public static class ExecutionsApi
             return replay;
         }
         var id = Guid.CreateVersion7();
+        // The execution and its job in one statement: both or neither, in one round trip.
+        var parameters = new DynamicParameters(new { id, connectorId, inputs = inputs.ToJsonString() });
+        JobQueue.AddInsertParameters(parameters, ExecutionJob.Request(db.WorkspaceId!, connectorId, id, connector.MaxConcurrency));
         var row = await db.QuerySingleOrDefaultAsync<ExecutionRow>(
             $"""
+            WITH job AS ({JobQueue.InsertOneSql})
             INSERT INTO connector_executions (workspace_id, id, connector_id, status, trigger, inputs, created_by)
             VALUES (app_workspace_id(), @id, @connectorId, 'queued', 'api', @inputs::jsonb, app_user_id())
             RETURNING {ExecutionRow.Columns}
-            """, new { id, connectorId, inputs = inputs.ToJsonString() }, ct);
-        var (connection, transaction) = await db.TransactionAsync(ct);
-        await JobQueue.EnqueueAsync(connection, transaction, ExecutionJob.Request(db.WorkspaceId!, connectorId, id, connector.MaxConcurrency), ct);
+            """, parameters, ct);
         var location = $"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/executions/{id}";
         return await Idempotency.AcceptedAsync(http, db, location, row!.ToExecution(withSteps: false), ct);
     }

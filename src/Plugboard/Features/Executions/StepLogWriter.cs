@@ -7,10 +7,11 @@ using Plugboard.Engine.Running;
 namespace Plugboard.Features.Executions;
 
 /// <summary>
-/// The live step log: the runner hands each redacted entry over without waiting, and a timer appends what
-/// accumulated to the execution row every 200 ms, so the stream shows a step while the run goes on (even one that
-/// waits on a slow request). Best effort: a failed write (a database blip) is retried at the next tick and never
-/// fails the run; the completion writes the whole log in any case.
+/// The live step log: the runner hands each redacted entry over without waiting, and while entries are pending a timer
+/// appends them to the execution row every 200 ms, so the stream shows a step while the run goes on (even one that
+/// waits on a slow request). A run that ends before the first tick writes nothing here (the completion writes the
+/// whole log), and no timer exists until a first step is logged. Best effort: a failed write (a database blip) is
+/// retried at the next tick and never fails the run.
 /// </summary>
 internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
 {
@@ -22,8 +23,9 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly List<StepLogEntry> _pending = [];
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _flusher;
+    private ITimer? _timer;
+    private Task _flushing = Task.CompletedTask;
+    private bool _disposed;
 
     public StepLogWriter(Db db, string workspaceId, Guid executionId, ILogger logger)
     {
@@ -31,7 +33,6 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
         _workspaceId = workspaceId;
         _executionId = executionId;
         _logger = logger;
-        _flusher = Task.Run(FlushLoopAsync);
     }
 
     public ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)
@@ -39,22 +40,22 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
         lock (_gate)
         {
             _pending.Add(entry);
+            if (_timer is null && !_disposed)
+            {
+                _timer = TimeProvider.System.CreateTimer(_ => Tick(), null, FlushInterval, FlushInterval);
+            }
         }
         return ValueTask.CompletedTask;
     }
 
-    private async Task FlushLoopAsync()
+    private void Tick()
     {
-        using var timer = new PeriodicTimer(FlushInterval);
-        try
+        lock (_gate)
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token))
+            if (!_disposed && _flushing.IsCompleted)
             {
-                await FlushAsync(_stop.Token);
+                _flushing = FlushAsync(CancellationToken.None);
             }
-        }
-        catch (OperationCanceledException)
-        {
         }
     }
 
@@ -86,12 +87,22 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
         }
     }
 
-    /// <summary>Stops the timer; what is still pending is in the run's full log, which the completion writes.</summary>
+    /// <summary>Stops the timer and waits for a write in flight; what is still pending is in the run's full log, which the completion writes.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync();
-        await _flusher;
-        _stop.Dispose();
+        ITimer? timer;
+        Task flushing;
+        lock (_gate)
+        {
+            _disposed = true;
+            timer = _timer;
+            flushing = _flushing;
+        }
+        if (timer is not null)
+        {
+            await timer.DisposeAsync();
+        }
+        await flushing;
     }
 
     public static JsonObject ToJson(StepLogEntry e) => new()
