@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -16,7 +17,18 @@ public sealed partial class Redactor
 
     private readonly Lock _gate = new();
     private readonly HashSet<string> _known = new(StringComparer.Ordinal);
-    private string[] _secrets = [];
+    private Secrets _secrets = Secrets.None;
+
+    /// <summary>The encoded forms, longest first (a longer form is replaced before a shorter one inside it), and one
+    /// multi-string search over all of them, so text without a secret is scanned once rather than once per form.</summary>
+    private sealed class Secrets(string[] forms)
+    {
+        public static readonly Secrets None = new([]);
+        public readonly string[] Forms = forms;
+        private readonly SearchValues<string>? _search = forms.Length == 0 ? null : SearchValues.Create(forms, StringComparison.Ordinal);
+
+        public bool AnyIn(string text) => _search is not null && text.AsSpan().IndexOfAny(_search) >= 0;
+    }
 
     public Redactor(IEnumerable<string?>? secrets = null)
     {
@@ -39,7 +51,7 @@ public sealed partial class Redactor
             {
                 return;
             }
-            var forms = new HashSet<string>(_secrets, StringComparer.Ordinal)
+            var forms = new HashSet<string>(_secrets.Forms, StringComparer.Ordinal)
             {
                 secret,
                 Uri.EscapeDataString(secret),
@@ -48,25 +60,14 @@ public sealed partial class Redactor
                 secret.Replace("/", "\\/", StringComparison.Ordinal),
             };
             forms.RemoveWhere(f => f.Length < MinimumSecretLength);
-            _secrets = [.. forms.OrderByDescending(f => f.Length)];
+            _secrets = new Secrets([.. forms.OrderByDescending(f => f.Length)]);
         }
     }
 
     /// <summary>Whether the text holds any known secret, in any of its encoded forms.</summary>
     public bool ContainsSecret(string? text)
     {
-        if (string.IsNullOrEmpty(text))
-        {
-            return false;
-        }
-        foreach (var secret in Volatile.Read(ref _secrets))
-        {
-            if (text.Contains(secret, StringComparison.Ordinal))
-            {
-                return true;
-            }
-        }
-        return false;
+        return !string.IsNullOrEmpty(text) && Volatile.Read(ref _secrets).AnyIn(text);
     }
 
     public bool Contains(string value)
@@ -83,15 +84,7 @@ public sealed partial class Redactor
         {
             return text ?? "";
         }
-        var secrets = Volatile.Read(ref _secrets);
-        foreach (var secret in secrets)
-        {
-            if (text.Contains(secret, StringComparison.Ordinal))
-            {
-                text = text.Replace(secret, Mask, StringComparison.Ordinal);
-            }
-        }
-        return MaskSecretParameters(text);
+        return MaskSecretParameters(RedactSecretValues(text));
     }
 
     /// <summary>Masks the value of every <c>name=value</c> pair (query strings, form bodies) whose name looks secret.</summary>
@@ -145,7 +138,7 @@ public sealed partial class Redactor
         {
             return text ?? "";
         }
-        var secrets = Volatile.Read(ref _secrets);
+        var secrets = Volatile.Read(ref _secrets).Forms;
         var longest = secrets.Length == 0 ? 0 : secrets[0].Length;
         // Redact a prefix long enough to hold any secret crossing the cut, then drop what could be a cut secret.
         var window = maxChars + longest + 256;
@@ -159,7 +152,12 @@ public sealed partial class Redactor
     /// <summary>Replaces known secret values only (no parameter-name heuristics): for user data such as run output.</summary>
     public string RedactSecretValues(string text)
     {
-        foreach (var secret in Volatile.Read(ref _secrets))
+        var secrets = Volatile.Read(ref _secrets);
+        if (!secrets.AnyIn(text))
+        {
+            return text;
+        }
+        foreach (var secret in secrets.Forms)
         {
             if (text.Contains(secret, StringComparison.Ordinal))
             {
