@@ -151,6 +151,34 @@ public sealed class ManifestTests
         Assert.Contains(issues, i => i.Pointer == "/steps/1/id" && i.Message.Contains("Duplicate"));
     }
 
+    /// <summary>
+    /// The structure of a manifest is the published schema's: each of these breaks one schema rule (unknown field,
+    /// type, required, enumeration, range, pattern, a conditional requirement) and the parser reports exactly that,
+    /// at its pointer, with what the schema allows — and the published schema refuses the same document.
+    /// </summary>
+    [Theory]
+    [InlineData("steps: [{ id: a, request: { path: /a }, colour: red }]", "/steps/0/colour", "Unknown field 'colour'; allowed here: id, when, for_each")]
+    [InlineData("auth: { type: bearer, token: '{{ credentials.t }}', colour: 5 }", "/auth/colour", "Unknown field 'colour'; allowed here: type, token.")]
+    [InlineData("auth: { type: api_key, name: X-Key }", "/auth/value", "'value' is required.")]
+    [InlineData("auth: { type: kerberos }", "/auth/type", "must be one of none, api_key, bearer")]
+    [InlineData("steps: [{ id: a, request: { path: /a, method: FETCH } }]", "/steps/0/request/method", "must be one of GET")]
+    [InlineData("steps: [{ id: a, concurrency: 65, request: { path: /a } }]", "/steps/0/concurrency", "'concurrency' must be between 1 and 64.")]
+    [InlineData("steps: [{ id: a b, request: { path: /a } }]", "/steps/0/id", "A step id starts with a letter")]
+    [InlineData("steps: [{ id: a, request: { path: /a }, paginate: { type: cursor, cursor_param: c } }]", "/steps/0/paginate/cursor_path", "'cursor_path' is required.")]
+    [InlineData("steps: [{ id: a, request: { path: /a }, extract: { 'x y': '$.a' } }]", "/steps/0/extract/x y", "An extraction name starts with a letter")]
+    [InlineData("steps: [{ id: a, request: { path: /a, body: { json: {}, text: t } } }]", "/steps/0/request/body", "exactly one of 'json', 'form' or 'text'")]
+    [InlineData("steps: []", "/steps", "at least 1 item")]
+    [InlineData("allowed_hosts: example.com", "/allowed_hosts", "'allowed_hosts' must be an array, not a string.")]
+    public void Structure_is_checked_by_the_published_schema(string change, string pointer, string message)
+    {
+        var yaml = "version: 1\nbase_url: https://api.example.com\n" + (change.StartsWith("steps:", StringComparison.Ordinal) ? change : change + "\nsteps: [{ id: a, request: { path: /a } }]");
+        var result = ManifestParser.Parse(yaml);
+        Assert.Null(result.Manifest);
+        var issue = Assert.Single(result.Issues, i => i.Pointer == pointer);
+        Assert.Contains(message, issue.Message);
+        Assert.NotEmpty(SchemaErrors(JsonNode.Parse(ManifestSchema.Json)!, result.Json));
+    }
+
     [Fact]
     public void Wrong_types_and_defaults_of_the_wrong_type_are_reported()
     {

@@ -112,6 +112,9 @@ public sealed class ManifestToolingTests(PlugboardServer server)
         var schema = await (await anonymous.GetAsync("/v1/schemas/manifest.json")).AssertStatusAsync(200);
         Assert.True(schema.TryGetProperty("$schema", out _));
         Assert.True(schema.GetProperty("$defs").GetProperty("manifest").GetProperty("properties").TryGetProperty("steps", out _));
+        // The very schema the validator checks structure with.
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(schema.GetRawText()),
+            System.Text.Json.Nodes.JsonNode.Parse(Plugboard.Engine.Manifests.ManifestSchema.Json)));
     }
 
     [Fact]

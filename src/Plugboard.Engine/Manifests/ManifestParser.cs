@@ -119,6 +119,10 @@ public static partial class ManifestParser
     private static ManifestParseResult Validate(JsonNode? json, Func<string, Mark?> locate)
     {
         var validator = new Validator(locate);
+        foreach (var (pointer, message) in ManifestSchema.Check(json))
+        {
+            validator.Error(pointer, message);
+        }
         var manifest = validator.Run(json);
         foreach (var issue in LiteralSecretScanner.Scan(json))
         {
@@ -160,9 +164,6 @@ public static partial class ManifestParser
 
     [GeneratedRegex(@"^\s*(?:\{\{\s*)?steps\.([A-Za-z_][A-Za-z0-9_\-]*)\.([A-Za-z_][A-Za-z0-9_\-]*)(?:\s*\}\})?\s*$")]
     internal static partial Regex ForEachReference();
-
-    [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_\-]*$")]
-    private static partial Regex Identifier();
 
     [GeneratedRegex(@"(?<![.\w])(credentials|session)\b")]
     private static partial Regex SecretReference();

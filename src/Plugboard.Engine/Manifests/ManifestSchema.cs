@@ -1,8 +1,20 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+
 namespace Plugboard.Engine.Manifests;
 
-/// <summary>The JSON Schema (draft 2020-12) of manifests and template files, for editors and the API.</summary>
+/// <summary>
+/// The JSON Schema (draft 2020-12) of manifests and template files: served to editors and the API, and the one
+/// definition of a manifest's structure (fields, types, required fields, enumerations, ranges, patterns) that the
+/// parser checks with JsonSchema.Net. What a schema cannot say (references between steps, templates, JSONPath
+/// syntax, literal secrets) the parser checks in code.
+/// </summary>
 public static class ManifestSchema
 {
+    private const string Id = "https://plugboard.dev/schemas/manifest.schema.json";
+
     private static readonly Lazy<string> Text = new(() =>
     {
         using var stream = typeof(ManifestSchema).Assembly.GetManifestResourceStream("Plugboard.Engine.Manifests.manifest.schema.json")
@@ -11,5 +23,168 @@ public static class ManifestSchema
         return reader.ReadToEnd();
     });
 
+    // The schema document as JSON, to read what a failing keyword expects (allowed fields, types, bounds).
+    private static readonly Lazy<JsonNode> Document = new(() => JsonNode.Parse(Text.Value)!);
+
+    private static readonly Lazy<JsonSchema> ManifestDefinition = new(() =>
+    {
+        // A registry of its own: building the schema registers its $id there, and the reference resolves against it.
+        var options = new BuildOptions { SchemaRegistry = new SchemaRegistry() };
+        _ = JsonSchema.FromText(Text.Value, options);
+        return JsonSchema.FromText($$"""{"$ref": "{{Id}}#/$defs/manifest"}""", options);
+    });
+
     public static string Json => Text.Value;
+
+    /// <summary>Where <paramref name="manifest"/> breaks the schema's manifest definition, as (JSON pointer, message).</summary>
+    public static IReadOnlyList<(string Pointer, string Message)> Check(JsonNode? manifest)
+    {
+        var instance = JsonSerializer.SerializeToElement(manifest);
+        var results = ManifestDefinition.Value.Evaluate(instance, new EvaluationOptions { OutputFormat = OutputFormat.List });
+        if (results.IsValid)
+        {
+            return [];
+        }
+        var issues = new List<(string, string)>();
+        foreach (var detail in results.Details ?? [])
+        {
+            if (detail.EvaluationPath.ToString().Contains("/if", StringComparison.Ordinal))
+            {
+                continue; // an `if` that does not hold only selects which `then` applies
+            }
+            foreach (var (keyword, _) in detail.Errors ?? new Dictionary<string, string>())
+            {
+                var pointer = detail.InstanceLocation.ToString();
+                var at = Resolve(detail.SchemaLocation);
+                issues.AddRange(Describe(keyword, pointer, at, Find(manifest, pointer)));
+            }
+        }
+        return [.. issues.Distinct()];
+    }
+
+    private static IEnumerable<(string, string)> Describe(string keyword, string pointer, JsonNode? schema, JsonNode? value)
+    {
+        var name = pointer.Length == 0 ? "The manifest" : $"'{Unescape(pointer[(pointer.LastIndexOf('/') + 1)..])}'";
+        switch (keyword)
+        {
+            case "" when schema is JsonValue v && v.GetValueKind() == JsonValueKind.False:
+                // additionalProperties: false reports the unknown field itself; the allowed ones are its siblings in the schema.
+                var parent = schema.Parent;
+                var allowed = parent?["properties"] is JsonObject props ? string.Join(", ", props.Select(p => p.Key)) : "";
+                yield return (pointer, $"Unknown field {name}; allowed here: {allowed}.");
+                break;
+            case "required":
+                foreach (var field in schema?["required"]?.AsArray().Select(f => (string)f!) ?? [])
+                {
+                    if (value is JsonObject obj && !obj.ContainsKey(field))
+                    {
+                        yield return ($"{pointer}/{field}", $"'{field}' is required.");
+                    }
+                }
+                break;
+            case "type":
+                yield return (pointer, $"{name} must be {Expected(schema?["type"])}, not {Kind(value)}.");
+                break;
+            case "enum":
+                yield return (pointer, $"{name} must be one of {string.Join(", ", schema?["enum"]?.AsArray().Select(e => e?.ToJsonString().Trim('"')) ?? [])}; found {value?.ToJsonString() ?? "null"}.");
+                break;
+            case "const" when pointer == "/version":
+                yield return (pointer, $"Unknown manifest version {value?.ToJsonString()}; this engine supports version {schema?["const"]?.ToJsonString()}.");
+                break;
+            case "const":
+                yield return (pointer, $"{name} must be {schema?["const"]?.ToJsonString()}.");
+                break;
+            case "pattern":
+                yield return (pointer, (string?)schema?["x-error"] ?? $"{name} does not match the pattern {schema?["pattern"]}.");
+                break;
+            case "minimum" or "maximum":
+                yield return (pointer, schema?["minimum"] is { } min && schema["maximum"] is { } max
+                    ? $"{name} must be between {min} and {max}."
+                    : schema?["minimum"] is { } least ? $"{name} must be at least {least}." : $"{name} must be at most {schema?["maximum"]}.");
+                break;
+            case "minItems":
+                yield return (pointer, $"{name} must list at least {schema?["minItems"]} item(s).");
+                break;
+            case "minProperties" or "maxProperties":
+                yield return (pointer, pointer.EndsWith("/body", StringComparison.Ordinal)
+                    ? "A body has exactly one of 'json', 'form' or 'text'."
+                    : $"{name} has {(value as JsonObject)?.Count ?? 0} field(s), outside the allowed range.");
+                break;
+            case "propertyNames" or "allOf" or "$ref" or "items" or "properties" or "additionalProperties" or "then" or "if":
+                break; // the failing keyword underneath reports it
+            default:
+                yield return (pointer, $"{name} is not valid here ({keyword}).");
+                break;
+        }
+    }
+
+    /// <summary>The schema node a failing keyword's location points at, e.g. …#/$defs/step/properties/id. JsonSchema.Net
+    /// appends a segment to some locations (…/then/1, …/propertyNames/extract) that names nothing in the document:
+    /// such a segment is skipped, and a boolean schema (additionalProperties: false) ends the walk.</summary>
+    private static JsonNode? Resolve(Uri location)
+    {
+        var fragment = Uri.UnescapeDataString(location.Fragment.TrimStart('#'));
+        JsonNode? node = Document.Value;
+        foreach (var segment in fragment.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (node is JsonValue)
+            {
+                break;
+            }
+            var key = Unescape(segment);
+            node = node switch
+            {
+                JsonObject o when o.TryGetPropertyValue(key, out var child) => child,
+                JsonArray a when int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < a.Count => a[i],
+                _ => node,
+            };
+        }
+        return node;
+    }
+
+    private static JsonNode? Find(JsonNode? root, string pointer)
+    {
+        var node = root;
+        foreach (var segment in pointer.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var key = Unescape(segment);
+            node = node switch
+            {
+                JsonObject o => o[key],
+                JsonArray a when int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < a.Count => a[i],
+                _ => null,
+            };
+        }
+        return node;
+    }
+
+    private static string Unescape(string segment) => segment.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+
+    private static string Expected(JsonNode? type) => type switch
+    {
+        JsonArray types => string.Join(" or ", types.Select(t => Article((string)t!))),
+        _ => Article((string?)type ?? "a value"),
+    };
+
+    private static string Article(string type) => type switch
+    {
+        "object" or "array" or "integer" => $"an {type}",
+        "boolean" => "true or false",
+        _ => $"a {type}",
+    };
+
+    internal static string Kind(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonObject => "an object",
+        JsonArray => "an array",
+        JsonValue v => v.GetValueKind() switch
+        {
+            JsonValueKind.String => "a string",
+            JsonValueKind.Number => "a number",
+            JsonValueKind.True or JsonValueKind.False => "a boolean",
+            _ => "null",
+        },
+        _ => "a value",
+    };
 }

@@ -12,58 +12,30 @@ public static partial class ManifestParser
         private StepSpec? Step(JsonNode? node, int index)
         {
             var ptr = $"/steps/{index}";
-            var obj = Obj(node, ptr, ["id", "when", "for_each", "concurrency", "request", "extract", "paginate", "retry", "timeout_seconds", "error_when", "expect_status"]);
-            if (obj is null)
+            if (Obj(node) is not { } obj)
             {
                 return null;
             }
-            var id = Str(obj, "id", ptr, required: true) ?? $"step{index}";
-            if (!Identifier().IsMatch(id))
-            {
-                Error($"{ptr}/id", $"Step id '{id}' must start with a letter or '_' and contain only letters, digits, '_' and '-'.");
-            }
+            var id = Str(obj, "id") ?? $"step{index}";
             var scope = new StepScope(index, true);
-            var when = Str(obj, "when", ptr, required: false);
+            var when = Str(obj, "when");
             Template(when, $"{ptr}/when", scope with { SecretsAllowed = false });
-            var forEach = Str(obj, "for_each", ptr, required: false);
-            if (forEach is not null)
+            var forEach = Str(obj, "for_each");
+            if (forEach is not null && ForEachReference().Match(forEach) is { Success: true } reference)
             {
-                var match = ForEachReference().Match(forEach);
-                if (!match.Success)
-                {
-                    Error($"{ptr}/for_each", $"'for_each' must name a list extracted by an earlier step, as steps.<id>.<name>; got '{forEach}'.");
-                }
-                else
-                {
-                    StepRef(match.Groups[1].Value, match.Groups[2].Value, $"{ptr}/for_each", scope);
-                }
+                StepRef(reference.Groups[1].Value, reference.Groups[2].Value, $"{ptr}/for_each", scope);
             }
-            var concurrency = Int(obj, "concurrency", ptr, required: false);
-            if (concurrency is < 1 or > 64)
-            {
-                Error($"{ptr}/concurrency", "'concurrency' must be between 1 and 64.");
-            }
+            var concurrency = Int(obj, "concurrency");
             var request = Request(obj["request"], $"{ptr}/request", scope);
             var extract = Extract(obj, ptr);
             var paginate = Paginate(obj, ptr, extract);
-            RetrySpec? retry = null;
-            if (Obj(obj["retry"], $"{ptr}/retry", ["max_attempts", "on_status", "idempotent"], optional: true) is { } retryObj)
-            {
-                var attempts = Int(retryObj, "max_attempts", $"{ptr}/retry", required: false);
-                if (attempts is < 1 or > 20)
-                {
-                    Error($"{ptr}/retry/max_attempts", "'max_attempts' must be between 1 and 20.");
-                }
-                retry = new RetrySpec(attempts, IntList(retryObj, "on_status", $"{ptr}/retry"), Bool(retryObj, "idempotent", $"{ptr}/retry") ?? false);
-            }
-            var timeout = Int(obj, "timeout_seconds", ptr, required: false);
-            if (timeout is < 1 or > 3600)
-            {
-                Error($"{ptr}/timeout_seconds", "'timeout_seconds' must be between 1 and 3600.");
-            }
-            var errorWhen = Str(obj, "error_when", ptr, required: false);
+            var retry = Obj(obj["retry"]) is { } retryObj
+                ? new RetrySpec(Int(retryObj, "max_attempts"), IntList(retryObj, "on_status"), Bool(retryObj, "idempotent") ?? false)
+                : null;
+            var timeout = Int(obj, "timeout_seconds");
+            var errorWhen = Str(obj, "error_when");
             JsonPath(errorWhen, $"{ptr}/error_when");
-            var expect = IntList(obj, "expect_status", ptr);
+            var expect = IntList(obj, "expect_status");
             if (request is null)
             {
                 return null;
@@ -85,42 +57,26 @@ public static partial class ManifestParser
         private PaginateSpec? Paginate(JsonObject step, string ptr, IReadOnlyDictionary<string, string> extract)
         {
             ptr += "/paginate";
-            var obj = Obj(step["paginate"], ptr,
-                ["type", "limit_param", "offset_param", "limit", "page_param", "start", "size_param", "size", "cursor_param", "cursor_path", "next_url_path", "items", "stop_when_empty", "max_pages"],
-                optional: true);
-            if (obj is null)
+            if (Obj(step["paginate"]) is not { } obj)
             {
                 return null;
             }
-            var type = Str(obj, "type", ptr, required: true) ?? "offset";
-            if (!PaginateTypes.Contains(type))
+            var spec = new PaginateSpec(Str(obj, "type") ?? "offset")
             {
-                Error($"{ptr}/type", $"Unknown pagination type '{type}'; expected one of {string.Join(", ", PaginateTypes)}.");
-            }
-            var spec = new PaginateSpec(type)
-            {
-                LimitParam = Str(obj, "limit_param", ptr, false) ?? "limit",
-                OffsetParam = Str(obj, "offset_param", ptr, false) ?? "offset",
-                Limit = Int(obj, "limit", ptr, false),
-                PageParam = Str(obj, "page_param", ptr, false) ?? "page",
-                Start = Int(obj, "start", ptr, false) ?? 1,
-                SizeParam = Str(obj, "size_param", ptr, false),
-                Size = Int(obj, "size", ptr, false),
-                CursorParam = Str(obj, "cursor_param", ptr, type == "cursor"),
-                CursorPath = Str(obj, "cursor_path", ptr, type == "cursor"),
-                NextUrlPath = Str(obj, "next_url_path", ptr, type == "next_url"),
-                Items = Str(obj, "items", ptr, false),
-                StopWhenEmpty = Bool(obj, "stop_when_empty", ptr) ?? true,
-                MaxPages = Int(obj, "max_pages", ptr, false),
+                LimitParam = Str(obj, "limit_param") ?? "limit",
+                OffsetParam = Str(obj, "offset_param") ?? "offset",
+                Limit = Int(obj, "limit"),
+                PageParam = Str(obj, "page_param") ?? "page",
+                Start = Int(obj, "start") ?? 1,
+                SizeParam = Str(obj, "size_param"),
+                Size = Int(obj, "size"),
+                CursorParam = Str(obj, "cursor_param"),
+                CursorPath = Str(obj, "cursor_path"),
+                NextUrlPath = Str(obj, "next_url_path"),
+                Items = Str(obj, "items"),
+                StopWhenEmpty = Bool(obj, "stop_when_empty") ?? true,
+                MaxPages = Int(obj, "max_pages"),
             };
-            if (type == "offset" && spec.Limit is null)
-            {
-                Error($"{ptr}/limit", "Offset pagination needs 'limit' (the page size).");
-            }
-            if (spec.Limit is < 1 || spec.Size is < 1 || spec.MaxPages is < 1)
-            {
-                Error(ptr, "'limit', 'size' and 'max_pages' must be at least 1.");
-            }
             JsonPath(spec.CursorPath, $"{ptr}/cursor_path");
             JsonPath(spec.NextUrlPath, $"{ptr}/next_url_path");
             if (spec.Items is not null && !extract.ContainsKey(spec.Items))
@@ -136,18 +92,13 @@ public static partial class ManifestParser
 
         private RequestSpec? Request(JsonNode? node, string ptr, StepScope scope)
         {
-            var obj = Obj(node, ptr, ["method", "path", "url", "query", "headers", "body"]);
-            if (obj is null)
+            if (Obj(node) is not { } obj)
             {
                 return null;
             }
-            var method = (Str(obj, "method", ptr, required: false) ?? "GET").ToUpperInvariant();
-            if (!Methods.Contains(method))
-            {
-                Error($"{ptr}/method", $"Unknown HTTP method '{method}'.");
-            }
-            var path = Str(obj, "path", ptr, required: false);
-            var url = Str(obj, "url", ptr, required: false);
+            var method = (Str(obj, "method") ?? "GET").ToUpperInvariant();
+            var path = Str(obj, "path");
+            var url = Str(obj, "url");
             if ((path is null) == (url is null))
             {
                 Error(ptr, "A request needs exactly one of 'path' (relative to base_url) or 'url' (absolute).");
@@ -155,16 +106,12 @@ public static partial class ManifestParser
             Template(path, $"{ptr}/path", scope);
             Template(url, $"{ptr}/url", scope);
             BodySpec? body = null;
-            if (Obj(obj["body"], $"{ptr}/body", ["json", "form", "text"], optional: true) is { } bodyObj)
+            if (Obj(obj["body"]) is { } bodyObj)
             {
-                if (bodyObj.Count != 1)
-                {
-                    Error($"{ptr}/body", "A body has exactly one of 'json', 'form' or 'text'.");
-                }
                 var json = bodyObj["json"];
                 TemplateTree(json, $"{ptr}/body/json", scope);
                 var form = bodyObj.ContainsKey("form") ? StrMap(bodyObj, "form", $"{ptr}/body", scope) : null;
-                var text = Str(bodyObj, "text", $"{ptr}/body", required: false);
+                var text = Str(bodyObj, "text");
                 Template(text, $"{ptr}/body/text", scope);
                 body = new BodySpec(json?.DeepClone(), form, text);
             }
@@ -181,25 +128,16 @@ public static partial class ManifestParser
         private Dictionary<string, string> Extract(JsonObject parent, string ptr)
         {
             var result = new Dictionary<string, string>(StringComparer.Ordinal);
-            if (Obj(parent["extract"], $"{ptr}/extract", null, optional: true) is not { } obj)
+            if (Obj(parent["extract"]) is not { } obj)
             {
                 return result;
             }
             foreach (var (name, value) in obj)
             {
-                var p = $"{ptr}/extract/{Escape(name)}";
-                if (!Identifier().IsMatch(name))
-                {
-                    Error(p, $"Extraction name '{name}' must be an identifier (letters, digits, '_', '-').");
-                }
                 if (value is JsonValue v && v.TryGetValue<string>(out var path))
                 {
-                    JsonPath(path, p);
+                    JsonPath(path, $"{ptr}/extract/{Escape(name)}");
                     result[name] = path;
-                }
-                else
-                {
-                    Error(p, $"An extraction is a JSONPath string, not {Kind(value)}.");
                 }
             }
             return result;

@@ -13,29 +13,25 @@ public static partial class ManifestParser
         private Dictionary<string, ParameterSpec> Params(JsonObject root, string key)
         {
             var result = new Dictionary<string, ParameterSpec>(StringComparer.Ordinal);
-            if (Obj(root[key], $"/{key}", null, optional: true) is not { } obj)
+            if (Obj(root[key]) is not { } obj)
             {
                 return result;
             }
             foreach (var (name, node) in obj)
             {
                 var ptr = $"/{key}/{Escape(name)}";
-                if (Obj(node, ptr, ["type", "required", "default", "description"]) is not { } spec)
+                if (Obj(node) is not { } spec)
                 {
                     continue;
                 }
-                var type = Str(spec, "type", ptr, required: false) ?? "string";
-                if (!ParamTypes.Contains(type))
-                {
-                    Error($"{ptr}/type", $"Unknown type '{type}'; expected one of {string.Join(", ", ParamTypes)}.");
-                }
-                var required = Bool(spec, "required", ptr) ?? false;
+                var type = Str(spec, "type") ?? "string";
+                var required = Bool(spec, "required") ?? false;
                 var hasDefault = spec.TryGetPropertyValue("default", out var def);
                 if (hasDefault && def is not null && !ManifestArguments.Matches(type, def))
                 {
                     Error($"{ptr}/default", $"The default of '{name}' is {Kind(def)}, but its type is {type}.");
                 }
-                result[name] = new ParameterSpec(type, required, def?.DeepClone(), Str(spec, "description", ptr, required: false));
+                result[name] = new ParameterSpec(type, required, def?.DeepClone(), Str(spec, "description"));
             }
             return result;
         }

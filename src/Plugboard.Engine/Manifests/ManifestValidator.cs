@@ -7,11 +7,6 @@ public static partial class ManifestParser
 {
     private sealed partial class Validator(Func<string, Mark?> locate)
     {
-        private static readonly string[] ParamTypes = ["string", "number", "integer", "boolean", "object", "array"];
-        private static readonly string[] AuthTypes = ["none", "api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh_token", "session"];
-        private static readonly string[] PaginateTypes = ["offset", "page", "cursor", "link", "next_url"];
-        private static readonly string[] Methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-
         private readonly Dictionary<string, (int Index, HashSet<string> Extractions)> _steps = new(StringComparer.Ordinal);
 
         public List<ManifestIssue> Issues { get; } = [];
@@ -22,38 +17,23 @@ public static partial class ManifestParser
             Issues.Add(new ManifestIssue(pointer, message, mark?.Line, mark?.Column));
         }
 
+        /// <summary>Builds the model of a manifest and checks what the schema cannot say (its structure was checked
+        /// against the schema before: see <see cref="ManifestSchema.Check"/>).</summary>
         public Manifest? Run(JsonNode? json)
         {
-            var root = Obj(json, "", ["version", "base_url", "allowed_hosts", "auth", "inputs", "config", "steps", "output"]);
-            if (root is null)
+            if (json is not JsonObject root)
             {
                 return null;
             }
-            var version = Int(root, "version", "", required: true);
-            if (version is not null and not 1)
-            {
-                Error("/version", $"Unknown manifest version {version}; this engine supports version 1.");
-            }
-            var baseUrl = Str(root, "base_url", "", required: true) ?? "";
+            var version = Int(root, "version");
+            var baseUrl = Str(root, "base_url") ?? "";
             Template(baseUrl, "/base_url", StepScope.None with { SecretsAllowed = false });
-            var allowedHosts = StrList(root, "allowed_hosts", "");
+            var allowedHosts = StrList(root, "allowed_hosts");
             var inputs = Params(root, "inputs");
             var config = Params(root, "config");
 
             // First pass: step ids and their extraction names, so references can be checked in any order.
-            var stepNodes = root.TryGetPropertyValue("steps", out var stepsNode) ? stepsNode as JsonArray : null;
-            if (stepsNode is null)
-            {
-                Error("/steps", "'steps' is required and must list at least one step.");
-            }
-            else if (stepNodes is null)
-            {
-                Error("/steps", $"'steps' must be an array, not {Kind(stepsNode)}.");
-            }
-            else if (stepNodes.Count == 0)
-            {
-                Error("/steps", "'steps' must list at least one step.");
-            }
+            var stepNodes = root["steps"] as JsonArray;
             for (var i = 0; stepNodes is not null && i < stepNodes.Count; i++)
             {
                 if (stepNodes[i] is JsonObject s && s["id"] is JsonValue idValue && idValue.TryGetValue<string>(out var id))
