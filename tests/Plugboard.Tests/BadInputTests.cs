@@ -100,6 +100,40 @@ public sealed class BadInputTests(PlugboardServer server)
         Assert.Equal(before, await RowCountsAsync());
     }
 
+    /// <summary>Requests the HTTP server itself refuses (before any middleware) still get a problem body — also after an
+    /// ordinary request on the same keep-alive connection, whose answer is untouched.</summary>
+    [Fact]
+    public async Task Requests_the_http_server_refuses_get_a_problem_body()
+    {
+        var team = await server.TeamAsync();
+        foreach (var path in new[] { "/v1/%00", $"/v1/workspaces/{team.Id}/connectors/%00", "/healthz%00" })
+        {
+            var problem = await (await team.Owner.Http.GetAsync(path)).AssertProblemAsync(400, "bad-request");
+            Assert.Contains("%00", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+        using var longHeaders = new HttpRequestMessage(HttpMethod.Get, "/healthz");
+        longHeaders.Headers.Add("X-Padding", new string('a', 40 * 1024));
+        await (await team.Owner.Http.SendAsync(longHeaders)).AssertProblemAsync(431, "request-headers-too-large");
+        await (await team.Owner.Http.GetAsync("/v1/templates?q=" + new string('a', 9 * 1024))).AssertProblemAsync(414, "uri-too-long");
+
+        // Raw HTTP/1.1: a good request, then a malformed one, on one connection.
+        using var socket = new System.Net.Sockets.TcpClient();
+        await socket.ConnectAsync(server.BaseAddress.Host, server.BaseAddress.Port);
+        var stream = socket.GetStream();
+        var host = server.BaseAddress.Authority;
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\nGET /v1/%00 HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var answers = await reader.ReadToEndAsync(); // the server closes the connection after the refusal
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", answers, StringComparison.Ordinal);
+        Assert.Contains("{\"status\":\"ok\"}", answers, StringComparison.Ordinal);
+        var refusal = answers[answers.IndexOf("HTTP/1.1 400", StringComparison.Ordinal)..];
+        Assert.Contains("\r\nContent-Type: application/problem+json\r\n", refusal, StringComparison.Ordinal);
+        var length = int.Parse(System.Text.RegularExpressions.Regex.Match(refusal, @"Content-Length: (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var body = refusal[(refusal.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
+        Assert.Equal(length, Encoding.UTF8.GetByteCount(body));
+        Assert.Equal("bad-request", System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("type").GetString()!.Split(':')[^1]);
+    }
+
     [Fact]
     public async Task Every_endpoint_refuses_missing_malformed_unknown_and_revoked_keys_with_401()
     {

@@ -94,6 +94,7 @@ public static class PlugboardApp
         {
             k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
             k.AddServerHeader = false;
+            k.ConfigureEndpointDefaults(ServerRejections.Use);
         });
 
         builder.Logging.ClearProviders();
