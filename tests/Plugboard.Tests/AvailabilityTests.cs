@@ -210,6 +210,72 @@ public sealed class AvailabilityTests
         }
     }
 
+    /// <summary>
+    /// A long randomized load on one pooled API connection: valid requests interleaved with ones PostgreSQL refuses
+    /// while running them (duplicate names, NUL characters in text and JSON, malformed values), so statements fail on
+    /// the very round trip that auto-prepares them. Npgsql 10 leaves such a connection answering the next statement
+    /// with "Received unexpected backend message DataRow" (npgsql#6391) unless the request that failed unprepares it:
+    /// no request may answer 5xx, and each answers what its kind calls for.
+    /// </summary>
+    [Fact]
+    public async Task A_randomized_load_with_failing_statements_never_corrupts_a_pooled_connection()
+    {
+        var settings = await MigratedDatabaseAsync("pbstress_");
+        settings = settings with { ApiConnectionString = new NpgsqlConnectionStringBuilder(settings.ApiConnectionString) { MaxPoolSize = 1 }.ConnectionString };
+        var home = Directory.CreateTempSubdirectory("plugboard-stress").FullName;
+        var app = PlugboardApp.Build([], new PlugboardHostOptions(home, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api), new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = settings.OwnerConnectionString,
+            ["PLUGBOARD_API_DATABASE_URL"] = settings.ApiConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
+            ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
+            ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000",
+        });
+        await app.StartAsync();
+        await using (app)
+        {
+            await using var db = new Db(settings);
+            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@stress.test", CancellationToken.None);
+            // Published templates, so the searches that follow a refused one return rows.
+            await Plugboard.Features.Templates.OfficialTemplateLoader.LoadAsync(db, Path.Combine(PlugboardServer.RepoRoot, "templates"), CancellationToken.None);
+            using var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
+            var ws = $"/v1/workspaces/{owner.WorkspaceId}";
+            var connector = await (await http.PostAsJsonAsync($"{ws}/connectors", new { name = "base", manifest = TestManifests.Minimal() })).AssertStatusAsync(201);
+            var executions = $"{ws}/connectors/{connector.GetProperty("id").GetString()}/executions";
+            var seed = Environment.TickCount;
+            var random = new Random(seed);
+            // Each kind: a request, and the statuses it may answer.
+            var kinds = new (string Name, Func<int, HttpRequestMessage> Request, int[] Allowed)[]
+            {
+                ("search templates", _ => new(HttpMethod.Get, "/v1/templates" + random.Next(3) switch { 0 => "?q=api", 1 => "?q=zz", _ => "" }), [200]),
+                ("NUL in a query", _ => new(HttpMethod.Get, "/v1/templates?" + random.Next(3) switch { 0 => "q", 1 => "tag", _ => "category" } + "=a%00b"), [400]),
+                ("list connectors", _ => new(HttpMethod.Get, $"{ws}/connectors"), [200]),
+                ("create connector", i => Json(HttpMethod.Post, $"{ws}/connectors", new { name = $"c{seed}-{i}", manifest = TestManifests.Minimal() }), [201]),
+                ("duplicate name", _ => Json(HttpMethod.Post, $"{ws}/connectors", new { name = "base", manifest = TestManifests.Minimal() }), [409]),
+                ("NUL in JSON config", i => Json(HttpMethod.Post, $"{ws}/connectors", new { name = $"n{seed}-{i}", manifest = TestManifests.Minimal(), config = new { note = "a\u0000b" } }), [400, 422]),
+                ("run", _ => Json(HttpMethod.Post, executions, new { inputs = new { } }), [202]),
+                ("NUL in inputs", _ => Json(HttpMethod.Post, executions, new { inputs = new { x = "a\u0000b" } }), [400, 422]),
+                ("list executions", _ => new(HttpMethod.Get, executions + "?limit=5"), [200]),
+                ("bad cursor", _ => new(HttpMethod.Get, executions + "?cursor=%00"), [400]),
+            };
+            var failures = new List<string>();
+            for (var i = 0; i < 2500 && failures.Count < 10; i++)
+            {
+                var (name, request, allowed) = kinds[random.Next(kinds.Length)];
+                using var message = request(i);
+                using var response = await http.SendAsync(message);
+                if (!allowed.Contains((int)response.StatusCode))
+                {
+                    failures.Add($"#{i} {name}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                }
+            }
+            Assert.True(failures.Count == 0, $"seed {seed}:\n" + string.Join("\n", failures));
+        }
+
+        static HttpRequestMessage Json(HttpMethod method, string path, object body) => new(method, path) { Content = JsonContent.Create(body) };
+    }
+
     [Fact]
     public async Task Open_event_streams_hold_no_pooled_connection()
     {

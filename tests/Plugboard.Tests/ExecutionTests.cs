@@ -59,6 +59,26 @@ public sealed class ExecutionTests(PlugboardServer server)
         return (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", body)).AssertStatusAsync(201)).GetProperty("id").GetString()!;
     }
 
+    /// <summary>PostgreSQL's jsonb cannot hold a NUL character: an API that answers one (in a value the output keeps and
+    /// in the logged body) still gives a stored result, with U+FFFD in its place, rather than an execution that never ends.</summary>
+    [Fact]
+    public async Task A_nul_character_in_a_response_is_stored_as_a_replacement_character()
+    {
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/nul", () => Results.Text("{\"name\": \"a\\u0000b\"}", "application/json")));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new[] { new { id = "get", request = new { method = "GET", path = "/nul" }, extract = new { name = "$.name" } } },
+            output = new { name = "{{ steps.get.name }}" },
+        });
+        var execution = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connectorId));
+        Assert.Equal("succeeded", execution.GetProperty("status").GetString());
+        Assert.Equal("a\uFFFDb", execution.GetProperty("output").GetProperty("name").GetString());
+        Assert.DoesNotContain('\0', execution.GetProperty("steps")[0].GetProperty("response_body").GetString()!);
+    }
+
     [Fact]
     public async Task Official_rest_template_runs_with_offset_pagination_and_its_own_credential()
     {

@@ -15,6 +15,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     private NpgsqlTransaction? _transaction;
     private bool _completed;
     private bool _released;
+    private bool _statementFailed;
 
     public Guid? UserId { get; private set; }
     public Guid? KeyId { get; private set; }
@@ -32,7 +33,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     public string? WorkspaceId { get; private set; }
     public string? WorkspaceRole { get; private set; }
 
-    public async Task<NpgsqlConnection> ConnectionAsync(CancellationToken ct)
+    private async Task<NpgsqlConnection> ConnectionAsync(CancellationToken ct)
     {
         if (_released)
         {
@@ -78,10 +79,17 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         {
             // Two statements, one round trip: the second sees the context the first set (nothing, for a bad key).
             var connection = await ConnectionAsync(ct);
-            await using var results = await connection.QueryMultipleAsync(new CommandDefinition(
-                authenticate + ";\n" + EnterWorkspaceSql, new { keyHash, workspaceId }, _transaction, cancellationToken: ct));
-            key = await results.ReadSingleOrDefaultAsync<AuthenticatedKey>();
-            workspaceRole = await results.ReadSingleOrDefaultAsync<string?>();
+            try
+            {
+                await using var results = await connection.QueryMultipleAsync(new CommandDefinition(
+                    authenticate + ";\n" + EnterWorkspaceSql, new { keyHash, workspaceId }, _transaction, cancellationToken: ct));
+                key = await results.ReadSingleOrDefaultAsync<AuthenticatedKey>();
+                workspaceRole = await results.ReadSingleOrDefaultAsync<string?>();
+            }
+            catch (PostgresException) when (StatementFailed())
+            {
+                throw;
+            }
         }
         else
         {
@@ -177,27 +185,53 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     public async Task<IReadOnlyList<T>> QueryAsync<T>(string sql, object? args, CancellationToken ct)
     {
         var connection = await ConnectionAsync(ct);
-        var rows = await connection.QueryAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
-        return rows.AsList();
+        try
+        {
+            var rows = await connection.QueryAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+            return rows.AsList();
+        }
+        catch (PostgresException) when (StatementFailed())
+        {
+            throw;
+        }
     }
 
     public async Task<T?> QuerySingleOrDefaultAsync<T>(string sql, object? args, CancellationToken ct)
     {
         var connection = await ConnectionAsync(ct);
-        return await connection.QuerySingleOrDefaultAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+        try
+        {
+            return await connection.QuerySingleOrDefaultAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+        }
+        catch (PostgresException) when (StatementFailed())
+        {
+            throw;
+        }
     }
 
     public async Task<int> ExecuteAsync(string sql, object? args, CancellationToken ct)
     {
         var connection = await ConnectionAsync(ct);
-        return await connection.ExecuteAsync(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+        try
+        {
+            return await connection.ExecuteAsync(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
+        }
+        catch (PostgresException) when (StatementFailed())
+        {
+            throw;
+        }
     }
 
-    /// <summary>The request's connection and transaction, for work that must commit with the request (enqueueing jobs).</summary>
-    public async Task<(NpgsqlConnection Connection, NpgsqlTransaction Transaction)> TransactionAsync(CancellationToken ct)
+    /// <summary>
+    /// Notes that PostgreSQL refused a statement (the exception goes on unchanged). Npgsql 10 mis-tracks a statement
+    /// that fails on the round trip that auto-prepares it (npgsql#6391): the connection's next run of that statement
+    /// would read "unexpected backend message DataRow". So a request that saw a refusal unprepares its connection
+    /// before the pool hands it to anyone else.
+    /// </summary>
+    private bool StatementFailed()
     {
-        var connection = await ConnectionAsync(ct);
-        return (connection, _transaction!);
+        _statementFailed = true;
+        return false;
     }
 
     public async Task CommitAsync(CancellationToken ct)
@@ -226,6 +260,10 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
                 try
                 {
                     await _transaction.RollbackAsync();
+                    if (_statementFailed)
+                    {
+                        _connection?.UnprepareAll();
+                    }
                 }
                 catch (Exception e) when (e is NpgsqlException or ObjectDisposedException or InvalidOperationException)
                 {

@@ -209,8 +209,13 @@ public sealed class JobQueue : IAsyncDisposable
     }
 
     /// <summary>Inserts a job in the current request's transaction (the API role, the request's workspace).</summary>
-    public static async Task<Guid> EnqueueAsync(RequestDb db, JobRequest job, CancellationToken ct) =>
-        await EnqueueAsync(await db.ConnectionAsync(ct), null, job, ct);
+    public static async Task<Guid> EnqueueAsync(RequestDb db, JobRequest job, CancellationToken ct)
+    {
+        var parameters = new DynamicParameters();
+        var id = AddInsertParameters(parameters, job);
+        await db.ExecuteAsync(InsertOneSql, parameters, ct);
+        return id;
+    }
 
     /// <summary>Inserts many jobs in one statement (one wake-up) in the caller's transaction.</summary>
     public static async Task<IReadOnlyList<Guid>> EnqueueManyAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, IReadOnlyList<JobRequest> jobs, CancellationToken ct)

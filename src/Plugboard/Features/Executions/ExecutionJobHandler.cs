@@ -82,7 +82,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         ct.ThrowIfCancellationRequested(); // lease lost or shutting down: another worker will take it over
 
         var durationMs = (int)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        var output = result.Output?.ToJsonString();
+        var output = result.Output is null ? null : Jsonb.Text(result.Output);
         var truncated = false;
         var outputBytes = output is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(output);
         if (outputBytes > runner.Options.MaxOutputBytes)
@@ -129,7 +129,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
                 output,
                 truncated,
                 error = result.Error,
-                steps = JsonSerializer.Serialize(result.Log.Select(StepLogWriter.ToJson)),
+                steps = Jsonb.Text(new JsonArray([.. result.Log.Select(StepLogWriter.ToJson)])),
                 durationMs,
                 workspaceId = payload.WorkspaceId,
                 executionId = payload.ExecutionId,

@@ -75,7 +75,7 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
             await using var connection = await _db.Service.OpenConnectionAsync(ct);
             await connection.ExecuteAsync(new CommandDefinition(
                 "UPDATE connector_executions SET steps_log = steps_log || @entries::jsonb WHERE workspace_id = @workspaceId AND id = @executionId AND finished_at IS NULL",
-                new { entries = JsonSerializer.Serialize(batch.Select(ToJson)), workspaceId = _workspaceId, executionId = _executionId }, cancellationToken: ct));
+                new { entries = Jsonb.Text(new JsonArray([.. batch.Select(ToJson)])), workspaceId = _workspaceId, executionId = _executionId }, cancellationToken: ct));
             lock (_gate)
             {
                 _pending.RemoveRange(0, batch.Length);

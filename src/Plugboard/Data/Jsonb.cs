@@ -1,0 +1,22 @@
+using System.Text.Json.Nodes;
+
+namespace Plugboard.Data;
+
+/// <summary>JSON text PostgreSQL's jsonb accepts: it refuses the NUL character (<c>\u0000</c>) in any string, so each
+/// one, in a key or a value, is stored as U+FFFD (the replacement character).</summary>
+public static class Jsonb
+{
+    public static string Text(JsonNode? node)
+    {
+        var text = node?.ToJsonString() ?? "null";
+        return text.Contains("\\u0000", StringComparison.Ordinal) ? WithoutNul(node)!.ToJsonString() : text;
+    }
+
+    private static JsonNode? WithoutNul(JsonNode? node) => node switch
+    {
+        JsonObject o => new JsonObject(o.Select(p => KeyValuePair.Create(p.Key.Replace('\0', '\uFFFD'), WithoutNul(p.Value)))),
+        JsonArray a => new JsonArray([.. a.Select(WithoutNul)]),
+        JsonValue v when v.TryGetValue<string>(out var s) => JsonValue.Create(s.Replace('\0', '\uFFFD')),
+        _ => node?.DeepClone(),
+    };
+}
