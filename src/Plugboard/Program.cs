@@ -19,7 +19,7 @@ try
         EnableDefaultExceptionHandler = false,
     });
 }
-catch (InvalidSettingException e)
+catch (Exception e) when (e is InvalidSettingException or Plugboard.Security.KeyRingMissingException)
 {
     await Console.Error.WriteLineAsync($"plugboard: {e.Message}");
     return 2;

@@ -64,7 +64,11 @@ public sealed class ExecutionTests(PlugboardServer server)
     [Fact]
     public async Task A_nul_character_in_a_response_is_stored_as_a_replacement_character()
     {
-        await using var stub = await Stub.StartAsync(app => app.MapGet("/nul", () => Results.Text("{\"name\": \"a\\u0000b\"}", "application/json")));
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/nul", () => Results.Text("{\"name\": \"a\\u0000b\"}", "application/json"));
+            app.MapGet("/nul-error", () => Results.Text("broken\0here", "text/plain", statusCode: 500));
+        });
         var team = await server.TeamAsync();
         var connectorId = await ConnectorAsync(team, new
         {
@@ -77,6 +81,16 @@ public sealed class ExecutionTests(PlugboardServer server)
         Assert.Equal("succeeded", execution.GetProperty("status").GetString());
         Assert.Equal("a\uFFFDb", execution.GetProperty("output").GetProperty("name").GetString());
         Assert.DoesNotContain('\0', execution.GetProperty("steps")[0].GetProperty("response_body").GetString()!);
+
+        var failing = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new[] { new { id = "get", request = new { method = "GET", path = "/nul-error" }, retry = new { max_attempts = 1 } } },
+        });
+        var failed = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, failing));
+        Assert.Equal("failed", failed.GetProperty("status").GetString());
+        Assert.Contains("broken\uFFFDhere", failed.GetProperty("error").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -163,6 +163,22 @@ public sealed class ManifestToolingTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task A_missing_key_ring_stops_the_process_with_what_to_do_not_a_stack_trace()
+    {
+        var home = Path.Combine(server.TestHome, "no-keys-" + Guid.NewGuid().ToString("N")[..8]);
+        var (exit, output) = await PlugboardAsync(new Dictionary<string, string>
+        {
+            ["PLUGBOARD_HOME"] = home,
+            ["DATABASE_URL"] = server.Settings.OwnerConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = server.Settings.RolePassword ?? "",
+        }, "serve");
+        Assert.Equal(2, exit);
+        Assert.Contains("plugboard: No key ring: set PLUGBOARD_KEYS or PLUGBOARD_KEYS_FILE, or create", output, StringComparison.Ordinal);
+        Assert.Contains("`plugboard keys rotate`", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_proxy_in_the_environment_does_not_bypass_the_ssrf_guard()
     {
         // The "proxy" is allowed loopback; the target is a private address. Were the environment's proxy used, the

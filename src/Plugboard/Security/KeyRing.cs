@@ -197,7 +197,7 @@ public sealed class KeyRing
         }
         if (!createIfMissing)
         {
-            throw new InvalidOperationException($"No key ring: set PLUGBOARD_KEYS or PLUGBOARD_KEYS_FILE, or create {path} with `plugboard keys rotate`.");
+            throw new KeyRingMissingException($"No key ring: set PLUGBOARD_KEYS or PLUGBOARD_KEYS_FILE, or create {path} with `plugboard keys rotate`.");
         }
         Generate().Save(path);
         return Load(configuration, home, createIfMissing: false);
@@ -244,3 +244,6 @@ internal static class KeyRingJson
 }
 
 public sealed class SecretDecryptionException(string message) : Exception(message);
+
+/// <summary>The process has no key ring to load: an operator's set-up step is missing, not a bug.</summary>
+public sealed class KeyRingMissingException(string message) : InvalidOperationException(message);

@@ -128,7 +128,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
                 status,
                 output,
                 truncated,
-                error = result.Error,
+                error = result.Error?.Replace('\0', '\uFFFD'), // text columns refuse NUL, as jsonb does
                 steps = Jsonb.Text(new JsonArray([.. result.Log.Select(StepLogWriter.ToJson)])),
                 durationMs,
                 workspaceId = payload.WorkspaceId,
