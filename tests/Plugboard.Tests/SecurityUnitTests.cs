@@ -55,7 +55,7 @@ public sealed class SecurityUnitTests
         await Task.Delay(TimeSpan.FromSeconds(2.2));
         Assert.Equal(rotated.CurrentKeyId, ring.CurrentKeyId);
         Assert.StartsWith($"pb1:{rotated.CurrentKeyId}:", ring.Encrypt("x", "aad"), StringComparison.Ordinal);
-        Assert.Throws<InvalidOperationException>(() => KeyRing.Load(configuration, Path.Combine(home, "elsewhere"), createIfMissing: false));
+        Assert.Throws<KeyRingMissingException>(() => KeyRing.Load(configuration, Path.Combine(home, "elsewhere"), createIfMissing: false));
         Assert.Throws<InvalidOperationException>(() => new KeyRing([new KeyRingEntry("short", Convert.ToBase64String(new byte[16]))]));
     }
 
