@@ -93,6 +93,42 @@ public sealed class ExecutionTests(PlugboardServer server)
         Assert.Contains("broken\uFFFDhere", failed.GetProperty("error").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>A result the database refuses on every attempt (here: a trigger on this connector's rows) still ends the
+    /// execution, as failed with a reason, instead of leaving it "running" behind a dead job.</summary>
+    [Fact]
+    public async Task An_execution_whose_result_cannot_be_stored_ends_as_failed_on_its_last_attempt()
+    {
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/x", () => Results.Json(new { v = 1 })));
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, new
+        {
+            version = 1,
+            base_url = stub.Url,
+            steps = new[] { new { id = "get", request = new { method = "GET", path = "/x" }, extract = new { v = "$.v" } } },
+            output = new { v = "{{ steps.get.v }}" },
+        });
+        var trigger = "refuse_" + connectorId.Replace("-", "", StringComparison.Ordinal);
+        await server.OwnerExecuteAsync(
+            $"""
+            CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$;
+            CREATE TRIGGER {trigger} BEFORE UPDATE ON connector_executions FOR EACH ROW
+              WHEN (NEW.connector_id = '{connectorId}' AND NEW.output IS NOT NULL) EXECUTE FUNCTION {trigger}();
+            """);
+        try
+        {
+            var execution = await WaitForEndAsync(team.Member, await StartAsync(team.Member, team.Id, connectorId), TimeSpan.FromSeconds(90));
+            Assert.Equal("failed", execution.GetProperty("status").GetString());
+            Assert.Contains("could not be stored after 5 attempts", execution.GetProperty("error").GetString(), StringComparison.Ordinal);
+            Assert.Equal(JsonValueKind.Null, execution.GetProperty("output").ValueKind);
+            Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM jobs WHERE payload->>'executionId' = @id",
+                new { id = execution.GetProperty("id").GetString() }));
+        }
+        finally
+        {
+            await server.OwnerExecuteAsync($"DROP TRIGGER {trigger} ON connector_executions; DROP FUNCTION {trigger}();");
+        }
+    }
+
     [Fact]
     public async Task Official_rest_template_runs_with_offset_pagination_and_its_own_credential()
     {

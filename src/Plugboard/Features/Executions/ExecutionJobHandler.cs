@@ -104,44 +104,65 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             RunStatus.TimedOut => "timed_out",
             _ => "failed",
         };
-        // Result, connector counters and job completion in one statement, applied only while this worker holds the lease.
-        await using (var connection = await db.Service.OpenConnectionAsync(ct))
+        var steps = Jsonb.Text(new JsonArray([.. result.Log.Select(StepLogWriter.ToJson)]));
+        bool completed;
+        try
         {
-            var completed = await context.CompleteWithAsync(connection,
-            [
-                """
-                UPDATE connector_executions
-                   SET status = @status, output = @output::jsonb, output_truncated = @truncated, error = @error, steps_log = @steps::jsonb, finished_at = now(), duration_ms = @durationMs
-                 WHERE workspace_id = @workspaceId AND id = @executionId AND {lease_held}
-                """,
-                """
-                UPDATE connectors
-                   SET error_count = CASE WHEN @status = 'succeeded' THEN 0 ELSE error_count + 1 END,
-                       last_error = CASE WHEN @status = 'succeeded' THEN NULL ELSE @error END,
-                       last_error_at = CASE WHEN @status = 'succeeded' THEN NULL ELSE now() END
-                 WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled' AND {lease_held}
-                   AND (@status <> 'succeeded' OR error_count <> 0 OR last_error IS NOT NULL)
-                """,
-            ],
-            new
-            {
-                status,
-                output,
-                truncated,
-                error = result.Error?.Replace('\0', '\uFFFD'), // text columns refuse NUL, as jsonb does
-                steps = Jsonb.Text(new JsonArray([.. result.Log.Select(StepLogWriter.ToJson)])),
-                durationMs,
-                workspaceId = payload.WorkspaceId,
-                executionId = payload.ExecutionId,
-                connectorId = payload.ConnectorId,
-            }, ct);
-            if (!completed)
-            {
-                logger.LogWarning("Execution {ExecutionId}: lease lost before completion; leaving it to the worker that holds it", payload.ExecutionId);
-                return;
-            }
+            completed = await CompleteAsync(context, payload, status, output, truncated, result.Error, steps, durationMs, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && job.Attempt >= job.MaxAttempts)
+        {
+            // The result itself cannot be stored (on every attempt): the execution still ends, as failed, rather than
+            // staying "running" behind a dead job.
+            logger.LogError("Execution {ExecutionId}: its result could not be stored on the last attempt ({ExceptionType}); ending it as failed", payload.ExecutionId, e.GetType().Name);
+            status = "failed";
+            completed = await CompleteAsync(context, payload, status, null, false,
+                $"The execution ran, but its result could not be stored after {job.Attempt} attempts ({e.GetType().Name}); its output and step log are not kept.",
+                null, durationMs, ct);
+        }
+        if (!completed)
+        {
+            logger.LogWarning("Execution {ExecutionId}: lease lost before completion; leaving it to the worker that holds it", payload.ExecutionId);
+            return;
         }
         logger.LogInformation("Execution {ExecutionId} {Status} in {DurationMs} ms", payload.ExecutionId, status, durationMs);
+    }
+
+    /// <summary>Result, connector counters and job completion in one statement, applied only while this worker holds the
+    /// lease. A null <paramref name="steps"/> keeps the live step log as it is.</summary>
+    private async Task<bool> CompleteAsync(JobContext context, ExecutionJob.Payload payload, string status, string? output, bool truncated, string? error,
+        string? steps, int durationMs, CancellationToken ct)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync(ct);
+        return await context.CompleteWithAsync(connection,
+        [
+            """
+            UPDATE connector_executions
+               SET status = @status, output = @output::jsonb, output_truncated = @truncated, error = @error,
+                   steps_log = coalesce(@steps::jsonb, steps_log), finished_at = now(), duration_ms = @durationMs
+             WHERE workspace_id = @workspaceId AND id = @executionId AND {lease_held}
+            """,
+            """
+            UPDATE connectors
+               SET error_count = CASE WHEN @status = 'succeeded' THEN 0 ELSE error_count + 1 END,
+                   last_error = CASE WHEN @status = 'succeeded' THEN NULL ELSE @error END,
+                   last_error_at = CASE WHEN @status = 'succeeded' THEN NULL ELSE now() END
+             WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled' AND {lease_held}
+               AND (@status <> 'succeeded' OR error_count <> 0 OR last_error IS NOT NULL)
+            """,
+        ],
+        new
+        {
+            status,
+            output,
+            truncated,
+            error = error?.Replace('\0', '\uFFFD'), // text columns refuse NUL, as jsonb does
+            steps,
+            durationMs,
+            workspaceId = payload.WorkspaceId,
+            executionId = payload.ExecutionId,
+            connectorId = payload.ConnectorId,
+        }, ct);
     }
 
     /// <summary>The decrypted credential fields (none when the connector has no credential); null when the key ring cannot read them.</summary>
