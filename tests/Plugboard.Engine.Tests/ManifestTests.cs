@@ -180,6 +180,43 @@ public sealed class ManifestTests
     }
 
     [Fact]
+    public void Integers_are_read_however_they_are_written_and_out_of_range_ones_are_refused()
+    {
+        var json = ManifestParser.Parse("""
+            {"version": 1.0, "base_url": "https://api.example.com",
+             "steps": [{"id": "a", "request": {"path": "/a"}, "timeout_seconds": 30.0, "expect_status": [200, 404.0],
+                        "paginate": {"type": "offset", "limit": 5e1}}]}
+            """);
+        Assert.Empty(json.Issues);
+        var step = json.Manifest!.Steps[0];
+        Assert.Equal(30, step.TimeoutSeconds);
+        Assert.Equal([200, 404], step.ExpectStatus!);
+        Assert.Equal(50, step.Paginate!.Limit);
+        var huge = ManifestParser.Parse("version: 1\nbase_url: https://x.example\nsteps: [{ id: a, request: { path: /a }, paginate: { type: offset, limit: 3000000000 } }]");
+        Assert.Null(huge.Manifest);
+        Assert.Contains(huge.Issues, i => i.Pointer == "/steps/0/paginate/limit");
+    }
+
+    [Fact]
+    public void Fields_given_as_null_count_as_absent_and_methods_may_be_title_case()
+    {
+        var result = ManifestParser.Parse("""
+            version: 1
+            base_url: https://api.example.com
+            allowed_hosts:
+            auth:
+            steps:
+              - id: a
+                request: { method: Get, path: /a, headers: }
+                extract:
+                retry:
+            """);
+        Assert.Empty(result.Issues);
+        Assert.Equal("GET", result.Manifest!.Steps[0].Request.Method);
+        Assert.Contains(ManifestParser.Parse("version: 1\nbase_url: https://x.example\nsteps:").Issues, i => i.Pointer == "/steps" && i.Message == "'steps' is required.");
+    }
+
+    [Fact]
     public void Wrong_types_and_defaults_of_the_wrong_type_are_reported()
     {
         var issues = ManifestParser.Parse("""

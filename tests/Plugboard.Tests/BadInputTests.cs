@@ -134,6 +134,25 @@ public sealed class BadInputTests(PlugboardServer server)
         Assert.Equal("bad-request", System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("type").GetString()!.Split(':')[^1]);
     }
 
+    [Theory]
+    [InlineData("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", true)]
+    [InlineData("HTTP/1.1 404 Not Found\r\nContent-Type: application/problem+json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false)]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false)]
+    [InlineData("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n{}", false)]
+    [InlineData("HTTP/1.1 4\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false)]
+    [InlineData("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", false)]
+    public void Only_kestrels_own_bodyless_refusals_are_rewritten(string written, bool rewritten) =>
+        Assert.Equal(rewritten, Plugboard.Http.ServerRejections.Rewrite(Encoding.ASCII.GetBytes(written)) is not null);
+
+    [Fact]
+    public void Stored_json_has_no_nul_even_when_keys_collide_once_cleaned()
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse("{\"a\\u0000\": 1, \"a\\uFFFD\": 2, \"list\": [\"x\\u0000\"]}");
+        var text = Plugboard.Data.Jsonb.Text(node);
+        Assert.DoesNotContain("\\u0000", text, StringComparison.Ordinal);
+        Assert.Equal("x\uFFFD", (string?)System.Text.Json.Nodes.JsonNode.Parse(text)!["list"]![0]);
+    }
+
     [Fact]
     public async Task Every_endpoint_refuses_missing_malformed_unknown_and_revoked_keys_with_401()
     {

@@ -39,7 +39,9 @@ public static class ManifestSchema
     /// <summary>Where <paramref name="manifest"/> breaks the schema's manifest definition, as (JSON pointer, message).</summary>
     public static IReadOnlyList<(string Pointer, string Message)> Check(JsonNode? manifest)
     {
-        var instance = JsonSerializer.SerializeToElement(manifest);
+        // A field given as null counts as absent, as it always has (YAML `extract:` with nothing after it).
+        var checkedNode = WithoutNullFields(manifest);
+        var instance = JsonSerializer.SerializeToElement(checkedNode);
         var results = ManifestDefinition.Value.Evaluate(instance, new EvaluationOptions { OutputFormat = OutputFormat.List });
         if (results.IsValid)
         {
@@ -56,14 +58,26 @@ public static class ManifestSchema
             {
                 var pointer = detail.InstanceLocation.ToString();
                 var at = Resolve(detail.SchemaLocation);
-                issues.AddRange(Describe(keyword, pointer, at, Find(manifest, pointer)));
+                issues.AddRange(Describe(keyword, pointer, at, Find(checkedNode, pointer)));
             }
         }
-        return [.. issues.Distinct()];
+        return issues.Count > 0 ? [.. issues.Distinct()] : [("", "The manifest does not match the manifest schema (/v1/schemas/manifest.json).")];
     }
+
+    private static JsonNode? WithoutNullFields(JsonNode? node) => node switch
+    {
+        JsonObject o => o.Where(p => p.Value is not null).Aggregate(new JsonObject(), (copy, p) =>
+        {
+            copy[p.Key] = WithoutNullFields(p.Value);
+            return copy;
+        }),
+        JsonArray a => new JsonArray([.. a.Select(WithoutNullFields)]),
+        _ => node?.DeepClone(),
+    };
 
     private static IEnumerable<(string, string)> Describe(string keyword, string pointer, JsonNode? schema, JsonNode? value)
     {
+        var obj = schema as JsonObject; // a boolean schema has no keywords
         var name = pointer.Length == 0 ? "The manifest" : $"'{Unescape(pointer[(pointer.LastIndexOf('/') + 1)..])}'";
         switch (keyword)
         {
@@ -74,36 +88,36 @@ public static class ManifestSchema
                 yield return (pointer, $"Unknown field {name}; allowed here: {allowed}.");
                 break;
             case "required":
-                foreach (var field in schema?["required"]?.AsArray().Select(f => (string)f!) ?? [])
+                foreach (var field in obj?["required"]?.AsArray().Select(f => (string)f!) ?? [])
                 {
-                    if (value is JsonObject obj && !obj.ContainsKey(field))
+                    if (value is JsonObject given && !given.ContainsKey(field))
                     {
                         yield return ($"{pointer}/{field}", $"'{field}' is required.");
                     }
                 }
                 break;
             case "type":
-                yield return (pointer, $"{name} must be {Expected(schema?["type"])}, not {Kind(value)}.");
+                yield return (pointer, $"{name} must be {Expected(obj?["type"])}, not {Kind(value)}.");
                 break;
             case "enum":
-                yield return (pointer, $"{name} must be one of {string.Join(", ", schema?["enum"]?.AsArray().Select(e => e?.ToJsonString().Trim('"')) ?? [])}; found {value?.ToJsonString() ?? "null"}.");
+                yield return (pointer, $"{name} must be one of {string.Join(", ", obj?["enum"]?.AsArray().Select(e => e?.ToJsonString().Trim('"')) ?? [])}; found {value?.ToJsonString() ?? "null"}.");
                 break;
             case "const" when pointer == "/version":
-                yield return (pointer, $"Unknown manifest version {value?.ToJsonString()}; this engine supports version {schema?["const"]?.ToJsonString()}.");
+                yield return (pointer, $"Unknown manifest version {value?.ToJsonString()}; this engine supports version {obj?["const"]?.ToJsonString()}.");
                 break;
             case "const":
-                yield return (pointer, $"{name} must be {schema?["const"]?.ToJsonString()}.");
+                yield return (pointer, $"{name} must be {obj?["const"]?.ToJsonString()}.");
                 break;
             case "pattern":
-                yield return (pointer, (string?)schema?["x-error"] ?? $"{name} does not match the pattern {schema?["pattern"]}.");
+                yield return (pointer, (string?)obj?["x-error"] ?? $"{name} does not match the pattern {obj?["pattern"]}.");
                 break;
             case "minimum" or "maximum":
-                yield return (pointer, schema?["minimum"] is { } min && schema["maximum"] is { } max
+                yield return (pointer, obj?["minimum"] is { } min && obj["maximum"] is { } max
                     ? $"{name} must be between {min} and {max}."
-                    : schema?["minimum"] is { } least ? $"{name} must be at least {least}." : $"{name} must be at most {schema?["maximum"]}.");
+                    : obj?["minimum"] is { } least ? $"{name} must be at least {least}." : $"{name} must be at most {obj?["maximum"]}.");
                 break;
             case "minItems":
-                yield return (pointer, $"{name} must list at least {schema?["minItems"]} item(s).");
+                yield return (pointer, $"{name} must list at least {obj?["minItems"]} item(s).");
                 break;
             case "minProperties" or "maxProperties":
                 yield return (pointer, pointer.EndsWith("/body", StringComparison.Ordinal)

@@ -18,9 +18,13 @@ public static partial class ManifestParser
         private static string? Str(JsonObject obj, string key) =>
             obj.TryGetPropertyValue(key, out var node) && node is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 
-        private static int? Int(JsonObject obj, string key) =>
-            obj.TryGetPropertyValue(key, out var node) && node is JsonValue v && v.GetValueKind() == JsonValueKind.Number
-            && int.TryParse(v.ToJsonString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var i) ? i : null;
+        private static int? Int(JsonObject obj, string key) => obj.TryGetPropertyValue(key, out var node) ? Integer(node) : null;
+
+        /// <summary>An integral number in int range, however it is written (30, 30.0, 3e1: the schema's "integer").</summary>
+        private static int? Integer(JsonNode? node) =>
+            node is JsonValue v && v.GetValueKind() == JsonValueKind.Number
+            && decimal.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var d)
+            && d == decimal.Truncate(d) && d is >= int.MinValue and <= int.MaxValue ? (int)d : null;
 
         private static bool? Bool(JsonObject obj, string key) =>
             obj.TryGetPropertyValue(key, out var node) && node is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
@@ -35,10 +39,7 @@ public static partial class ManifestParser
                 return null;
             }
             // A number however it was read (YAML gives longs, JSON text gives elements).
-            return [.. array.OfType<JsonValue>()
-                .Where(v => v.GetValueKind() == JsonValueKind.Number)
-                .Select(v => int.TryParse(v.ToJsonString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var code) ? code : 0)
-                .Where(code => code is >= 100 and <= 599)];
+            return [.. array.Select(Integer).OfType<int>()];
         }
 
         /// <summary>A map of templated strings (query, headers, form). Numbers and booleans are accepted as their text.</summary>

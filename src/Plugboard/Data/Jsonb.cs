@@ -14,7 +14,11 @@ public static class Jsonb
 
     private static JsonNode? WithoutNul(JsonNode? node) => node switch
     {
-        JsonObject o => new JsonObject(o.Select(p => KeyValuePair.Create(p.Key.Replace('\0', '\uFFFD'), WithoutNul(p.Value)))),
+        JsonObject o => o.Aggregate(new JsonObject(), (copy, p) =>
+        {
+            copy[p.Key.Replace('\0', '\uFFFD')] = WithoutNul(p.Value); // keys that become equal: the last one wins
+            return copy;
+        }),
         JsonArray a => new JsonArray([.. a.Select(WithoutNul)]),
         JsonValue v when v.TryGetValue<string>(out var s) => JsonValue.Create(s.Replace('\0', '\uFFFD')),
         _ => node?.DeepClone(),

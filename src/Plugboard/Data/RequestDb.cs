@@ -86,7 +86,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
                 key = await results.ReadSingleOrDefaultAsync<AuthenticatedKey>();
                 workspaceRole = await results.ReadSingleOrDefaultAsync<string?>();
             }
-            catch (PostgresException) when (StatementFailed())
+            catch (Exception e) when ((e is PostgresException || e.InnerException is PostgresException) && StatementFailed())
             {
                 throw;
             }
@@ -165,11 +165,9 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
             return WorkspaceRole; // entered with the authentication
         }
         var role = await QuerySingleOrDefaultAsync<string?>(EnterWorkspaceSql, new { workspaceId }, ct);
-        if (role is not null)
-        {
-            WorkspaceId = workspaceId;
-            WorkspaceRole = role;
-        }
+        // The statement set the context either way (to nothing for a non-member): keep this side in step with it.
+        WorkspaceId = role is null ? null : workspaceId;
+        WorkspaceRole = role;
         return role;
     }
 
@@ -190,7 +188,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
             var rows = await connection.QueryAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
             return rows.AsList();
         }
-        catch (PostgresException) when (StatementFailed())
+        catch (Exception e) when ((e is PostgresException || e.InnerException is PostgresException) && StatementFailed())
         {
             throw;
         }
@@ -203,7 +201,7 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         {
             return await connection.QuerySingleOrDefaultAsync<T>(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
         }
-        catch (PostgresException) when (StatementFailed())
+        catch (Exception e) when ((e is PostgresException || e.InnerException is PostgresException) && StatementFailed())
         {
             throw;
         }
@@ -216,14 +214,14 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         {
             return await connection.ExecuteAsync(new CommandDefinition(sql, args, _transaction, cancellationToken: ct));
         }
-        catch (PostgresException) when (StatementFailed())
+        catch (Exception e) when ((e is PostgresException || e.InnerException is PostgresException) && StatementFailed())
         {
             throw;
         }
     }
 
     /// <summary>
-    /// Notes that PostgreSQL refused a statement (the exception goes on unchanged). Npgsql 10 mis-tracks a statement
+    /// Notes that PostgreSQL refused or cancelled a statement (the exception goes on unchanged). Npgsql 10 mis-tracks a statement
     /// that fails on the round trip that auto-prepares it (npgsql#6391): the connection's next run of that statement
     /// would read "unexpected backend message DataRow". So a request that saw a refusal unprepares its connection
     /// before the pool hands it to anyone else.

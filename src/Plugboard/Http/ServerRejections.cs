@@ -62,25 +62,27 @@ public static class ServerRejections
     /// <summary>The same response with a problem body, when <paramref name="written"/> is a whole bodyless 4xx that closes the connection.</summary>
     internal static byte[]? Rewrite(ReadOnlySpan<byte> written)
     {
-        if (written.Length > 1024 || !written.StartsWith("HTTP/1.1 4"u8) || !written.EndsWith("\r\n\r\n"u8)
-            || written.IndexOf("\r\nContent-Length: 0\r\n"u8) < 0 || written.IndexOf("\r\nConnection: close\r\n"u8) < 0)
+        // Exactly one response head, from Kestrel itself: "HTTP/1.1 4dd …", its only blank line at the end, no body,
+        // no Content-Type (every answer of Plugboard's own has one), and the connection closing.
+        if (written.Length is < 16 or > 1024 || !written.StartsWith("HTTP/1.1 4"u8) || !char.IsAsciiDigit((char)written[10])
+            || !char.IsAsciiDigit((char)written[11]) || written[12] != (byte)' ' || written.IndexOf("\r\n\r\n"u8) != written.Length - 4
+            || written.IndexOf("\r\nContent-Length: 0\r\n"u8) < 0 || written.IndexOf("\r\nConnection: close\r\n"u8) < 0
+            || written.IndexOf("\r\nContent-Type:"u8) >= 0)
         {
             return null;
         }
         var head = Encoding.ASCII.GetString(written);
-        var statusLine = head[..head.IndexOf("\r\n", StringComparison.Ordinal)];
-        if (!int.TryParse(statusLine.AsSpan(9, 3), out var status))
-        {
-            return null;
-        }
+        var status = int.Parse(head.AsSpan(9, 3), System.Globalization.CultureInfo.InvariantCulture);
         var (slug, title, detail) = status switch
         {
             414 => ("uri-too-long", "URI too long", "The request target is longer than the server accepts."),
             431 => ("request-headers-too-large", "Request headers too large", "The request's headers are larger than the server accepts."),
             413 => ("payload-too-large", "Payload too large", "The request body is larger than the server accepts."),
-            _ => ("bad-request", "Bad request",
+            408 => ("request-timeout", "Request timeout", "The request's headers did not arrive in time; nothing was processed."),
+            400 => ("bad-request", "Bad request",
                 "The HTTP server refused the request before it reached Plugboard: its request line or a header is malformed " +
                 "(for example an encoded NUL, %00, or another invalid encoding in the path). Nothing was processed; fix the request and send it again."),
+            _ => (Problems.SlugFor(status), "Refused", $"The HTTP server refused the request (HTTP {status}) before it reached Plugboard; nothing was processed."),
         };
         var body = Encoding.UTF8.GetBytes(
             $$"""{"type":"{{Problems.TypePrefix}}{{slug}}","title":"{{title}}","status":{{status}},"detail":"{{detail}}"}""");

@@ -52,10 +52,12 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
     {
         lock (_gate)
         {
-            if (!_disposed && _flushing.IsCompleted)
+            if (_disposed || !_flushing.IsCompleted || _pending.Count == 0)
             {
-                _flushing = FlushAsync(CancellationToken.None);
+                return;
             }
+            // Started here but run on the pool, so the write never happens under the lock that OnStepAsync takes.
+            _flushing = Task.Run(() => FlushAsync(CancellationToken.None));
         }
     }
 
