@@ -1,0 +1,78 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
+using Plugboard.Storage;
+
+namespace Plugboard.Tests;
+
+/// <summary>A file's type comes from its bytes and structure; its name and declared type only refine or contradict it.</summary>
+public sealed class MediaTypeTests
+{
+    private static string Sniff(byte[] bytes, string? name = null) => MediaTypes.Sniff(new MemoryStream(bytes), name);
+
+    private static byte[] Text(string text) => Encoding.UTF8.GetBytes(text);
+
+    private static byte[] Zip(params (string Name, string Content)[] entries)
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var (name, content) in entries)
+            {
+                using var writer = new StreamWriter(zip.CreateEntry(name).Open());
+                writer.Write(content);
+            }
+        }
+        return buffer.ToArray();
+    }
+
+    private static byte[] Docx() => Zip(
+        ("[Content_Types].xml", """<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"""),
+        ("word/document.xml", "<w:document/>"));
+
+    [Fact]
+    public void Types_come_from_content_whatever_the_file_is_called()
+    {
+        Assert.Equal(MediaTypes.Pdf, Sniff(Text("%PDF-1.7\n%…"), "notes.txt"));
+        Assert.Equal(MediaTypes.Docx, Sniff(Docx(), "report.bin"));
+        Assert.Equal(MediaTypes.Zip, Sniff(Zip(("a.txt", "a")), "report.docx"));
+        Assert.Equal(MediaTypes.Zip, Sniff(Zip(("[Content_Types].xml", "spreadsheetml"), ("xl/workbook.xml", "<x/>")), "sheet.docx"));
+        Assert.Equal(MediaTypes.Executable, Sniff(File.ReadAllBytes("/bin/true"), "invoice.pdf"));
+        Assert.Equal(MediaTypes.Executable, Sniff([(byte)'M', (byte)'Z', 0x90, 0x00], "photo.docx"));
+        Assert.Equal(MediaTypes.Executable, Sniff(Text("#!/bin/sh\nrm -rf /\n"), "readme.md"));
+        Assert.Equal(MediaTypes.Json, Sniff(Text("  {\"a\": [1, 2]}"), "data.txt"));
+        Assert.Equal(MediaTypes.PlainText, Sniff(Text("{ not json"), "data.json"));
+        Assert.Equal(MediaTypes.Html, Sniff(Text("<!-- hi -->\n<!DOCTYPE html><html><body>x</body></html>"), "page.txt"));
+        Assert.Equal(MediaTypes.WebVtt, Sniff(Text("\uFEFFWEBVTT\n\n00:00.000 --> 00:01.000\nHello"), "call.txt"));
+        Assert.Equal(MediaTypes.SubRip, Sniff(Text("1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\n"), "call.txt"));
+        Assert.Equal(MediaTypes.Markdown, Sniff(Text("# Title\n\nBody"), "notes.md"));
+        Assert.Equal(MediaTypes.Csv, Sniff(Text("a,b\n1,2\n"), "table.CSV"));
+        Assert.Equal(MediaTypes.PlainText, Sniff(Text("# Title"), "notes.txt"));
+        Assert.Equal(MediaTypes.Binary, Sniff(RandomNumberGenerator.GetBytes(4096)));
+        Assert.Equal(MediaTypes.Binary, Sniff(Text("text with a \0 NUL")));
+        // A multi-byte character cut by the end of the 64 KiB sample is still text.
+        Assert.Equal(MediaTypes.PlainText, Sniff(Text("a" + new string('é', 40_000)), "long.txt"));
+    }
+
+    [Fact]
+    public void Sniffing_leaves_the_stream_at_its_start()
+    {
+        var stream = new MemoryStream(Docx());
+        MediaTypes.Sniff(stream, null);
+        Assert.Equal(0, stream.Position);
+    }
+
+    [Fact]
+    public void Refusals_say_what_the_content_is_and_what_was_declared()
+    {
+        var allowed = MediaTypes.DefaultAllowed;
+        Assert.Null(MediaTypes.Refusal(MediaTypes.Pdf, "application/pdf", allowed));
+        Assert.Null(MediaTypes.Refusal(MediaTypes.Pdf, null, allowed));
+        Assert.Null(MediaTypes.Refusal(MediaTypes.Pdf, "application/octet-stream", allowed));
+        Assert.Null(MediaTypes.Refusal(MediaTypes.Markdown, "text/plain; charset=utf-8", allowed));
+        Assert.Equal("The file was declared as application/pdf, but its content is text/html.", MediaTypes.Refusal(MediaTypes.Html, "application/pdf", allowed));
+        Assert.Contains("executables are never accepted", MediaTypes.Refusal(MediaTypes.Executable, "application/pdf", allowed));
+        Assert.Contains("application/zip, which this bucket does not accept", MediaTypes.Refusal(MediaTypes.Zip, null, allowed));
+        Assert.Contains("does not accept", MediaTypes.Refusal(MediaTypes.Html, null, [MediaTypes.Pdf]));
+    }
+}
