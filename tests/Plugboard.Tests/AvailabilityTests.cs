@@ -167,27 +167,37 @@ public sealed class AvailabilityTests
         }
     }
 
-    [Fact]
-    public async Task Malformed_values_never_leave_a_pooled_connection_unusable()
+    /// <summary>An API-only host whose API role has one pooled connection, so every request reuses the connection the
+    /// previous one ran on (prepared statements included); and the owner's authorized client.</summary>
+    private static async Task<(WebApplication App, Db Db, HttpClient Http, string WorkspaceId)> StartOnOneApiConnectionAsync(string name)
     {
-        // One API connection, so every request reuses the connection a malformed one ran on (prepared statements included).
-        var settings = await MigratedDatabaseAsync("pbpool_");
+        var settings = await MigratedDatabaseAsync($"pb{name}_");
         settings = settings with { ApiConnectionString = new NpgsqlConnectionStringBuilder(settings.ApiConnectionString) { MaxPoolSize = 1 }.ConnectionString };
-        var home = Directory.CreateTempSubdirectory("plugboard-pool").FullName;
+        var home = Directory.CreateTempSubdirectory($"plugboard-{name}").FullName;
         var app = PlugboardApp.Build([], new PlugboardHostOptions(home, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api), new Dictionary<string, string?>
         {
             ["DATABASE_URL"] = settings.OwnerConnectionString,
             ["PLUGBOARD_API_DATABASE_URL"] = settings.ApiConnectionString,
             ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
             ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
+            ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000",
         });
         await app.StartAsync();
+        var db = new Db(settings);
+        var owner = await Bootstrap.EnsureOwnerAsync(db, home, $"owner@{name}.test", CancellationToken.None);
+        var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
+        return (app, db, http, owner.WorkspaceId!);
+    }
+
+    [Fact]
+    public async Task Malformed_values_never_leave_a_pooled_connection_unusable()
+    {
+        var (app, db, http, workspaceId) = await StartOnOneApiConnectionAsync("pool");
         await using (app)
+        await using (db)
+        using (http)
         {
-            await using var db = new Db(settings);
-            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@pool.test", CancellationToken.None);
-            using var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
             var statuses = new List<string>();
             foreach (var bad in new[] { "/v1/templates?q=%00", "/v1/templates?tag=%00", "/v1/templates?category=%00", "/v1/workspaces/ws%01x/connectors" })
             {
@@ -202,7 +212,7 @@ public sealed class AvailabilityTests
                     for (var i = 0; i < 5; i++)
                     {
                         statuses.Add($"{(int)(await http.GetAsync("/v1/templates")).StatusCode}");
-                        statuses.Add($"{(int)(await http.GetAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors")).StatusCode}");
+                        statuses.Add($"{(int)(await http.GetAsync($"/v1/workspaces/{workspaceId}/connectors")).StatusCode}");
                     }
                 }
             }
@@ -220,27 +230,14 @@ public sealed class AvailabilityTests
     [Fact]
     public async Task A_randomized_load_with_failing_statements_never_corrupts_a_pooled_connection()
     {
-        var settings = await MigratedDatabaseAsync("pbstress_");
-        settings = settings with { ApiConnectionString = new NpgsqlConnectionStringBuilder(settings.ApiConnectionString) { MaxPoolSize = 1 }.ConnectionString };
-        var home = Directory.CreateTempSubdirectory("plugboard-stress").FullName;
-        var app = PlugboardApp.Build([], new PlugboardHostOptions(home, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api), new Dictionary<string, string?>
-        {
-            ["DATABASE_URL"] = settings.OwnerConnectionString,
-            ["PLUGBOARD_API_DATABASE_URL"] = settings.ApiConnectionString,
-            ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
-            ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
-            ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000",
-        });
-        await app.StartAsync();
+        var (app, db, http, workspaceId) = await StartOnOneApiConnectionAsync("stress");
         await using (app)
+        await using (db)
+        using (http)
         {
-            await using var db = new Db(settings);
-            var owner = await Bootstrap.EnsureOwnerAsync(db, home, "owner@stress.test", CancellationToken.None);
             // Published templates, so the searches that follow a refused one return rows.
             await Plugboard.Features.Templates.OfficialTemplateLoader.LoadAsync(db, Path.Combine(PlugboardServer.RepoRoot, "templates"), CancellationToken.None);
-            using var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
-            var ws = $"/v1/workspaces/{owner.WorkspaceId}";
+            var ws = $"/v1/workspaces/{workspaceId}";
             var connector = await (await http.PostAsJsonAsync($"{ws}/connectors", new { name = "base", manifest = TestManifests.Minimal() })).AssertStatusAsync(201);
             var executions = $"{ws}/connectors/{connector.GetProperty("id").GetString()}/executions";
             var seed = Environment.TickCount;

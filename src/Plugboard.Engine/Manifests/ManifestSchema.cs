@@ -58,7 +58,8 @@ public static class ManifestSchema
             {
                 var pointer = detail.InstanceLocation.ToString();
                 var at = Resolve(detail.SchemaLocation);
-                issues.AddRange(Describe(keyword, pointer, at, Find(checkedNode, pointer)));
+                var value = detail.InstanceLocation.TryEvaluate(checkedNode, out var found) ? found : null;
+                issues.AddRange(Describe(keyword, pointer, at, value));
             }
         }
         return issues.Count > 0 ? [.. issues.Distinct()] : [("", "The manifest does not match the manifest schema (/v1/schemas/manifest.json).")];
@@ -151,22 +152,6 @@ public static class ManifestSchema
                 JsonObject o when o.TryGetPropertyValue(key, out var child) => child,
                 JsonArray a when int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < a.Count => a[i],
                 _ => node,
-            };
-        }
-        return node;
-    }
-
-    private static JsonNode? Find(JsonNode? root, string pointer)
-    {
-        var node = root;
-        foreach (var segment in pointer.Split('/', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var key = Unescape(segment);
-            node = node switch
-            {
-                JsonObject o => o[key],
-                JsonArray a when int.TryParse(key, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && i < a.Count => a[i],
-                _ => null,
             };
         }
         return node;

@@ -25,9 +25,11 @@ public sealed partial class Redactor
     {
         public static readonly Secrets None = new([]);
         public readonly string[] Forms = forms;
-        private readonly SearchValues<string>? _search = forms.Length == 0 ? null : SearchValues.Create(forms, StringComparison.Ordinal);
+        // Built at the first search, not per secret added (a run adds all its credentials before it searches).
+        private SearchValues<string>? _search;
 
-        public bool AnyIn(string text) => _search is not null && text.AsSpan().IndexOfAny(_search) >= 0;
+        public bool AnyIn(string text) =>
+            Forms.Length > 0 && text.AsSpan().IndexOfAny(_search ??= SearchValues.Create(Forms, StringComparison.Ordinal)) >= 0;
     }
 
     public Redactor(IEnumerable<string?>? secrets = null)

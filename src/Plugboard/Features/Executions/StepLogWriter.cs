@@ -57,11 +57,11 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
                 return;
             }
             // Started here but run on the pool, so the write never happens under the lock that OnStepAsync takes.
-            _flushing = Task.Run(() => FlushAsync(CancellationToken.None));
+            _flushing = Task.Run(FlushAsync);
         }
     }
 
-    private async Task FlushAsync(CancellationToken ct)
+    private async Task FlushAsync()
     {
         StepLogEntry[] batch;
         lock (_gate)
@@ -74,10 +74,10 @@ internal sealed class StepLogWriter : IRunObserver, IAsyncDisposable
         }
         try
         {
-            await using var connection = await _db.Service.OpenConnectionAsync(ct);
+            await using var connection = await _db.Service.OpenConnectionAsync();
             await connection.ExecuteAsync(new CommandDefinition(
                 "UPDATE connector_executions SET steps_log = steps_log || @entries::jsonb WHERE workspace_id = @workspaceId AND id = @executionId AND finished_at IS NULL",
-                new { entries = Jsonb.Text(new JsonArray([.. batch.Select(ToJson)])), workspaceId = _workspaceId, executionId = _executionId }, cancellationToken: ct));
+                new { entries = Jsonb.Text(new JsonArray([.. batch.Select(ToJson)])), workspaceId = _workspaceId, executionId = _executionId }));
             lock (_gate)
             {
                 _pending.RemoveRange(0, batch.Length);
