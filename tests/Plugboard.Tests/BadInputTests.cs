@@ -110,6 +110,7 @@ public sealed class BadInputTests(PlugboardServer server)
         {
             var problem = await (await team.Owner.Http.GetAsync(path)).AssertProblemAsync(400, "bad-request");
             Assert.Contains("%00", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            Assert.False(problem.TryGetProperty("trace_id", out _)); // refused before any request existed
         }
         using var longHeaders = new HttpRequestMessage(HttpMethod.Get, "/healthz");
         longHeaders.Headers.Add("X-Padding", new string('a', 40 * 1024));
