@@ -44,6 +44,9 @@ public sealed class OperabilityMigration : SqlScriptMigration;
 [Migration(7, "request_fast_path")]
 public sealed class RequestFastPathMigration : SqlScriptMigration;
 
+[Migration(8, "documents")]
+public sealed class DocumentsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

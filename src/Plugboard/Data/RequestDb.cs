@@ -33,6 +33,9 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     public string? WorkspaceId { get; private set; }
     public string? WorkspaceRole { get; private set; }
 
+    /// <summary>The caller inside the entered workspace, for work after this request's transaction (<see cref="WorkspaceSession"/>).</summary>
+    public WorkspaceContext Context => new(WorkspaceId ?? throw new InvalidOperationException("No workspace was entered."), UserId!.Value, WorkspaceRole!);
+
     private async Task<NpgsqlConnection> ConnectionAsync(CancellationToken ct)
     {
         if (_released)

@@ -192,6 +192,14 @@ public sealed class JobQueue : IAsyncDisposable
                 coalesce(@job_run_at, now()), @job_max_attempts)
         """;
 
+    /// <summary>The same INSERT as <see cref="InsertOneSql"/> from a SELECT, for a caller that appends a WHERE (a job only if its row was written).</summary>
+    public const string InsertOneSelectSql =
+        """
+        INSERT INTO jobs (id, kind, payload, workspace_id, concurrency_key, concurrency_limit, priority, run_at, max_attempts)
+        SELECT @job_id, @job_kind, @job_payload::jsonb, @job_workspace_id, @job_concurrency_key, @job_concurrency_limit, @job_priority,
+               coalesce(@job_run_at, now()), @job_max_attempts
+        """;
+
     /// <summary>Adds the parameters of <see cref="InsertOneSql"/> for <paramref name="job"/>; returns the job's id.</summary>
     public static Guid AddInsertParameters(DynamicParameters parameters, JobRequest job)
     {

@@ -26,6 +26,9 @@ public static partial class MediaTypes
     public const string Executable = "application/x-executable";
     public const string Binary = "application/octet-stream";
 
+    /// <summary>Every type the sniffer can decide.</summary>
+    public static readonly IReadOnlyList<string> Known = [Pdf, Docx, Zip, PlainText, Markdown, Csv, Json, Html, WebVtt, SubRip, Executable, Binary];
+
     /// <summary>What the connector-imports bucket accepts unless configured otherwise.</summary>
     public static readonly IReadOnlyList<string> DefaultAllowed = [Pdf, Docx, PlainText, Markdown, Csv, Json, Html, WebVtt, SubRip];
 

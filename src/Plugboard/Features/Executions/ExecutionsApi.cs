@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapper;
 using Microsoft.AspNetCore.Mvc;
-using Npgsql;
 using Plugboard.Data;
 using Plugboard.Http;
 using Plugboard.Jobs;
@@ -135,7 +134,7 @@ public static class ExecutionsApi
     private static async Task<IResult> Stream(Guid connectorId, Guid executionId, RequestDb db, Db databases, HttpContext http, CancellationToken ct)
     {
         await FindAsync(db, connectorId, executionId, ct);
-        var (workspaceId, userId, role) = (db.WorkspaceId!, db.UserId!.Value, db.WorkspaceRole!);
+        var context = db.Context;
         await db.CommitAsync(ct);
         await db.ReleaseAsync(); // the stream may last an hour: it must not hold a pooled connection meanwhile
         var resumeAfter = http.Request.Headers["Last-Event-ID"].ToString() is { Length: > 0 } lastId
@@ -143,10 +142,10 @@ public static class ExecutionsApi
               : throw Problems.BadRequest("Last-Event-ID must be the id of a step event of this stream.")
             : 0;
         http.Response.Headers["X-Accel-Buffering"] = "no";
-        return TypedResults.ServerSentEvents(EventsAsync(databases, workspaceId, userId, role, executionId, resumeAfter, ct));
+        return TypedResults.ServerSentEvents(EventsAsync(databases, context, executionId, resumeAfter, ct));
     }
 
-    private static async IAsyncEnumerable<System.Net.ServerSentEvents.SseItem<string>> EventsAsync(Db databases, string workspaceId, Guid userId, string role,
+    private static async IAsyncEnumerable<System.Net.ServerSentEvents.SseItem<string>> EventsAsync(Db databases, WorkspaceContext context,
         Guid executionId, int sent, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
         var lastWrite = DateTime.MinValue; // a ping at once when there is nothing yet, so the client gets the headers now
@@ -155,9 +154,13 @@ public static class ExecutionsApi
         {
             // A pooled connection per poll: a slow client never pins a database connection for the stream's lifetime.
             (ExecutionRow Execution, List<JsonNode> NewSteps) snapshot;
-            await using (var connection = await databases.Api.OpenConnectionAsync(ct))
+            await using (var session = await WorkspaceSession.BeginAsync(databases, context, ct))
             {
-                snapshot = await ReadSnapshotAsync(connection, workspaceId, userId, role, executionId, sent, ct);
+                var row = await session.QuerySingleOrDefaultAsync<ExecutionRow>($"SELECT {ExecutionRow.Columns} FROM connector_executions WHERE id = @executionId", new { executionId }, ct)
+                    ?? throw new InvalidOperationException("The execution is gone.");
+                await session.CommitAsync(ct);
+                var steps = JsonNode.Parse(row.StepsLog) as JsonArray ?? [];
+                snapshot = (row, steps.Skip(sent).Select(s => s!.DeepClone()).ToList());
             }
             foreach (var step in snapshot.NewSteps)
             {
@@ -180,25 +183,6 @@ public static class ExecutionsApi
             }
             await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
         }
-    }
-
-    private static async Task<(ExecutionRow Execution, List<JsonNode> NewSteps)> ReadSnapshotAsync(
-        NpgsqlConnection connection, string workspaceId, Guid userId, string role, Guid executionId, int sent, CancellationToken ct)
-    {
-        await using var tx = await connection.BeginTransactionAsync(ct);
-        await using (var context = new NpgsqlCommand(
-            "SELECT set_config('app.workspace_id', $1, true), set_config('app.user_id', $2, true), set_config('app.workspace_role', $3, true)", connection, tx))
-        {
-            context.Parameters.Add(new NpgsqlParameter { Value = workspaceId });
-            context.Parameters.Add(new NpgsqlParameter { Value = userId.ToString() });
-            context.Parameters.Add(new NpgsqlParameter { Value = role });
-            await context.ExecuteNonQueryAsync(ct);
-        }
-        var row = await Dapper.SqlMapper.QuerySingleAsync<ExecutionRow>(connection,
-            new Dapper.CommandDefinition($"SELECT {ExecutionRow.Columns} FROM connector_executions WHERE id = @executionId", new { executionId }, tx, cancellationToken: ct));
-        await tx.CommitAsync(ct);
-        var steps = JsonNode.Parse(row.StepsLog) as JsonArray ?? [];
-        return (row, steps.Skip(sent).Select(s => s!.DeepClone()).ToList());
     }
 
     private sealed record ConnectorToRun(string Manifest, bool IsActive, int MaxConcurrency, string ManifestVersion);

@@ -1,0 +1,46 @@
+using System.Text.RegularExpressions;
+using Plugboard.Hosting;
+using Plugboard.Jobs;
+using Plugboard.Storage;
+
+namespace Plugboard.Features.Documents;
+
+/// <summary>
+/// How documents are processed: chunk sizes, the text search configuration chunks are indexed with
+/// (PLUGBOARD_SEARCH_CONFIG, default <c>english</c>), where uploads are spooled, and how many documents of one workspace
+/// are processed at once (PLUGBOARD_DOCUMENT_CONCURRENCY).
+/// </summary>
+public sealed partial record DocumentPipelineOptions(ChunkingOptions Chunking, string SearchConfiguration, string TemporaryDirectory, int WorkspaceConcurrency,
+    long MaxUncompressedBytes)
+{
+    public static DocumentPipelineOptions FromConfiguration(IConfiguration configuration, string home, BucketSettings bucket)
+    {
+        var search = configuration["PLUGBOARD_SEARCH_CONFIG"] is { Length: > 0 } value ? value.Trim() : "english";
+        if (!ConfigurationName().IsMatch(search))
+        {
+            throw new InvalidSettingException($"PLUGBOARD_SEARCH_CONFIG must name a PostgreSQL text search configuration (such as english, simple, german); it is '{search}'.");
+        }
+        return new DocumentPipelineOptions(ChunkingOptions.FromConfiguration(configuration), search, Path.Combine(home, "tmp", "uploads"),
+            Settings.Int(configuration, "PLUGBOARD_DOCUMENT_CONCURRENCY", 4, 1, 1000),
+            Math.Max(bucket.MaxFileBytes * 20, 256L * 1024 * 1024));
+    }
+
+    [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
+    private static partial Regex ConfigurationName();
+}
+
+/// <summary>The job that takes one document through extraction and chunking; at most N per workspace run at once.</summary>
+public static class DocumentJob
+{
+    public const string Kind = "document";
+
+    public sealed record Payload(string WorkspaceId, Guid DocumentId, bool Force = false);
+
+    public static JobRequest Request(string workspaceId, Guid documentId, bool force = false, int concurrency = 4) => new(
+        Kind: Kind,
+        WorkspaceId: workspaceId,
+        Payload: new Payload(workspaceId, documentId, force),
+        MaxAttempts: 5,
+        ConcurrencyKey: $"documents:{workspaceId}",
+        ConcurrencyLimit: concurrency);
+}

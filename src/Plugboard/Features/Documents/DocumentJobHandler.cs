@@ -1,0 +1,204 @@
+using Dapper;
+using Npgsql;
+using NpgsqlTypes;
+using Plugboard.Features.Documents.Extraction;
+using Plugboard.Jobs;
+using Plugboard.Storage;
+
+namespace Plugboard.Features.Documents;
+
+/// <summary>
+/// Takes a document <c>pending → processing → completed | failed</c>: reads the original from the bucket (or the
+/// inline content), extracts its text, chunks it and replaces its chunks in one transaction with the job's completion.
+/// A document whose content hash was processed already is not processed again unless reprocessing was asked for. A
+/// document that can never be read fails at once with its reason; other errors are retried, and the last attempt
+/// fails the document with what went wrong. A batch counts the document processed or failed exactly once.
+/// </summary>
+public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptions options, ILogger<DocumentJobHandler> logger) : IJobHandler
+{
+    private readonly Chunker _chunker = new(options.Chunking);
+
+    public string Kind => DocumentJob.Kind;
+
+    private sealed record Target(Guid Id, string Source, string? StoragePath, string? ContentType, string? Content, string? ContentHash, string? ProcessedHash,
+        string ProcessingStatus, bool IsDeleted, Guid? BatchId, string Title, string? FileName);
+
+    public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
+    {
+        var payload = job.PayloadAs<DocumentJob.Payload>();
+        await using var connection = await context.OpenConnectionAsync(ct);
+        var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
+            """
+            SELECT id, source, storage_path, content_type, content, content_hash, processed_hash, processing_status, is_deleted, batch_id, title, file_name
+              FROM imported_documents WHERE workspace_id = @WorkspaceId AND id = @DocumentId
+            """, payload, cancellationToken: ct));
+        if (target is null || (!payload.Force && target.ProcessingStatus == "completed" && target.ProcessedHash == target.ContentHash))
+        {
+            return; // deleted, or these bytes are processed already
+        }
+        await connection.ExecuteAsync(new CommandDefinition(
+            "UPDATE imported_documents SET processing_status = 'processing', error = NULL WHERE workspace_id = @WorkspaceId AND id = @DocumentId", payload, cancellationToken: ct));
+        IReadOnlyList<Chunk> chunks;
+        string? title;
+        try
+        {
+            (chunks, title) = await ExtractAsync(target, ct);
+        }
+        catch (DocumentUnreadableException e)
+        {
+            await FailAsync(connection, context, payload, target, e.Message, ct);
+            return;
+        }
+        catch (Exception e) when (e is not OperationCanceledException && job.Attempt >= job.MaxAttempts)
+        {
+            logger.LogWarning(e, "Document {DocumentId} failed its last attempt", payload.DocumentId);
+            await FailAsync(connection, context, payload, target, $"The document could not be processed after {job.Attempt} attempts: {e.Message}", ct);
+            return;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await connection.ExecuteAsync(new CommandDefinition(
+                "UPDATE imported_documents SET processing_status = 'pending', error = @error WHERE workspace_id = @WorkspaceId AND id = @DocumentId",
+                new { payload.WorkspaceId, payload.DocumentId, error = $"Attempt {job.Attempt} failed ({e.Message}); it will be retried." }, cancellationToken: ct));
+            throw;
+        }
+        await CompleteAsync(connection, context, payload, target, chunks, title, ct);
+    }
+
+    private async Task<(IReadOnlyList<Chunk> Chunks, string? Title)> ExtractAsync(Target target, CancellationToken ct)
+    {
+        var mediaType = target.ContentType ?? MediaTypes.PlainText;
+        if (target.StoragePath is null)
+        {
+            using var inline = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(target.Content ?? ""));
+            var text = Extractor.Extract(inline, mediaType, options.MaxUncompressedBytes);
+            return (_chunker.Split(text), text.Title);
+        }
+        await using var original = await store.OpenReadAsync(target.StoragePath, ct)
+            ?? throw new DocumentUnreadableException("The original file is missing from storage; upload it again.");
+        Stream readable = original;
+        FileStream? spooled = null;
+        try
+        {
+            if (!original.CanSeek)
+            {
+                // Parsers need to seek (PDF cross-references, zip directories): spool remote objects to a local file.
+                Directory.CreateDirectory(options.TemporaryDirectory);
+                spooled = new FileStream(Path.Combine(options.TemporaryDirectory, $"{Guid.NewGuid():N}.process"), new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
+                });
+                await original.CopyToAsync(spooled, ct);
+                spooled.Position = 0;
+                readable = spooled;
+            }
+            var text = Extractor.Extract(readable, mediaType, options.MaxUncompressedBytes);
+            return (_chunker.Split(text), text.Title);
+        }
+        finally
+        {
+            if (spooled is not null)
+            {
+                await spooled.DisposeAsync();
+            }
+        }
+    }
+
+    private async Task CompleteAsync(NpgsqlConnection connection, JobContext context, DocumentJob.Payload payload, Target target, IReadOnlyList<Chunk> chunks,
+        string? extractedTitle, CancellationToken ct)
+    {
+        var title = target.Source == "upload" && extractedTitle is { Length: > 0 } t ? Clean(t) : target.Title;
+        title = title.Length > 500 ? title[..500] : title;
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "DELETE FROM document_chunks WHERE workspace_id = @WorkspaceId AND document_id = @DocumentId", payload, transaction, cancellationToken: ct));
+        await using (var insert = new NpgsqlCommand(
+            """
+            INSERT INTO document_chunks (workspace_id, document_id, ordinal, content, heading_path, char_start, char_end, page_start, page_end,
+                                         start_ms, end_ms, speaker, token_count, search)
+            SELECT $1, $2, t.ordinal, t.content, string_to_array(t.heading, E'\x1f'), t.char_start, t.char_end, t.page_start, t.page_end,
+                   t.start_ms, t.end_ms, t.speaker, t.token_count,
+                   setweight(to_tsvector($3::regconfig, $4), 'A') || setweight(to_tsvector($3::regconfig, replace(t.heading, E'\x1f', ' ')), 'B')
+                   || setweight(to_tsvector($3::regconfig, t.content), 'D')
+              FROM unnest($5::int[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[], $11::int[], $12::bigint[], $13::bigint[], $14::text[], $15::int[])
+                   AS t(ordinal, content, heading, char_start, char_end, page_start, page_end, start_ms, end_ms, speaker, token_count)
+            """, connection, transaction))
+        {
+            insert.Parameters.Add(new NpgsqlParameter { Value = payload.WorkspaceId });
+            insert.Parameters.Add(new NpgsqlParameter { Value = payload.DocumentId });
+            insert.Parameters.Add(new NpgsqlParameter { Value = options.SearchConfiguration });
+            insert.Parameters.Add(new NpgsqlParameter { Value = title });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.Ordinal).ToArray() });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => Clean(c.Content)).ToArray() });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => string.Join('\x1f', c.HeadingPath.Select(Clean))).ToArray() });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.CharStart).ToArray() });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.CharEnd).ToArray() });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.PageStart).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.PageEnd).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.StartMs).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.EndMs).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.Speaker is null ? null : Clean(c.Speaker)).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = chunks.Select(c => c.TokenCount).ToArray() });
+            await insert.ExecuteNonQueryAsync(ct);
+        }
+        await connection.ExecuteAsync(new CommandDefinition(
+            """
+            UPDATE imported_documents
+               SET processing_status = 'completed', error = NULL, chunk_count = @count, chunks_generated = true, processed_hash = content_hash,
+                   title = @title
+             WHERE workspace_id = @WorkspaceId AND id = @DocumentId
+            """, new { payload.WorkspaceId, payload.DocumentId, count = chunks.Count, title }, transaction, cancellationToken: ct));
+        await CountInBatchAsync(connection, transaction, payload, target, processed: true, null, ct);
+        if (await context.CompleteAsync(connection, transaction, ct))
+        {
+            await transaction.CommitAsync(ct);
+        }
+    }
+
+    private static async Task FailAsync(NpgsqlConnection connection, JobContext context, DocumentJob.Payload payload, Target target, string reason, CancellationToken ct)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        await connection.ExecuteAsync(new CommandDefinition(
+            "DELETE FROM document_chunks WHERE workspace_id = @WorkspaceId AND document_id = @DocumentId", payload, transaction, cancellationToken: ct));
+        await connection.ExecuteAsync(new CommandDefinition(
+            """
+            UPDATE imported_documents
+               SET processing_status = 'failed', error = @reason, chunk_count = 0, chunks_generated = false, processed_hash = content_hash
+             WHERE workspace_id = @WorkspaceId AND id = @DocumentId
+            """, new { payload.WorkspaceId, payload.DocumentId, reason }, transaction, cancellationToken: ct));
+        await CountInBatchAsync(connection, transaction, payload, target, processed: false, reason, ct);
+        if (await context.CompleteAsync(connection, transaction, ct))
+        {
+            await transaction.CommitAsync(ct);
+        }
+    }
+
+    /// <summary>Counts the document in its batch the first time it ends either way (the row lock makes two endings count once).</summary>
+    private static async Task CountInBatchAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DocumentJob.Payload payload, Target target,
+        bool processed, string? reason, CancellationToken ct)
+    {
+        var batchId = await connection.QuerySingleOrDefaultAsync<Guid?>(new CommandDefinition(
+            """
+            UPDATE imported_documents SET batch_counted = true
+             WHERE workspace_id = @WorkspaceId AND id = @DocumentId AND batch_id IS NOT NULL AND NOT batch_counted
+            RETURNING batch_id
+            """, payload, transaction, cancellationToken: ct));
+        if (batchId is null)
+        {
+            return;
+        }
+        var batch = new { payload.WorkspaceId, batchId, payload.DocumentId, id = Guid.CreateVersion7(), name = target.FileName ?? target.Title, reason };
+        if (!processed)
+        {
+            await connection.ExecuteAsync(new CommandDefinition(
+                "INSERT INTO file_upload_batch_failures (workspace_id, id, batch_id, file_name, reason, document_id) VALUES (@WorkspaceId, @id, @batchId, @name, @reason, @DocumentId)",
+                batch, transaction, cancellationToken: ct));
+        }
+        await connection.ExecuteAsync(new CommandDefinition(
+            processed ? "SELECT 1 FROM increment_batch_processed(@batchId)" : "SELECT 1 FROM increment_batch_failed(@batchId)", batch, transaction, cancellationToken: ct));
+    }
+
+    /// <summary>PostgreSQL text holds no NUL; the search snippets' markers (private-use U+E000/U+E001) never come from content.</summary>
+    private static string Clean(string text) =>
+        text.AsSpan().IndexOfAny('\0', '\uE000', '\uE001') < 0 ? text : text.Replace('\0', '\uFFFD').Replace('\uE000', '\uFFFD').Replace('\uE001', '\uFFFD');
+}

@@ -1,0 +1,258 @@
+using System.Globalization;
+using System.Text;
+using Plugboard.Data;
+using Plugboard.Jobs;
+using Plugboard.Storage;
+
+namespace Plugboard.Features.Documents;
+
+/// <summary>
+/// Takes one uploaded file into the connector-imports bucket: streamed to a temporary file (hashed and counted on the
+/// way, never held in memory), its type decided from its content, then stored and recorded — or refused with a
+/// reason. A file is either stored and recorded or neither: the object's intent row is written before the object and
+/// deleted in the transaction that records it, and the sweeper removes objects whose intent outlived them.
+/// </summary>
+public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore store, DocumentPipelineOptions pipeline, ILogger<DocumentUploads> logger)
+{
+    public const int MaxFileNameLength = 255;
+
+    public BucketSettings Bucket => bucket;
+
+    public async Task<UploadedFile> ReceiveAsync(WorkspaceContext context, Guid? batchId, Stream body, string? declaredName, string? declaredType,
+        CancellationToken ct)
+    {
+        var name = CleanFileName(declaredName);
+        Directory.CreateDirectory(pipeline.TemporaryDirectory);
+        var temporary = Path.Combine(pipeline.TemporaryDirectory, $"{Guid.NewGuid():N}.upload");
+        await using var file = new FileStream(temporary, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Options = FileOptions.Asynchronous | FileOptions.DeleteOnClose, Share = FileShare.None,
+        });
+        var (size, sha256, complete) = await CopyBoundedAsync(body, file, bucket.MaxFileBytes, ct);
+        if (!complete)
+        {
+            return await RefuseAsync(context, batchId, name, size, null,
+                $"The file is larger than the {bucket.MaxFileSizeText} this bucket accepts.", 413, ct);
+        }
+        if (size == 0)
+        {
+            return await RefuseAsync(context, batchId, name, 0, null, "The file is empty.", 422, ct);
+        }
+        var detected = MediaTypes.Sniff(file, name);
+        if (MediaTypes.Refusal(detected, declaredType, bucket.AllowedTypes) is { } refusal)
+        {
+            return await RefuseAsync(context, batchId, name, size, detected, refusal, 415, ct);
+        }
+
+        // The same bytes already in the workspace: nothing is stored twice.
+        await using (var session = await WorkspaceSession.BeginAsync(db, context, ct))
+        {
+            if (await ExistingAsync(session, sha256, ct) is { } existing)
+            {
+                if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
+                {
+                    return new UploadedFile(name, UploadedFile.Refused, size, detected, sha256, null, BatchFullReason) { RefusalStatus = 409 };
+                }
+                await CountProcessedAsync(session, batchId, ct);
+                await session.CommitAsync(ct);
+                return new UploadedFile(name, UploadedFile.Duplicate, size, detected, sha256, existing, "The workspace already holds a document with the same content.");
+            }
+        }
+
+        var id = Guid.CreateVersion7();
+        var key = ObjectKeys.Document(context.WorkspaceId, id);
+        await using (var intent = await WorkspaceSession.BeginAsync(db, context, ct))
+        {
+            await intent.ExecuteAsync("INSERT INTO pending_objects (object_key, workspace_id) VALUES (@key, app_workspace_id())", new { key }, ct);
+            await intent.CommitAsync(ct);
+        }
+        var recorded = false;
+        try
+        {
+            file.Position = 0;
+            await store.PutAsync(key, file, detected, ct);
+            var outcome = await RecordAsync(context, batchId, id, key, name, detected, size, sha256, ct);
+            recorded = outcome.Outcome == UploadedFile.Accepted;
+            return outcome;
+        }
+        finally
+        {
+            if (!recorded)
+            {
+                await ForgetAsync(context, key);
+            }
+        }
+    }
+
+    private async Task<UploadedFile> RecordAsync(WorkspaceContext context, Guid? batchId, Guid id, string key, string name, string mediaType, long size,
+        string sha256, CancellationToken ct)
+    {
+        await using var session = await WorkspaceSession.BeginAsync(db, context, ct);
+        if (await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, ct) == 0)
+        {
+            // The sweeper judged this upload abandoned and removed its object: record nothing.
+            return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, "The upload took too long to be recorded; upload the file again.");
+        }
+        if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
+        {
+            return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
+        }
+        var title = Path.GetFileNameWithoutExtension(name) is { Length: > 0 } stem ? stem : name;
+        var parameters = new Dapper.DynamicParameters(new { id, batchId, title, name, mediaType, key, size, sha256 });
+        JobQueue.AddInsertParameters(parameters, DocumentJob.Request(context.WorkspaceId, id, concurrency: pipeline.WorkspaceConcurrency));
+        var inserted = await session.QuerySingleOrDefaultAsync<Guid?>(
+            $"""
+            WITH doc AS (
+                INSERT INTO imported_documents (workspace_id, id, source, batch_id, title, file_name, content_type, storage_path, file_size, content_hash, created_by)
+                VALUES (app_workspace_id(), @id, 'upload', @batchId, @title, @name, @mediaType, @key, @size, @sha256, app_user_id())
+                ON CONFLICT (workspace_id, content_hash) WHERE source = 'upload' AND NOT is_deleted AND content_hash IS NOT NULL DO NOTHING
+                RETURNING id),
+            job AS ({JobQueue.InsertOneSelectSql} WHERE EXISTS (SELECT FROM doc))
+            SELECT id FROM doc
+            """, parameters, ct);
+        if (inserted is null)
+        {
+            // Another upload of the same bytes won the race: this one is its duplicate.
+            var existing = await ExistingAsync(session, sha256, ct);
+            await CountProcessedAsync(session, batchId, ct);
+            await session.CommitAsync(ct);
+            return new UploadedFile(name, UploadedFile.Duplicate, size, mediaType, sha256, existing, "The workspace already holds a document with the same content.");
+        }
+        await session.CommitAsync(ct);
+        return new UploadedFile(name, UploadedFile.Accepted, size, mediaType, sha256, id, null);
+    }
+
+    private async Task<UploadedFile> RefuseAsync(WorkspaceContext context, Guid? batchId, string name, long size, string? detected, string reason, int status,
+        CancellationToken ct)
+    {
+        if (batchId is not null)
+        {
+            await using var session = await WorkspaceSession.BeginAsync(db, context, ct);
+            if (!await TakeIntoBatchAsync(session, batchId.Value, ct))
+            {
+                return new UploadedFile(name, UploadedFile.Refused, size, detected, null, null, BatchFullReason) { RefusalStatus = 409 };
+            }
+            await session.ExecuteAsync(
+                "INSERT INTO file_upload_batch_failures (workspace_id, id, batch_id, file_name, reason) VALUES (app_workspace_id(), @id, @batchId, @name, @reason)",
+                new { id = Guid.CreateVersion7(), batchId, name, reason }, ct);
+            await session.ExecuteAsync("SELECT 1 FROM increment_batch_failed(@batchId)", new { batchId }, ct);
+            await session.CommitAsync(ct);
+        }
+        return new UploadedFile(name, UploadedFile.Refused, size, detected, null, null, reason) { RefusalStatus = status };
+    }
+
+    private const string BatchFullReason = "The batch is finished or already holds the number of files it was created for.";
+
+    /// <summary>Counts a file into a batch that can still take one (an open batch grows its total); false when it cannot.</summary>
+    private static async Task<bool> TakeIntoBatchAsync(WorkspaceSession session, Guid batchId, CancellationToken ct) =>
+        await session.ExecuteAsync(
+            """
+            UPDATE file_upload_batches
+               SET received_files = received_files + 1,
+                   total_files = CASE WHEN is_open THEN total_files + 1 ELSE total_files END,
+                   status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END
+             WHERE id = @batchId AND status IN ('pending', 'processing') AND (is_open OR received_files < total_files)
+            """, new { batchId }, ct) == 1;
+
+    /// <summary>A duplicate counts as processed: the batch's content is in the workspace.</summary>
+    private static async Task CountProcessedAsync(WorkspaceSession session, Guid? batchId, CancellationToken ct)
+    {
+        if (batchId is not null)
+        {
+            await session.ExecuteAsync("SELECT 1 FROM increment_batch_processed(@batchId)", new { batchId }, ct);
+        }
+    }
+
+    private static Task<Guid?> ExistingAsync(WorkspaceSession session, string sha256, CancellationToken ct) =>
+        session.QuerySingleOrDefaultAsync<Guid?>(
+            "SELECT id FROM imported_documents WHERE content_hash = @sha256 AND source = 'upload' AND NOT is_deleted AND content_hash IS NOT NULL",
+            new { sha256 }, ct);
+
+    /// <summary>Removes an object that was stored but not recorded, and its intent; the sweeper retries what fails here.</summary>
+    private async Task ForgetAsync(WorkspaceContext context, string key)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await store.DeleteAsync(key, timeout.Token);
+            await using var session = await WorkspaceSession.BeginAsync(db, context, timeout.Token);
+            await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, timeout.Token);
+            await session.CommitAsync(timeout.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogWarning(e, "Could not remove the unrecorded object {Key}; the sweeper will", key);
+        }
+    }
+
+    /// <summary>Copies at most <paramref name="limit"/> bytes; when the body is longer, the rest is read and discarded.</summary>
+    private static async Task<(long Size, string Sha256, bool Complete)> CopyBoundedAsync(Stream body, Stream target, long limit, CancellationToken ct)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(81920);
+        try
+        {
+            long total = 0;
+            int read;
+            while ((read = await body.ReadAsync(buffer, ct)) > 0)
+            {
+                total += read;
+                if (total > limit)
+                {
+                    while (await body.ReadAsync(buffer, ct) > 0)
+                    {
+                    }
+                    return (total, "", false);
+                }
+                hash.AppendData(buffer, 0, read);
+                await target.WriteAsync(buffer.AsMemory(0, read), ct);
+            }
+            await target.FlushAsync(ct);
+            return (total, Convert.ToHexStringLower(hash.GetHashAndReset()), true);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// The name a file is shown with: its last path segment only, without control characters or bidirectional
+    /// overrides, at most 255 characters (cut on a character boundary). The name is metadata; keys never use it.
+    /// </summary>
+    public static string CleanFileName(string? name)
+    {
+        var text = (name ?? "").Replace('\\', '/');
+        text = text[(text.LastIndexOf('/') + 1)..];
+        var clean = new StringBuilder(text.Length);
+        foreach (var rune in text.EnumerateRunes())
+        {
+            var category = Rune.GetUnicodeCategory(rune);
+            if (category is UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse
+                or UnicodeCategory.OtherNotAssigned or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator)
+            {
+                continue; // NUL, newlines, right-to-left overrides and other invisible formatting
+            }
+            clean.Append(rune.ToString());
+        }
+        var result = clean.ToString().Trim().Trim('.');
+        if (result.Length > MaxFileNameLength)
+        {
+            var info = new StringInfo(result);
+            var extension = Path.GetExtension(result) is { Length: > 0 and <= 16 } ext ? ext : "";
+            var keep = MaxFileNameLength - extension.Length;
+            var cut = 0;
+            for (var i = 0; i < info.LengthInTextElements; i++)
+            {
+                var element = info.SubstringByTextElements(i, 1);
+                if (cut + element.Length > keep)
+                {
+                    break;
+                }
+                cut += element.Length;
+            }
+            result = result[..cut] + extension;
+        }
+        return result.Length > 0 ? result : "upload";
+    }
+}
