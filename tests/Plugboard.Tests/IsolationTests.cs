@@ -73,7 +73,9 @@ public sealed class IsolationTests(PlugboardServer server)
                 var column = WorkspaceColumn(table);
                 var setColumn = table switch
                 {
-                    "audit_log" => null, // append-only for the API: no UPDATE or DELETE grant at all
+                    // Append-only or read-only for the API: no UPDATE or DELETE grant at all.
+                    "audit_log" or "file_upload_batch_failures" or "document_chunks" => null,
+                    "pending_objects" => "", // inserted and deleted by uploads, never updated
                     "workspace_members" => "role = 'viewer'",
                     "api_keys" or "connector_templates" or "workspaces" or "workspace_api_credentials" or "connectors" => "name = 'hijacked'",
                     "imported_documents" => "title = 'hijacked'",
@@ -82,13 +84,16 @@ public sealed class IsolationTests(PlugboardServer server)
                 };
                 if (setColumn is null)
                 {
-                    var denied = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync("SAVEPOINT s; DELETE FROM audit_log"));
+                    var denied = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync($"SAVEPOINT s; DELETE FROM {table}"));
                     Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, denied.SqlState);
                     await connection.ExecuteAsync("ROLLBACK TO SAVEPOINT s");
                     continue;
                 }
-                var updated = await connection.ExecuteAsync($"UPDATE {table} SET {setColumn} WHERE {column} = ANY(@others)", new { others });
-                Assert.True(updated == 0, $"{table}: updated {updated} foreign rows");
+                if (setColumn.Length > 0)
+                {
+                    var updated = await connection.ExecuteAsync($"UPDATE {table} SET {setColumn} WHERE {column} = ANY(@others)", new { others });
+                    Assert.True(updated == 0, $"{table}: updated {updated} foreign rows");
+                }
                 if (table == "api_keys")
                 {
                     // Keys are revoked, never deleted, by the API: no DELETE grant at all.
@@ -127,6 +132,9 @@ public sealed class IsolationTests(PlugboardServer server)
             ["connector_webhook_events"] = "INSERT INTO connector_webhook_events (workspace_id, id, connector_id) VALUES (@other, gen_random_uuid(), @connector)",
             ["file_upload_batches"] = "INSERT INTO file_upload_batches (workspace_id, id, total_files) VALUES (@other, gen_random_uuid(), 1)",
             ["imported_documents"] = "INSERT INTO imported_documents (workspace_id, id, title) VALUES (@other, gen_random_uuid(), 'x')",
+            ["file_upload_batch_failures"] = "INSERT INTO file_upload_batch_failures (workspace_id, id, batch_id, file_name, reason) VALUES (@other, gen_random_uuid(), @batch, 'x', 'x')",
+            ["document_chunks"] = "INSERT INTO document_chunks (workspace_id, document_id, ordinal, content, char_start, char_end, token_count, search) VALUES (@other, @document, 9, 'x', 0, 1, 1, ''::tsvector)",
+            ["pending_objects"] = "INSERT INTO pending_objects (object_key, workspace_id) VALUES ('workspaces/' || @other || '/documents/00000000000000000000000000000000', @other)",
         };
         Assert.Equal(Seed.TenantTables.Order(), inserts.Keys.Order());
         var before = await CountsAsync([target.WorkspaceId]);
@@ -135,7 +143,7 @@ public sealed class IsolationTests(PlugboardServer server)
             foreach (var (table, sql) in inserts)
             {
                 await connection.ExecuteAsync("SAVEPOINT s");
-                var error = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync(sql, new { other = target.WorkspaceId, user = owner.UserId, connector = target.ConnectorId }));
+                var error = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync(sql, new { other = target.WorkspaceId, user = owner.UserId, connector = target.ConnectorId, batch = target.BatchId, document = target.DocumentId }));
                 Assert.True(error.SqlState == PostgresErrorCodes.InsufficientPrivilege, $"{table}: {error.SqlState} {error.MessageText}");
                 await connection.ExecuteAsync("ROLLBACK TO SAVEPOINT s");
             }

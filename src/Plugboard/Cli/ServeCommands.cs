@@ -27,7 +27,7 @@ public static class ServeCommands
 
     private static async Task<int> ServeAsync(CliContext cli, bool bootstrap, CancellationToken ct, HostMode mode)
     {
-        PlugboardApp.CheckSettings(cli.Configuration()); // before anything starts: a bad value stops here, naming the variable
+        PlugboardApp.CheckSettings(cli.Configuration(), cli.Home); // before anything starts: a bad value stops here, naming the variable
         var settings = await cli.DatabaseAsync(ct);
         if (bootstrap)
         {

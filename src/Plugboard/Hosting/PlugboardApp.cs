@@ -15,17 +15,20 @@ using Plugboard.Features.ApiKeys;
 using Plugboard.Features.AuditLog;
 using Plugboard.Features.Connectors;
 using Plugboard.Features.Credentials;
+using Plugboard.Features.Documents;
 using Plugboard.Features.Executions;
 using Plugboard.Features.Manifests;
 using Plugboard.Features.Health;
 using Plugboard.Features.Jobs;
 using Plugboard.Features.Members;
+using Plugboard.Features.Search;
 using Plugboard.Features.Templates;
 using Plugboard.Features.Workspaces;
 using Plugboard.Http;
 using Plugboard.Jobs;
 using Plugboard.Observability;
 using Plugboard.Security;
+using Plugboard.Storage;
 using Scalar.AspNetCore;
 
 namespace Plugboard.Hosting;
@@ -69,8 +72,9 @@ public static class PlugboardApp
     }
 
     /// <summary>Reads every numeric, boolean and enumerated setting once, so a bad one fails the start with its name.</summary>
-    public static void CheckSettings(IConfiguration configuration)
+    public static void CheckSettings(IConfiguration configuration, string home)
     {
+        _ = DocumentPipelineOptions.FromConfiguration(configuration, home, BucketSettings.FromConfiguration(configuration, home));
         _ = JobWorkerOptions.FromConfiguration(configuration);
         _ = ConnectorEngine.RunnerOptionsFrom(configuration);
         _ = ConnectorEngine.SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"], configuration["PLUGBOARD_OUTBOUND_PROXY"]);
@@ -112,7 +116,19 @@ public static class PlugboardApp
         ConnectorEngine.Add(builder.Services, configuration);
         builder.Services.AddSingleton<ManifestCache>();
         builder.Services.AddJobHandler<ExecutionJobHandler>();
-        builder.Services.AddPlugboardJobs(configuration, runWorkers: options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true));
+        var bucket = BucketSettings.FromConfiguration(configuration, options.Home);
+        builder.Services.AddSingleton(bucket);
+        builder.Services.AddSingleton(bucket.CreateStore());
+        builder.Services.AddSingleton(DocumentPipelineOptions.FromConfiguration(configuration, options.Home, bucket));
+        builder.Services.AddSingleton<DocumentUploads>();
+        builder.Services.AddSingleton<ObjectSweeper>();
+        builder.Services.AddJobHandler<DocumentJobHandler>();
+        var runWorkers = options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
+        if (runWorkers)
+        {
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<ObjectSweeper>());
+        }
+        builder.Services.AddPlugboardJobs(configuration, runWorkers);
         WorkspaceRateLimit.Add(builder.Services, configuration);
 
         builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
@@ -151,6 +167,17 @@ public static class PlugboardApp
         app.UseStatusCodePages();
         app.Use(async (http, next) =>
         {
+            if (http.GetEndpoint()?.Metadata.GetMetadata<StreamedUploadMetadata>() is not null)
+            {
+                // A file upload: multipart, streamed file by file and bounded per file by the bucket's limit, not by the JSON body limit.
+                if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodyLimit)
+                {
+                    bodyLimit.MaxRequestBodySize = null;
+                }
+                Paging.BindList(http.Request.Path);
+                await next(http);
+                return;
+            }
             // Bodies are JSON or nothing; refuse anything else before binding.
             if (http.Request.ContentLength > 0 || http.Request.Headers.TransferEncoding.Count > 0)
             {
@@ -195,6 +222,9 @@ public static class PlugboardApp
         AuditLogApi.Map(workspace);
         AdminApi.Map(v1);
         ExecutionsApi.Map(workspace);
+        DocumentsApi.Map(workspace);
+        BatchesApi.Map(workspace);
+        SearchApi.Map(workspace);
         ManifestsApi.Map(app, v1);
         JobsAdminApi.Map(v1);
         return app;

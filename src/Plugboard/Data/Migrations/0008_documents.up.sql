@@ -104,7 +104,10 @@ CREATE INDEX document_chunks_search_idx ON document_chunks USING gin (workspace_
 CREATE TABLE pending_objects (
     object_key   text PRIMARY KEY,
     workspace_id text NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- Only keys Plugboard makes, under the workspace's own prefix: the sweeper (service role) deletes these objects,
+    -- so a workspace can never point it at another's.
+    CHECK (object_key ~ '^workspaces/[a-z0-9_]{1,64}/documents/[0-9a-f]{32}$' AND starts_with(object_key, 'workspaces/' || workspace_id || '/'))
 );
 CREATE INDEX pending_objects_created_idx ON pending_objects (created_at);
 

@@ -26,6 +26,12 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
     public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
     {
         var payload = job.PayloadAs<DocumentJob.Payload>();
+        if (payload.WorkspaceId != job.WorkspaceId)
+        {
+            // The API role may insert jobs into its own workspace only (row-level security): a payload naming another
+            // workspace is forged, and another workspace's document is never touched.
+            throw new PermanentJobFailure("The job's payload names another workspace than the job itself.");
+        }
         await using var connection = await context.OpenConnectionAsync(ct);
         var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
             """

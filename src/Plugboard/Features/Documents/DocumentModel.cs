@@ -17,6 +17,7 @@ public sealed record UploadedFile(string FileName, string Outcome, long Size, st
     public const string Refused = "refused";
 
     /// <summary>The status a refusal answers with when it is the only file (413 too large, 415 wrong type, 422 otherwise).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public int RefusalStatus { get; init; } = 422;
 }
 

@@ -1,5 +1,4 @@
 using UglyToad.PdfPig;
-using UglyToad.PdfPig.DocumentLayoutAnalysis;
 using UglyToad.PdfPig.DocumentLayoutAnalysis.PageSegmenter;
 using UglyToad.PdfPig.DocumentLayoutAnalysis.ReadingOrderDetector;
 using UglyToad.PdfPig.DocumentLayoutAnalysis.WordExtractor;
@@ -9,41 +8,37 @@ namespace Plugboard.Features.Documents.Extraction;
 
 /// <summary>
 /// PDF through PdfPig's layout analysis: words by nearest neighbour (PDFs without spaces still split), text blocks by
-/// Docstrum, blocks in reading order, and blocks repeated at the page borders (running headers, footers, printed page
-/// numbers) dropped. Each block keeps the page it is on.
+/// Docstrum, blocks in PdfPig's unsupervised reading order, and lines repeated in the top or bottom tenth of the pages (running
+/// headers, footers, printed page numbers) dropped. Each block keeps the page it is on.
 /// </summary>
-public static class PdfExtractor
+public static partial class PdfExtractor
 {
+    private const double MarginShare = 0.1;
+
     public static ExtractedText Extract(Stream content)
     {
         try
         {
             using var document = PdfDocument.Open(content, new ParsingOptions { UseLenientParsing = true, SkipMissingFonts = true });
-            var pageNumbers = new List<int>();
-            var pageBlocks = new List<IReadOnlyList<UglyToad.PdfPig.DocumentLayoutAnalysis.TextBlock>>();
+            var pages = new List<(int Number, double Height, IReadOnlyList<UglyToad.PdfPig.DocumentLayoutAnalysis.TextBlock> Blocks)>();
             foreach (var page in document.GetPages())
             {
                 var words = NearestNeighbourWordExtractor.Instance.GetWords(page.Letters).ToList();
                 var blocks = words.Count == 0 ? [] : DocstrumBoundingBoxes.Instance.GetBlocks(words);
-                var ordered = UnsupervisedReadingOrderDetector.Instance.Get(blocks).ToList();
-                pageBlocks.Add(ordered);
-                pageNumbers.Add(page.Number);
+                pages.Add((page.Number, page.Height, UnsupervisedReadingOrderDetector.Instance.Get(blocks).ToList()));
             }
-            var decorations = pageBlocks.Count >= 2 ? DecorationTextBlockClassifier.Get(pageBlocks) : [];
+            var decorations = Decorations(pages);
             var result = new List<TextBlock>();
-            for (var p = 0; p < pageBlocks.Count; p++)
+            foreach (var (number, height, blocks) in pages)
             {
-                var dropped = p < decorations.Count ? decorations[p].ToHashSet() : [];
-                foreach (var block in pageBlocks[p])
+                foreach (var block in blocks)
                 {
-                    if (dropped.Contains(block))
-                    {
-                        continue;
-                    }
-                    var text = Extractor.Normalize(block.Text);
+                    // Line by line: a header close above the body may sit in the same block as its first lines.
+                    var kept = block.TextLines.Where(l => !(InMargin(l.BoundingBox, height) && decorations.Contains(Shape(Extractor.Normalize(l.Text)))));
+                    var text = Extractor.Normalize(string.Join(" ", kept.Select(l => l.Text)));
                     if (text.Length > 0)
                     {
-                        result.Add(new TextBlock(BlockKind.Paragraph, text, [], Page: pageNumbers[p]));
+                        result.Add(new TextBlock(BlockKind.Paragraph, text, [], Page: number));
                     }
                 }
             }
@@ -60,4 +55,35 @@ public static class PdfExtractor
             throw new DocumentUnreadableException("The PDF is corrupt and cannot be read; export it again and upload the new file.", e);
         }
     }
+
+    /// <summary>
+    /// Running headers and footers: lines in the top or bottom tenth of a page that repeats (digits aside, so "Page 3"
+    /// matches "Page 4") in that band on at least half the pages, and at least two; a bare page number in the band always is.
+    /// </summary>
+    private static HashSet<string> Decorations(List<(int Number, double Height, IReadOnlyList<UglyToad.PdfPig.DocumentLayoutAnalysis.TextBlock> Blocks)> pages)
+    {
+        var counts = new Dictionary<string, int>();
+        foreach (var (_, height, blocks) in pages)
+        {
+            foreach (var shape in blocks.SelectMany(b => b.TextLines).Where(l => InMargin(l.BoundingBox, height)).Select(l => Shape(Extractor.Normalize(l.Text))).Distinct())
+            {
+                counts[shape] = counts.GetValueOrDefault(shape) + 1;
+            }
+        }
+        var needed = Math.Max(2, (pages.Count + 1) / 2);
+        var result = counts.Where(c => c.Value >= needed).Select(c => c.Key).ToHashSet();
+        foreach (var pageNumber in new[] { "#", "page #", "# / #", "#/#", "page # of #", "- # -", "— # —" })
+        {
+            result.Add(pageNumber);
+        }
+        return result;
+    }
+
+    private static bool InMargin(UglyToad.PdfPig.Core.PdfRectangle box, double height) =>
+        height > 0 && (box.Bottom > height * (1 - MarginShare) || box.Top < height * MarginShare);
+
+    private static string Shape(string text) => DigitRuns().Replace(text.ToLowerInvariant(), "#");
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\d+")]
+    private static partial System.Text.RegularExpressions.Regex DigitRuns();
 }

@@ -1,0 +1,175 @@
+using System.Net.ServerSentEvents;
+using System.Text.Json;
+using Microsoft.AspNetCore.Mvc;
+using Plugboard.Data;
+using Plugboard.Http;
+
+namespace Plugboard.Features.Documents;
+
+public sealed record CreateBatchRequest(int? ExpectedFiles = null, JsonElement? Metadata = null);
+
+/// <summary>
+/// A batch's progress. <c>total_files</c> is what it waits for: the expected count, or — for a batch created without
+/// one (<c>is_open</c>) — the files received so far, fixed when it is closed. It completes when processed + failed
+/// reaches the total. <c>failures</c> lists every file it could not take or process, with the reason.
+/// </summary>
+public sealed record Batch(Guid Id, string Status, bool IsOpen, int TotalFiles, int ReceivedFiles, int ProcessedFiles, int FailedFiles, JsonElement Metadata,
+    DateTime CreatedAt, DateTime UpdatedAt, DateTime? CompletedAt, IReadOnlyList<BatchFailure>? Failures = null);
+
+public sealed record BatchFailure(string FileName, string Reason, Guid? DocumentId, DateTime CreatedAt);
+
+internal sealed record BatchRow
+{
+    public Guid Id { get; init; }
+    public string Status { get; init; } = "";
+    public bool IsOpen { get; init; }
+    public int TotalFiles { get; init; }
+    public int ReceivedFiles { get; init; }
+    public int ProcessedFiles { get; init; }
+    public int FailedFiles { get; init; }
+    public string Metadata { get; init; } = "{}";
+    public DateTime CreatedAt { get; init; }
+    public DateTime UpdatedAt { get; init; }
+    public DateTime? CompletedAt { get; init; }
+
+    public const string Columns =
+        "id, status, is_open, total_files, received_files, processed_files, failed_files, metadata::text AS metadata, created_at, updated_at, completed_at";
+
+    public Batch ToBatch(IReadOnlyList<BatchFailure>? failures = null) => new(Id, Status, IsOpen, TotalFiles, ReceivedFiles, ProcessedFiles, FailedFiles,
+        JsonColumns.Element(Metadata), CreatedAt, UpdatedAt, CompletedAt, failures);
+
+    public static bool IsFinished(string status) => status is "completed" or "completed_with_errors" or "failed" or "cancelled";
+}
+
+/// <summary>Upload batches: create, upload files into (in parallel), close, watch (JSON or server-sent events).</summary>
+public static class BatchesApi
+{
+    public const int MaxExpectedFiles = 1_000_000;
+    public const int MaxFailuresShown = 1000;
+
+    public static void Map(RouteGroupBuilder workspace)
+    {
+        var batches = workspace.MapGroup("/uploads/batches").WithTags("Uploads");
+        batches.MapPost("", Create).Produces<Batch>(201);
+        batches.MapGet("", List).Produces<Page<Batch>>();
+        batches.MapGet("/{batchId:guid}", async (Guid batchId, RequestDb db, CancellationToken ct) => TypedResults.Ok(await ReadAsync(db, batchId, ct))).Produces<Batch>();
+        batches.MapPost("/{batchId:guid}/files", (Guid batchId, HttpContext http, RequestDb db, DocumentUploads uploads, CancellationToken ct) =>
+                UploadEndpoint.ReceiveAsync(http, db, uploads, batchId, ct))
+            .WithMetadata(new StreamedUploadMetadata()).Accepts<IFormFileCollection>("multipart/form-data").Produces<UploadResult>(201).Produces<UploadResult>(200)
+            .DisableAntiforgery();
+        batches.MapPost("/{batchId:guid}/close", Close).Produces<Batch>();
+        batches.MapGet("/{batchId:guid}/stream", Stream).Produces(200, contentType: "text/event-stream");
+    }
+
+    private static async Task<IResult> Create(CreateBatchRequest? body, RequestDb db, CancellationToken ct)
+    {
+        db.RequireRole("member", "create upload batches");
+        if (body?.ExpectedFiles is { } expected && (expected < 1 || expected > MaxExpectedFiles))
+        {
+            throw Problems.Invalid($"expected_files must be between 1 and {MaxExpectedFiles}.", "/expected_files");
+        }
+        var metadata = JsonColumns.Object(body?.Metadata, "metadata", 16 * 1024);
+        var row = await db.QuerySingleOrDefaultAsync<BatchRow>(
+            $"""
+            INSERT INTO file_upload_batches (workspace_id, id, total_files, is_open, metadata, created_by)
+            VALUES (app_workspace_id(), @id, coalesce(@expected, 0), @expected IS NULL, @metadata::jsonb, app_user_id())
+            RETURNING {BatchRow.Columns}
+            """, new { id = Guid.CreateVersion7(), expected = body?.ExpectedFiles, metadata }, ct);
+        return TypedResults.Created($"/v1/workspaces/{db.WorkspaceId}/uploads/batches/{row!.Id}", row.ToBatch([]));
+    }
+
+    private static async Task<IResult> List(RequestDb db, string? status, int? limit, string? cursor, CancellationToken ct)
+    {
+        var take = Paging.Limit(limit);
+        var rows = await db.QueryAsync<BatchRow>(
+            $"""
+            SELECT {BatchRow.Columns} FROM file_upload_batches
+             WHERE (@status::text IS NULL OR status = @status) AND (@after::uuid IS NULL OR id < @after)
+             ORDER BY id DESC LIMIT @take
+            """, new { status, after = Paging.AfterId(cursor), take = take + 1 }, ct);
+        var page = Paging.ToPage(rows, take, r => r.Id);
+        return TypedResults.Ok(new Page<Batch>(page.Items.Select(r => r.ToBatch()).ToList(), page.NextCursor));
+    }
+
+    private static async Task<Batch> ReadAsync(RequestDb db, Guid batchId, CancellationToken ct)
+    {
+        var row = await db.QuerySingleOrDefaultAsync<BatchRow>($"SELECT {BatchRow.Columns} FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct)
+            ?? throw Problems.NotFound("The batch");
+        return row.ToBatch(await FailuresAsync(db.QueryAsync<BatchFailure>, batchId, ct));
+    }
+
+    private static Task<IReadOnlyList<BatchFailure>> FailuresAsync(Func<string, object?, CancellationToken, Task<IReadOnlyList<BatchFailure>>> query, Guid batchId, CancellationToken ct) =>
+        query($"SELECT file_name, reason, document_id, created_at FROM file_upload_batch_failures WHERE batch_id = @batchId ORDER BY id LIMIT {MaxFailuresShown}",
+            new { batchId }, ct);
+
+    private static async Task<IResult> Close(Guid batchId, RequestDb db, CancellationToken ct)
+    {
+        var batch = await ReadAsync(db, batchId, ct);
+        db.RequireRole("member", "close upload batches");
+        if (!batch.IsOpen)
+        {
+            return TypedResults.Ok(batch); // closed already, or created with its count
+        }
+        await db.ExecuteAsync("SELECT 1 FROM close_batch(@batchId)", new { batchId }, ct);
+        return TypedResults.Ok(await ReadAsync(db, batchId, ct));
+    }
+
+    /// <summary>
+    /// Server-sent events: <c>progress</c> with the batch whenever its counters change, then <c>end</c> with the
+    /// finished batch and its failures. Each poll reads in a fresh short transaction, so the stream holds no connection.
+    /// </summary>
+    private static async Task<IResult> Stream(Guid batchId, RequestDb db, Db databases, HttpContext http, CancellationToken ct)
+    {
+        await ReadAsync(db, batchId, ct);
+        var context = db.Context;
+        await db.CommitAsync(ct);
+        await db.ReleaseAsync();
+        http.Response.Headers["X-Accel-Buffering"] = "no";
+        return TypedResults.ServerSentEvents(EventsAsync(databases, context, batchId, ct));
+    }
+
+    private static async IAsyncEnumerable<SseItem<string>> EventsAsync(Db databases, WorkspaceContext context, Guid batchId,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow.AddHours(6);
+        string? last = null;
+        var lastWrite = DateTime.MinValue;
+        while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
+        {
+            BatchRow? row;
+            IReadOnlyList<BatchFailure> failures = [];
+            await using (var session = await WorkspaceSession.BeginAsync(databases, context, ct))
+            {
+                row = await session.QuerySingleOrDefaultAsync<BatchRow>($"SELECT {BatchRow.Columns} FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct);
+                if (row is not null && BatchRow.IsFinished(row.Status))
+                {
+                    failures = await FailuresAsync(session.QueryAsync<BatchFailure>, batchId, ct);
+                }
+                await session.CommitAsync(ct);
+            }
+            if (row is null)
+            {
+                yield break; // the batch was deleted with its workspace
+            }
+            if (BatchRow.IsFinished(row.Status))
+            {
+                yield return new SseItem<string>(JsonSerializer.Serialize(row.ToBatch(failures), ApiJson.Options), "end");
+                yield break;
+            }
+            var progress = JsonSerializer.Serialize(row.ToBatch(), ApiJson.Options);
+            var counters = $"{row.ReceivedFiles}/{row.ProcessedFiles}/{row.FailedFiles}/{row.TotalFiles}/{row.Status}";
+            if (counters != last)
+            {
+                yield return new SseItem<string>(progress, "progress");
+                last = counters;
+                lastWrite = DateTime.UtcNow;
+            }
+            else if (DateTime.UtcNow - lastWrite > TimeSpan.FromSeconds(15))
+            {
+                yield return new SseItem<string>("{}", "ping");
+                lastWrite = DateTime.UtcNow;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+using Dapper;
+using Plugboard.Data;
+using Plugboard.Storage;
+
+namespace Plugboard.Features.Documents;
+
+/// <summary>
+/// Deletes objects stored without their document row: an upload that crashed, or failed and could not clean up,
+/// between storing and recording. Intents older than the grace period (PLUGBOARD_UPLOAD_ORPHAN_HOURS, default 6) are
+/// taken row-locked (SKIP LOCKED: any number of workers sweep without colliding); a recording that comes later finds
+/// its intent gone and records nothing. Runs on worker processes every few minutes.
+/// </summary>
+public sealed class ObjectSweeper(Db db, IObjectStore store, IConfiguration configuration, ILogger<ObjectSweeper> logger) : BackgroundService
+{
+    private readonly TimeSpan _grace = TimeSpan.FromHours(Hosting.Settings.Number(configuration, "PLUGBOARD_UPLOAD_ORPHAN_HOURS", 6, 0.01, 24 * 30));
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(5));
+        do
+        {
+            try
+            {
+                await SweepAsync(_grace, stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                logger.LogWarning(e, "Sweeping unrecorded objects failed; it is tried again in five minutes");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Removes the objects of intents older than <paramref name="olderThan"/>; returns how many objects it deleted.</summary>
+    public async Task<int> SweepAsync(TimeSpan olderThan, CancellationToken ct)
+    {
+        var deleted = 0;
+        while (true)
+        {
+            await using var connection = await db.Service.OpenConnectionAsync(ct);
+            await using var transaction = await connection.BeginTransactionAsync(ct);
+            var keys = (await connection.QueryAsync<string>(new CommandDefinition(
+                """
+                SELECT object_key FROM pending_objects WHERE created_at < now() - @olderThan
+                 ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED
+                """, new { olderThan }, transaction, cancellationToken: ct))).AsList();
+            if (keys.Count == 0)
+            {
+                return deleted;
+            }
+            foreach (var key in keys)
+            {
+                await store.DeleteAsync(key, ct);
+            }
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = ANY(@keys)", new { keys }, transaction, cancellationToken: ct));
+            await transaction.CommitAsync(ct);
+            deleted += keys.Count;
+            logger.LogInformation("Deleted {Count} objects stored without their document", keys.Count);
+        }
+    }
+}

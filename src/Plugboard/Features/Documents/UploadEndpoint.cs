@@ -1,0 +1,106 @@
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Net.Http.Headers;
+using Plugboard.Data;
+using Plugboard.Http;
+
+namespace Plugboard.Features.Documents;
+
+/// <summary>
+/// Marks an endpoint whose body is multipart/form-data streamed file by file: the JSON-only rule and the 1 MiB body
+/// limit do not apply to it (each file is bounded by the bucket's size limit, a request by <see cref="UploadEndpoint.MaxFilesPerRequest"/> files).
+/// </summary>
+public sealed class StreamedUploadMetadata;
+
+/// <summary>Reads a multipart upload section by section, handing each file part to <see cref="DocumentUploads"/> as it arrives.</summary>
+public static class UploadEndpoint
+{
+    public const int MaxFilesPerRequest = 100;
+    private const int MaxFieldBytes = 64 * 1024;
+
+    public static async Task<IResult> ReceiveAsync(HttpContext http, RequestDb db, DocumentUploads uploads, Guid? batchId, CancellationToken ct)
+    {
+        db.RequireRole("member", "upload documents");
+        if (!MediaTypeHeaderValue.TryParse(http.Request.ContentType, out var type) || !type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
+            || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 and <= 200 } boundary)
+        {
+            throw new ProblemException(415, "unsupported-media-type", "Unsupported media type",
+                "Send files as multipart/form-data, one part per file with a filename (curl -F file=@report.pdf).");
+        }
+        if (batchId is not null)
+        {
+            var status = await db.QuerySingleOrDefaultAsync<string>("SELECT status FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct)
+                ?? throw Problems.NotFound("The batch");
+            if (status is not ("pending" or "processing"))
+            {
+                throw Problems.Conflict($"The batch is {status}; create a new batch for more files.");
+            }
+        }
+        var context = db.Context;
+        await db.CommitAsync(ct);
+        await db.ReleaseAsync(); // each file is recorded in its own short transaction: no connection waits on a slow upload
+
+        var reader = new MultipartReader(boundary, http.Request.Body) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16, BodyLengthLimit = null };
+        var files = new List<UploadedFile>();
+        try
+        {
+            while (await reader.ReadNextSectionAsync(ct) is { } section)
+            {
+                var name = FileNameOf(section);
+                if (name is null)
+                {
+                    await DrainAsync(section.Body, MaxFieldBytes, ct); // a plain form field: not a file, ignored
+                    continue;
+                }
+                if (files.Count >= MaxFilesPerRequest)
+                {
+                    await DrainAsync(section.Body, long.MaxValue, ct);
+                    files.Add(new UploadedFile(DocumentUploads.CleanFileName(name), UploadedFile.Refused, 0, null, null, null,
+                        $"A request takes at most {MaxFilesPerRequest} files; send the rest in another request.") { RefusalStatus = 413 });
+                    continue;
+                }
+                files.Add(await uploads.ReceiveAsync(context, batchId, section.Body, name, section.ContentType, ct));
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or BadHttpRequestException or IOException)
+        {
+            throw Problems.BadRequest($"The multipart body is malformed ({e.Message}); {files.Count} file(s) before the error were taken.");
+        }
+        if (files.Count == 0)
+        {
+            throw Problems.BadRequest("The request holds no file: send each file as a multipart/form-data part with a filename.");
+        }
+        if (files.All(f => f.Outcome == UploadedFile.Refused))
+        {
+            var first = files[0];
+            throw new ProblemException(first.RefusalStatus, Problems.SlugFor(first.RefusalStatus), files.Count == 1 ? "File refused" : "Files refused",
+                files.Count == 1 ? first.Reason : $"None of the {files.Count} files was accepted; the first: {first.Reason}",
+                new Dictionary<string, object?> { ["files"] = files });
+        }
+        return TypedResults.Json(new UploadResult(files), ApiJson.Options, statusCode: files.Any(f => f.Outcome == UploadedFile.Accepted) ? 201 : 200);
+    }
+
+    private static string? FileNameOf(MultipartSection section)
+    {
+        if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || !disposition.IsFileDisposition())
+        {
+            return null;
+        }
+        var name = disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName;
+        return HeaderUtilities.RemoveQuotes(name).Value ?? "";
+    }
+
+    private static async Task DrainAsync(Stream body, long limit, CancellationToken ct)
+    {
+        var buffer = new byte[16 * 1024];
+        long total = 0;
+        int read;
+        while ((read = await body.ReadAsync(buffer, ct)) > 0)
+        {
+            total += read;
+            if (total > limit)
+            {
+                throw Problems.BadRequest($"A form field without a filename is limited to {limit / 1024} KiB; send files with a filename.");
+            }
+        }
+    }
+}
