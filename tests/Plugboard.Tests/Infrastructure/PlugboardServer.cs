@@ -92,6 +92,7 @@ public sealed class PlugboardServer : IAsyncLifetime
             ["PLUGBOARD_LOG_LEVEL"] = "Debug",
             ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
             ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000",
+            ["PLUGBOARD_UPLOAD_MAX_MB"] = "4",
         });
         Keys = _app.Services.GetRequiredService<KeyRing>();
         await _app.StartAsync();

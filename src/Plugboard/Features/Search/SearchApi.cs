@@ -28,8 +28,25 @@ public static class SearchApi
     public static void Map(RouteGroupBuilder workspace) =>
         workspace.MapGet("/search", Search).WithTags("Search").Produces<Page<SearchHit>>();
 
-    private sealed record HitRow(Guid DocumentId, int Ordinal, float Rank, string Title, string[] HeadingPath, int? PageStart, int? PageEnd, long? StartMs, long? EndMs,
-        string? Speaker, string Snippet, string? ExternalUrl, string Source, Guid? ConnectorId, string? ContentType, string? FileName);
+    private sealed record HitRow
+    {
+        public Guid DocumentId { get; init; }
+        public int Ordinal { get; init; }
+        public float Rank { get; init; }
+        public string Title { get; init; } = "";
+        public string[] HeadingPath { get; init; } = [];
+        public int? PageStart { get; init; }
+        public int? PageEnd { get; init; }
+        public long? StartMs { get; init; }
+        public long? EndMs { get; init; }
+        public string? Speaker { get; init; }
+        public string Snippet { get; init; } = "";
+        public string? ExternalUrl { get; init; }
+        public string Source { get; init; } = "";
+        public Guid? ConnectorId { get; init; }
+        public string? ContentType { get; init; }
+        public string? FileName { get; init; }
+    }
 
     private static async Task<IResult> Search(RequestDb db, DocumentPipelineOptions pipeline, string? q, [FromQuery(Name = "connector_id")] Guid? connectorId,
         string? source, [FromQuery(Name = "content_type")] string? contentType, [FromQuery(Name = "batch_id")] Guid? batchId, DateTime? since, DateTime? until,
