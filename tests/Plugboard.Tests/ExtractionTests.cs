@@ -135,13 +135,15 @@ public sealed class ExtractionTests
         var teams = Extract(SampleDocuments.TeamsVtt, MediaTypes.WebVtt).Blocks;
         Assert.Equal(3, teams.Count);
         Assert.Equal(("Ada Lovelace", 1000L, 4500L), (teams[0].Speaker, teams[0].StartMs, teams[0].EndMs));
+        Assert.Equal("Ada Lovelace: Welcome everyone to the engine review.", teams[0].Text); // a turn names its speaker once
         Assert.Equal("Today we look at the analytical engine.", teams[1].Text);
         Assert.Equal(("Charles Babbage", 62250L, 65000L), (teams[2].Speaker, teams[2].StartMs, teams[2].EndMs));
         Assert.DoesNotContain(teams, b => b.Text.Contains("comment", StringComparison.Ordinal));
 
         var zoom = Extract(SampleDocuments.ZoomSrt, MediaTypes.SubRip).Blocks;
         Assert.Equal(2, zoom.Count);
-        Assert.Equal(("Grace Hopper", "We found a moth in relay seventy."), (zoom[0].Speaker, zoom[0].Text));
+        Assert.Equal(("Grace Hopper", "Grace Hopper: We found a moth in relay seventy."), (zoom[0].Speaker, zoom[0].Text));
+        Assert.Equal("It is taped into the log book.", zoom[1].Text);
         Assert.Equal((3723400L, 3726000L), (zoom[1].StartMs!.Value, zoom[1].EndMs!.Value));
     }
 

@@ -6,7 +6,8 @@ namespace Plugboard.Features.Documents.Extraction;
 /// <summary>
 /// WebVTT and SubRip transcripts, as Zoom and Teams write them: each cue keeps its time range and its speaker —
 /// Teams marks speakers with a <c>&lt;v Name&gt;</c> voice span, Zoom starts the text with <c>Name:</c>. Other cue
-/// markup (classes, bold, karaoke timestamps) is removed; NOTE, STYLE and REGION blocks are skipped.
+/// markup (classes, bold, karaoke timestamps) is removed; NOTE, STYLE and REGION blocks are skipped. The first cue of
+/// each speaker turn starts with "Name: ".
 /// </summary>
 public static partial class TranscriptExtractor
 {
@@ -31,7 +32,9 @@ public static partial class TranscriptExtractor
             var (speaker, spoken) = SpeakerAndText(string.Join(" ", cue));
             if (spoken.Length > 0)
             {
-                blocks.Add(new TextBlock(BlockKind.Cue, spoken, [], StartMs: start, EndMs: Math.Max(start, end), Speaker: speaker));
+                // A turn's first cue names its speaker in the text too, so the speaker is searchable and shows in snippets.
+                var turnStarts = speaker is not null && (blocks.Count == 0 || blocks[^1].Speaker != speaker);
+                blocks.Add(new TextBlock(BlockKind.Cue, turnStarts ? $"{speaker}: {spoken}" : spoken, [], StartMs: start, EndMs: Math.Max(start, end), Speaker: speaker));
             }
         }
         return new ExtractedText(blocks);
