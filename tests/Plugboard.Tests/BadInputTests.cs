@@ -234,6 +234,7 @@ public sealed class BadInputTests(PlugboardServer server)
         _ when pattern.EndsWith("/reject", StringComparison.Ordinal) => "{\"reason\":\"no\"}",
         _ when pattern.EndsWith("/feature", StringComparison.Ordinal) => "{\"featured\":true}",
         _ when pattern.EndsWith("/members", StringComparison.Ordinal) => "{\"email\":\"a@b.test\",\"role\":\"viewer\"}",
+        _ when pattern.EndsWith("/uploads/batches", StringComparison.Ordinal) => "{\"expected_files\":1}",
         _ when pattern.EndsWith("/credentials", StringComparison.Ordinal) => "{\"name\":\"n\",\"auth_type\":\"bearer\",\"secret\":{\"token\":\"t\"}}",
         _ when pattern.EndsWith("/templates", StringComparison.Ordinal) => "{\"slug\":\"s\",\"name\":\"n\",\"manifest\":{}}",
         _ => "{\"name\":\"n\"}",

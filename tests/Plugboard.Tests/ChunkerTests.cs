@@ -167,7 +167,8 @@ public sealed class ChunkerTests
         Assert.Equal(new ChunkingOptions(512, 64), defaults);
         var custom = ChunkingOptions.FromConfiguration(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
-            ["PLUGBOARD_CHUNK_TOKENS"] = "256", ["PLUGBOARD_CHUNK_OVERLAP"] = "32",
+            ["PLUGBOARD_CHUNK_TOKENS"] = "256",
+            ["PLUGBOARD_CHUNK_OVERLAP"] = "32",
         }).Build());
         Assert.Equal(new ChunkingOptions(256, 32), custom);
         var bad = Assert.Throws<Plugboard.Hosting.InvalidSettingException>(() => ChunkingOptions.FromConfiguration(new ConfigurationBuilder()

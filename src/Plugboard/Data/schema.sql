@@ -1,3 +1,7 @@
+CREATE EXTENSION IF NOT EXISTS btree_gin WITH SCHEMA public;
+
+COMMENT ON EXTENSION btree_gin IS 'support for indexing common datatypes in GIN';
+
 CREATE FUNCTION public.api_keys_revocation_is_final() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -73,6 +77,45 @@ BEGIN
 END
 $$;
 
+CREATE TABLE public.file_upload_batches (
+    workspace_id text NOT NULL,
+    id uuid NOT NULL,
+    connector_id uuid,
+    status text DEFAULT 'pending'::text NOT NULL,
+    total_files integer NOT NULL,
+    processed_files integer DEFAULT 0 NOT NULL,
+    failed_files integer DEFAULT 0 NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_by uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    is_open boolean DEFAULT false NOT NULL,
+    received_files integer DEFAULT 0 NOT NULL,
+    CONSTRAINT file_upload_batches_failed_files_check CHECK ((failed_files >= 0)),
+    CONSTRAINT file_upload_batches_processed_files_check CHECK ((processed_files >= 0)),
+    CONSTRAINT file_upload_batches_received_files_check CHECK ((received_files >= 0)),
+    CONSTRAINT file_upload_batches_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'completed_with_errors'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT file_upload_batches_total_files_check CHECK ((total_files >= 0))
+);
+
+ALTER TABLE ONLY public.file_upload_batches FORCE ROW LEVEL SECURITY;
+
+CREATE FUNCTION public.close_batch(batch_id uuid) RETURNS public.file_upload_batches
+    LANGUAGE sql
+    AS $$
+        UPDATE file_upload_batches b
+           SET is_open = false,
+               total_files = b.received_files,
+               status = CASE WHEN b.processed_files + b.failed_files >= b.received_files
+                             THEN CASE WHEN b.failed_files = 0 THEN 'completed'
+                                       WHEN b.processed_files = 0 THEN 'failed' ELSE 'completed_with_errors' END
+                             ELSE b.status END,
+               completed_at = CASE WHEN b.processed_files + b.failed_files >= b.received_files THEN now() END
+         WHERE b.id = close_batch.batch_id AND b.is_open
+     RETURNING b.*
+    $$;
+
 CREATE FUNCTION public.connector_execution_stats(p_connector_id uuid) RETURNS TABLE(executions bigint, succeeded bigint, failed bigint, success_rate numeric, avg_duration_ms numeric, last_run_at timestamp with time zone)
     LANGUAGE sql STABLE
     AS $$
@@ -123,36 +166,15 @@ BEGIN
 END
 $$;
 
-CREATE TABLE public.file_upload_batches (
-    workspace_id text NOT NULL,
-    id uuid NOT NULL,
-    connector_id uuid,
-    status text DEFAULT 'pending'::text NOT NULL,
-    total_files integer NOT NULL,
-    processed_files integer DEFAULT 0 NOT NULL,
-    failed_files integer DEFAULT 0 NOT NULL,
-    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_by uuid,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    completed_at timestamp with time zone,
-    CONSTRAINT file_upload_batches_failed_files_check CHECK ((failed_files >= 0)),
-    CONSTRAINT file_upload_batches_processed_files_check CHECK ((processed_files >= 0)),
-    CONSTRAINT file_upload_batches_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'completed_with_errors'::text, 'failed'::text, 'cancelled'::text]))),
-    CONSTRAINT file_upload_batches_total_files_check CHECK ((total_files >= 0))
-);
-
-ALTER TABLE ONLY public.file_upload_batches FORCE ROW LEVEL SECURITY;
-
 CREATE FUNCTION public.increment_batch_failed(batch_id uuid) RETURNS public.file_upload_batches
     LANGUAGE sql
     AS $$
         UPDATE file_upload_batches b
            SET failed_files = b.failed_files + 1,
-               status = CASE WHEN b.processed_files + b.failed_files + 1 >= b.total_files
+               status = CASE WHEN NOT b.is_open AND b.processed_files + b.failed_files + 1 >= b.total_files
                              THEN CASE WHEN b.processed_files = 0 THEN 'failed' ELSE 'completed_with_errors' END
                              ELSE 'processing' END,
-               completed_at = CASE WHEN b.processed_files + b.failed_files + 1 >= b.total_files THEN now() END
+               completed_at = CASE WHEN NOT b.is_open AND b.processed_files + b.failed_files + 1 >= b.total_files THEN now() END
          WHERE b.id = increment_batch_failed.batch_id
      RETURNING b.*
     $$;
@@ -162,10 +184,10 @@ CREATE FUNCTION public.increment_batch_processed(batch_id uuid) RETURNS public.f
     AS $$
         UPDATE file_upload_batches b
            SET processed_files = b.processed_files + 1,
-               status = CASE WHEN b.processed_files + 1 + b.failed_files >= b.total_files
+               status = CASE WHEN NOT b.is_open AND b.processed_files + 1 + b.failed_files >= b.total_files
                              THEN CASE WHEN b.failed_files > 0 THEN 'completed_with_errors' ELSE 'completed' END
                              ELSE 'processing' END,
-               completed_at = CASE WHEN b.processed_files + 1 + b.failed_files >= b.total_files THEN now() END
+               completed_at = CASE WHEN NOT b.is_open AND b.processed_files + 1 + b.failed_files >= b.total_files THEN now() END
          WHERE b.id = increment_batch_processed.batch_id
      RETURNING b.*
     $$;
@@ -402,6 +424,42 @@ CREATE TABLE public.connectors (
 
 ALTER TABLE ONLY public.connectors FORCE ROW LEVEL SECURITY;
 
+CREATE TABLE public.document_chunks (
+    workspace_id text NOT NULL,
+    document_id uuid NOT NULL,
+    ordinal integer NOT NULL,
+    content text NOT NULL,
+    heading_path text[] DEFAULT '{}'::text[] NOT NULL,
+    char_start integer NOT NULL,
+    char_end integer NOT NULL,
+    page_start integer,
+    page_end integer,
+    start_ms bigint,
+    end_ms bigint,
+    speaker text,
+    token_count integer NOT NULL,
+    search tsvector NOT NULL,
+    CONSTRAINT document_chunks_char_start_check CHECK ((char_start >= 0)),
+    CONSTRAINT document_chunks_check CHECK ((char_end >= char_start)),
+    CONSTRAINT document_chunks_ordinal_check CHECK ((ordinal >= 0)),
+    CONSTRAINT document_chunks_token_count_check CHECK ((token_count >= 0))
+);
+
+ALTER TABLE ONLY public.document_chunks FORCE ROW LEVEL SECURITY;
+
+CREATE TABLE public.file_upload_batch_failures (
+    workspace_id text NOT NULL,
+    id uuid NOT NULL,
+    batch_id uuid NOT NULL,
+    file_name text NOT NULL,
+    reason text NOT NULL,
+    document_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT file_upload_batch_failures_file_name_check CHECK ((length(file_name) <= 1024))
+);
+
+ALTER TABLE ONLY public.file_upload_batch_failures FORCE ROW LEVEL SECURITY;
+
 CREATE TABLE public.idempotency_keys (
     user_id uuid NOT NULL,
     key text NOT NULL,
@@ -437,7 +495,15 @@ CREATE TABLE public.imported_documents (
     error text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT imported_documents_processing_status_check CHECK ((processing_status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text])))
+    source text DEFAULT 'upload'::text NOT NULL,
+    file_name text,
+    processed_hash text,
+    batch_counted boolean DEFAULT false NOT NULL,
+    deleted_at timestamp with time zone,
+    created_by uuid,
+    CONSTRAINT imported_documents_file_name_check CHECK ((length(file_name) <= 1024)),
+    CONSTRAINT imported_documents_processing_status_check CHECK ((processing_status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text]))),
+    CONSTRAINT imported_documents_source_check CHECK ((source = ANY (ARRAY['upload'::text, 'sync'::text, 'webhook'::text])))
 );
 
 ALTER TABLE ONLY public.imported_documents FORCE ROW LEVEL SECURITY;
@@ -482,6 +548,15 @@ CREATE TABLE public.key_ring_canary (
 );
 
 ALTER TABLE ONLY public.key_ring_canary FORCE ROW LEVEL SECURITY;
+
+CREATE TABLE public.pending_objects (
+    object_key text NOT NULL,
+    workspace_id text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT pending_objects_check CHECK (((object_key ~ '^workspaces/[a-z0-9_]{1,64}/documents/[0-9a-f]{32}$'::text) AND starts_with(object_key, (('workspaces/'::text || workspace_id) || '/'::text))))
+);
+
+ALTER TABLE ONLY public.pending_objects FORCE ROW LEVEL SECURITY;
 
 CREATE TABLE public.saas_admin_users (
     user_id uuid NOT NULL,
@@ -584,6 +659,12 @@ ALTER TABLE ONLY public.connector_webhook_events
 ALTER TABLE ONLY public.connectors
     ADD CONSTRAINT connectors_pkey PRIMARY KEY (workspace_id, id);
 
+ALTER TABLE ONLY public.document_chunks
+    ADD CONSTRAINT document_chunks_pkey PRIMARY KEY (workspace_id, document_id, ordinal);
+
+ALTER TABLE ONLY public.file_upload_batch_failures
+    ADD CONSTRAINT file_upload_batch_failures_pkey PRIMARY KEY (workspace_id, id);
+
 ALTER TABLE ONLY public.file_upload_batches
     ADD CONSTRAINT file_upload_batches_pkey PRIMARY KEY (workspace_id, id);
 
@@ -598,6 +679,9 @@ ALTER TABLE ONLY public.jobs
 
 ALTER TABLE ONLY public.key_ring_canary
     ADD CONSTRAINT key_ring_canary_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.pending_objects
+    ADD CONSTRAINT pending_objects_pkey PRIMARY KEY (object_key);
 
 ALTER TABLE ONLY public.saas_admin_users
     ADD CONSTRAINT saas_admin_users_pkey PRIMARY KEY (user_id);
@@ -657,13 +741,21 @@ CREATE UNIQUE INDEX connectors_name_key ON public.connectors USING btree (worksp
 
 CREATE INDEX connectors_next_sync_idx ON public.connectors USING btree (next_sync_at) WHERE (is_active AND (sync_frequency <> 'manual'::text));
 
+CREATE INDEX document_chunks_search_idx ON public.document_chunks USING gin (workspace_id, search);
+
+CREATE INDEX file_upload_batch_failures_batch_idx ON public.file_upload_batch_failures USING btree (workspace_id, batch_id, id);
+
 CREATE INDEX idempotency_keys_created_idx ON public.idempotency_keys USING btree (created_at);
+
+CREATE INDEX imported_documents_batch_idx ON public.imported_documents USING btree (workspace_id, batch_id) WHERE (batch_id IS NOT NULL);
 
 CREATE UNIQUE INDEX imported_documents_external_key ON public.imported_documents USING btree (workspace_id, connector_id, external_id) WHERE (external_id IS NOT NULL);
 
 CREATE INDEX imported_documents_hash_idx ON public.imported_documents USING btree (workspace_id, content_hash);
 
 CREATE INDEX imported_documents_pending_chunks_idx ON public.imported_documents USING btree (created_at) WHERE (NOT chunks_generated);
+
+CREATE UNIQUE INDEX imported_documents_upload_hash_key ON public.imported_documents USING btree (workspace_id, content_hash) WHERE ((source = 'upload'::text) AND (NOT is_deleted) AND (content_hash IS NOT NULL));
 
 CREATE INDEX jobs_dead_idx ON public.jobs USING btree (id DESC) WHERE (state = 'dead'::text);
 
@@ -674,6 +766,8 @@ CREATE INDEX jobs_lease_idx ON public.jobs USING btree (lease_expires_at) WHERE 
 CREATE INDEX jobs_running_key_idx ON public.jobs USING btree (concurrency_key) WHERE (state = 'running'::text);
 
 CREATE INDEX jobs_workspace_due_idx ON public.jobs USING btree (COALESCE(workspace_id, ''::text) COLLATE "C", priority DESC, run_at) WHERE (state = 'available'::text);
+
+CREATE INDEX pending_objects_created_idx ON public.pending_objects USING btree (created_at);
 
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email);
 
@@ -758,6 +852,12 @@ ALTER TABLE ONLY public.connectors
 ALTER TABLE ONLY public.connectors
     ADD CONSTRAINT connectors_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.document_chunks
+    ADD CONSTRAINT document_chunks_workspace_id_document_id_fkey FOREIGN KEY (workspace_id, document_id) REFERENCES public.imported_documents(workspace_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.file_upload_batch_failures
+    ADD CONSTRAINT file_upload_batch_failures_workspace_id_batch_id_fkey FOREIGN KEY (workspace_id, batch_id) REFERENCES public.file_upload_batches(workspace_id, id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.file_upload_batches
     ADD CONSTRAINT file_upload_batches_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
 
@@ -813,6 +913,8 @@ CREATE POLICY api_delete ON public.file_upload_batches FOR DELETE TO plugboard_a
 
 CREATE POLICY api_delete ON public.imported_documents FOR DELETE TO plugboard_api USING (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('admin'::text)));
 
+CREATE POLICY api_delete ON public.pending_objects FOR DELETE TO plugboard_api USING (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
+
 CREATE POLICY api_delete ON public.saas_admin_users FOR DELETE TO plugboard_api USING ((public.app_platform_role_at_least('owner'::text) OR (public.app_platform_role_at_least('admin'::text) AND (role = 'developer'::text))));
 
 CREATE POLICY api_delete ON public.workspace_api_credentials FOR DELETE TO plugboard_api USING (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('admin'::text)));
@@ -835,11 +937,15 @@ CREATE POLICY api_insert ON public.connector_webhook_events FOR INSERT TO plugbo
 
 CREATE POLICY api_insert ON public.connectors FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('admin'::text)));
 
+CREATE POLICY api_insert ON public.file_upload_batch_failures FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
+
 CREATE POLICY api_insert ON public.file_upload_batches FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
 
 CREATE POLICY api_insert ON public.imported_documents FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
 
 CREATE POLICY api_insert ON public.jobs FOR INSERT TO plugboard_api WITH CHECK ((workspace_id = public.app_workspace_id()));
+
+CREATE POLICY api_insert ON public.pending_objects FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
 
 CREATE POLICY api_insert ON public.saas_admin_users FOR INSERT TO plugboard_api WITH CHECK ((public.app_platform_role_at_least('owner'::text) OR (public.app_platform_role_at_least('admin'::text) AND (role = 'developer'::text))));
 
@@ -865,9 +971,15 @@ CREATE POLICY api_select ON public.connector_webhook_events FOR SELECT TO plugbo
 
 CREATE POLICY api_select ON public.connectors FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
+CREATE POLICY api_select ON public.document_chunks FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
+
+CREATE POLICY api_select ON public.file_upload_batch_failures FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
+
 CREATE POLICY api_select ON public.file_upload_batches FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_select ON public.imported_documents FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
+
+CREATE POLICY api_select ON public.pending_objects FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_select ON public.saas_admin_users FOR SELECT TO plugboard_api USING (((user_id = public.app_user_id()) OR public.app_platform_role_at_least('admin'::text)));
 
@@ -933,6 +1045,10 @@ CREATE POLICY definer_all ON public.users TO plugboard_definer USING (true) WITH
 
 CREATE POLICY definer_all ON public.workspace_members TO plugboard_definer USING (true) WITH CHECK (true);
 
+ALTER TABLE public.document_chunks ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.file_upload_batch_failures ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.file_upload_batches ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
@@ -942,6 +1058,8 @@ ALTER TABLE public.imported_documents ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.jobs ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.key_ring_canary ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.pending_objects ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.saas_admin_users ENABLE ROW LEVEL SECURITY;
 
@@ -959,6 +1077,10 @@ CREATE POLICY service_all ON public.connector_webhook_events TO plugboard_servic
 
 CREATE POLICY service_all ON public.connectors TO plugboard_service USING (true) WITH CHECK (true);
 
+CREATE POLICY service_all ON public.document_chunks TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.file_upload_batch_failures TO plugboard_service USING (true) WITH CHECK (true);
+
 CREATE POLICY service_all ON public.file_upload_batches TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.idempotency_keys TO plugboard_service USING (true) WITH CHECK (true);
@@ -968,6 +1090,8 @@ CREATE POLICY service_all ON public.imported_documents TO plugboard_service USIN
 CREATE POLICY service_all ON public.jobs TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.key_ring_canary TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.pending_objects TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.saas_admin_users TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -994,14 +1118,14 @@ ALTER TABLE public.workspaces ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON FUNCTION public.authenticate_api_key(p_key_hash bytea) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.authenticate_api_key(p_key_hash bytea) TO plugboard_api;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batches TO plugboard_service;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batches TO plugboard_api;
+
 REVOKE ALL ON FUNCTION public.ensure_user(p_email text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.ensure_user(p_email text) TO plugboard_api;
 
 REVOKE ALL ON FUNCTION public.find_user_by_email(p_email text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.find_user_by_email(p_email text) TO plugboard_api;
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batches TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batches TO plugboard_api;
 
 REVOKE ALL ON FUNCTION public.record_template_install(p_template_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.record_template_install(p_template_id uuid) TO plugboard_api;
@@ -1146,6 +1270,12 @@ GRANT SELECT(row_version) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT(webhook_secret_set) ON TABLE public.connectors TO plugboard_api;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.document_chunks TO plugboard_service;
+GRANT SELECT ON TABLE public.document_chunks TO plugboard_api;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batch_failures TO plugboard_service;
+GRANT SELECT,INSERT ON TABLE public.file_upload_batch_failures TO plugboard_api;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_keys TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.idempotency_keys TO plugboard_api;
 
@@ -1156,6 +1286,9 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.jobs TO plugboard_service;
 GRANT INSERT ON TABLE public.jobs TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.key_ring_canary TO plugboard_service;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.pending_objects TO plugboard_service;
+GRANT SELECT,INSERT,DELETE ON TABLE public.pending_objects TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.saas_admin_users TO plugboard_api;

@@ -169,11 +169,7 @@ public static class PlugboardApp
         {
             if (http.GetEndpoint()?.Metadata.GetMetadata<StreamedUploadMetadata>() is not null)
             {
-                // A file upload: multipart, streamed file by file and bounded per file by the bucket's limit, not by the JSON body limit.
-                if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodyLimit)
-                {
-                    bodyLimit.MaxRequestBodySize = null;
-                }
+                // A file upload: multipart, streamed file by file; its handler lifts the body limit once the caller may upload.
                 Paging.BindList(http.Request.Path);
                 await next(http);
                 return;

@@ -46,6 +46,28 @@ public static partial class OpenApiContract
                     });
                 }
             }
+            if (metadata.OfType<StreamedUploadMetadata>().Any())
+            {
+                operation.RequestBody = new OpenApiRequestBody
+                {
+                    Required = true,
+                    Description = "One or more files, each a multipart/form-data part with a filename (any field name).",
+                    Content = new Dictionary<string, OpenApiMediaType>
+                    {
+                        ["multipart/form-data"] = new()
+                        {
+                            Schema = new OpenApiSchema
+                            {
+                                Type = JsonSchemaType.Object,
+                                Properties = new Dictionary<string, IOpenApiSchema>
+                                {
+                                    ["file"] = new OpenApiSchema { Type = JsonSchemaType.Array, Items = new OpenApiSchema { Type = JsonSchemaType.String, Format = "binary" } },
+                                },
+                            },
+                        },
+                    },
+                };
+            }
             operation.Responses ??= [];
             // Every other status is an RFC 9457 problem ("default", which generated clients map to their error type).
             operation.Responses["default"] = new OpenApiResponse

@@ -55,26 +55,25 @@ public static class BatchesApi
         batches.MapGet("/{batchId:guid}", async (Guid batchId, RequestDb db, CancellationToken ct) => TypedResults.Ok(await ReadAsync(db, batchId, ct))).Produces<Batch>();
         batches.MapPost("/{batchId:guid}/files", (Guid batchId, HttpContext http, RequestDb db, DocumentUploads uploads, CancellationToken ct) =>
                 UploadEndpoint.ReceiveAsync(http, db, uploads, batchId, ct))
-            .WithMetadata(new StreamedUploadMetadata()).Accepts<IFormFileCollection>("multipart/form-data").Produces<UploadResult>(201).Produces<UploadResult>(200)
-            .DisableAntiforgery();
+            .WithMetadata(new StreamedUploadMetadata()).Produces<UploadResult>(201).Produces<UploadResult>(200);
         batches.MapPost("/{batchId:guid}/close", Close).Produces<Batch>();
         batches.MapGet("/{batchId:guid}/stream", Stream).Produces(200, contentType: "text/event-stream");
     }
 
-    private static async Task<IResult> Create(CreateBatchRequest? body, RequestDb db, CancellationToken ct)
+    private static async Task<IResult> Create(CreateBatchRequest body, RequestDb db, CancellationToken ct)
     {
         db.RequireRole("member", "create upload batches");
-        if (body?.ExpectedFiles is { } expected && (expected < 1 || expected > MaxExpectedFiles))
+        if (body.ExpectedFiles is { } expected && (expected < 1 || expected > MaxExpectedFiles))
         {
             throw Problems.Invalid($"expected_files must be between 1 and {MaxExpectedFiles}.", "/expected_files");
         }
-        var metadata = JsonColumns.Object(body?.Metadata, "metadata", 16 * 1024);
+        var metadata = JsonColumns.Object(body.Metadata, "metadata", 16 * 1024);
         var row = await db.QuerySingleOrDefaultAsync<BatchRow>(
             $"""
             INSERT INTO file_upload_batches (workspace_id, id, total_files, is_open, metadata, created_by)
             VALUES (app_workspace_id(), @id, coalesce(@expected, 0), @expected IS NULL, @metadata::jsonb, app_user_id())
             RETURNING {BatchRow.Columns}
-            """, new { id = Guid.CreateVersion7(), expected = body?.ExpectedFiles, metadata }, ct);
+            """, new { id = Guid.CreateVersion7(), expected = body.ExpectedFiles, metadata }, ct);
         return TypedResults.Created($"/v1/workspaces/{db.WorkspaceId}/uploads/batches/{row!.Id}", row.ToBatch([]));
     }
 

@@ -92,7 +92,9 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
                 Directory.CreateDirectory(options.TemporaryDirectory);
                 spooled = new FileStream(Path.Combine(options.TemporaryDirectory, $"{Guid.NewGuid():N}.process"), new FileStreamOptions
                 {
-                    Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
+                    Mode = FileMode.CreateNew,
+                    Access = FileAccess.ReadWrite,
+                    Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
                 });
                 await original.CopyToAsync(spooled, ct);
                 spooled.Position = 0;

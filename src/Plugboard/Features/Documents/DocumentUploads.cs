@@ -26,7 +26,10 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         var temporary = Path.Combine(pipeline.TemporaryDirectory, $"{Guid.NewGuid():N}.upload");
         await using var file = new FileStream(temporary, new FileStreamOptions
         {
-            Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Options = FileOptions.Asynchronous | FileOptions.DeleteOnClose, Share = FileShare.None,
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.ReadWrite,
+            Options = FileOptions.Asynchronous | FileOptions.DeleteOnClose,
+            Share = FileShare.None,
         });
         var (size, sha256, complete) = await CopyBoundedAsync(body, file, bucket.MaxFileBytes, ct);
         if (!complete)

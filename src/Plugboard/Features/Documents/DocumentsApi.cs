@@ -21,8 +21,7 @@ public static class DocumentsApi
         var documents = workspace.MapGroup("/documents").WithTags("Documents");
         documents.MapPost("", (HttpContext http, RequestDb db, DocumentUploads uploads, [FromQuery(Name = "batch_id")] Guid? batchId, CancellationToken ct) =>
                 UploadEndpoint.ReceiveAsync(http, db, uploads, batchId, ct))
-            .WithMetadata(new StreamedUploadMetadata()).Accepts<IFormFileCollection>("multipart/form-data").Produces<UploadResult>(201).Produces<UploadResult>(200)
-            .DisableAntiforgery();
+            .WithMetadata(new StreamedUploadMetadata()).Produces<UploadResult>(201).Produces<UploadResult>(200);
         documents.MapGet("", List).Produces<Page<Document>>();
         documents.MapGet("/{documentId:guid}", async (Guid documentId, RequestDb db, CancellationToken ct) =>
             TypedResults.Ok((await FindAsync(db, documentId, ct)).ToDocument())).Produces<Document>();
@@ -64,8 +63,20 @@ public static class DocumentsApi
                AND (@until::timestamptz IS NULL OR created_at < @until)
                AND (@after::uuid IS NULL OR id < @after)
              ORDER BY id DESC LIMIT @take
-            """, new { deleted, source, connectorId, batchId, status, contentType, contentHash, since = since?.ToUniversalTime(), until = until?.ToUniversalTime(),
-                after = Paging.AfterId(cursor), take = take + 1 }, ct);
+            """, new
+            {
+                deleted,
+                source,
+                connectorId,
+                batchId,
+                status,
+                contentType,
+                contentHash,
+                since = since?.ToUniversalTime(),
+                until = until?.ToUniversalTime(),
+                after = Paging.AfterId(cursor),
+                take = take + 1
+            }, ct);
         var page = Paging.ToPage(rows, take, r => r.Id);
         return TypedResults.Ok(new Page<Document>(page.Items.Select(r => r.ToDocument()).ToList(), page.NextCursor));
     }

@@ -5,12 +5,6 @@ using Plugboard.Http;
 
 namespace Plugboard.Features.Documents;
 
-/// <summary>
-/// Marks an endpoint whose body is multipart/form-data streamed file by file: the JSON-only rule and the 1 MiB body
-/// limit do not apply to it (each file is bounded by the bucket's size limit, a request by <see cref="UploadEndpoint.MaxFilesPerRequest"/> files).
-/// </summary>
-public sealed class StreamedUploadMetadata;
-
 /// <summary>Reads a multipart upload section by section, handing each file part to <see cref="DocumentUploads"/> as it arrives.</summary>
 public static class UploadEndpoint
 {
@@ -20,12 +14,6 @@ public static class UploadEndpoint
     public static async Task<IResult> ReceiveAsync(HttpContext http, RequestDb db, DocumentUploads uploads, Guid? batchId, CancellationToken ct)
     {
         db.RequireRole("member", "upload documents");
-        if (!MediaTypeHeaderValue.TryParse(http.Request.ContentType, out var type) || !type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
-            || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 and <= 200 } boundary)
-        {
-            throw new ProblemException(415, "unsupported-media-type", "Unsupported media type",
-                "Send files as multipart/form-data, one part per file with a filename (curl -F file=@report.pdf).");
-        }
         if (batchId is not null)
         {
             var status = await db.QuerySingleOrDefaultAsync<string>("SELECT status FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct)
@@ -34,6 +22,16 @@ public static class UploadEndpoint
             {
                 throw Problems.Conflict($"The batch is {status}; create a new batch for more files.");
             }
+        }
+        if (!MediaTypeHeaderValue.TryParse(http.Request.ContentType, out var type) || !type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
+            || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 and <= 200 } boundary)
+        {
+            throw new ProblemException(415, "unsupported-media-type", "Unsupported media type",
+                "Send files as multipart/form-data, one part per file with a filename (curl -F file=@report.pdf).");
+        }
+        if (http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodyLimit)
+        {
+            bodyLimit.MaxRequestBodySize = null; // bounded below: each file by the bucket's limit, the request by its file count
         }
         var context = db.Context;
         await db.CommitAsync(ct);
@@ -55,7 +53,8 @@ public static class UploadEndpoint
                 {
                     await DrainAsync(section.Body, long.MaxValue, ct);
                     files.Add(new UploadedFile(DocumentUploads.CleanFileName(name), UploadedFile.Refused, 0, null, null, null,
-                        $"A request takes at most {MaxFilesPerRequest} files; send the rest in another request.") { RefusalStatus = 413 });
+                        $"A request takes at most {MaxFilesPerRequest} files; send the rest in another request.")
+                    { RefusalStatus = 413 });
                     continue;
                 }
                 files.Add(await uploads.ReceiveAsync(context, batchId, section.Body, name, section.ContentType, ct));

@@ -98,8 +98,18 @@ public static class SearchApi
             """,
             new
             {
-                config = pipeline.SearchConfiguration, q, connectorId, source, contentType, batchId, since = since?.ToUniversalTime(), until = until?.ToUniversalTime(),
-                afterRank, afterDocument, afterOrdinal, take = take + 1,
+                config = pipeline.SearchConfiguration,
+                q,
+                connectorId,
+                source,
+                contentType,
+                batchId,
+                since = since?.ToUniversalTime(),
+                until = until?.ToUniversalTime(),
+                afterRank,
+                afterDocument,
+                afterOrdinal,
+                take = take + 1,
             }, ct);
         var page = Paging.ToPage(rows, take, r => $"{r.Rank.ToString("R", CultureInfo.InvariantCulture)}|{r.DocumentId}|{r.Ordinal}");
         return TypedResults.Ok(new Page<SearchHit>(page.Items.Select(r => new SearchHit(r.DocumentId, r.Title, r.Ordinal, r.HeadingPath, r.PageStart, r.PageEnd,
