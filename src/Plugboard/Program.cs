@@ -9,6 +9,7 @@ LocalCommands.Add(root, cli);
 MigrateCommands.Add(root, cli);
 KeysCommands.Add(root, cli);
 DbCommands.Add(root, cli);
+UploadCommand.Add(root, cli);
 
 // Ctrl-C/SIGTERM: give in-flight requests and the embedded PostgreSQL time to stop cleanly.
 try
