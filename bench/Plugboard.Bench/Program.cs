@@ -7,6 +7,9 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["engine"] = EngineBenchmark.RunAsync,
     ["queue"] = QueueBenchmark.RunAsync,
     ["e2e"] = E2eBenchmark.RunAsync,
+    ["chunking"] = ChunkingBenchmark.RunAsync,
+    ["search"] = SearchBenchmark.RunAsync,
+    ["upload"] = UploadBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {

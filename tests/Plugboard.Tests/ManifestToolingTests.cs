@@ -149,6 +149,11 @@ public sealed class ManifestToolingTests(PlugboardServer server)
     [InlineData("PLUGBOARD_LOG_LEVEL", "loud")]
     [InlineData("PLUGBOARD_RUN_WORKERS", "maybe")]
     [InlineData("PLUGBOARD_OUTBOUND_ALLOW", "localhost")]
+    [InlineData("PLUGBOARD_UPLOAD_MAX_MB", "lots")]
+    [InlineData("PLUGBOARD_UPLOAD_ALLOWED_TYPES", "application/x-executable")]
+    [InlineData("PLUGBOARD_CHUNK_TOKENS", "8")]
+    [InlineData("PLUGBOARD_SEARCH_CONFIG", "English; DROP")]
+    [InlineData("PLUGBOARD_S3_ENDPOINT", "ftp://bucket")]
     public async Task An_unusable_setting_stops_the_process_before_it_starts_naming_the_variable(string name, string value)
     {
         var home = Path.Combine(server.TestHome, "bad-setting-" + Guid.NewGuid().ToString("N")[..8]);
@@ -160,6 +165,21 @@ public sealed class ManifestToolingTests(PlugboardServer server)
             Assert.Contains($"'{value}'", output, StringComparison.Ordinal);
         }
         Assert.False(Directory.Exists(Path.Combine(home, "pgdata")));
+    }
+
+    [Fact]
+    public async Task A_search_configuration_the_database_lacks_stops_the_process()
+    {
+        var (exit, output) = await PlugboardAsync(new Dictionary<string, string>
+        {
+            ["PLUGBOARD_HOME"] = Path.Combine(server.TestHome, "no-config-" + Guid.NewGuid().ToString("N")[..8]),
+            ["DATABASE_URL"] = server.Settings.OwnerConnectionString,
+            ["PLUGBOARD_DB_ROLE_PASSWORD"] = server.Settings.RolePassword ?? "",
+            ["PLUGBOARD_KEYS"] = server.Keys.ToJson(),
+            ["PLUGBOARD_SEARCH_CONFIG"] = "klingon",
+        }, "serve");
+        Assert.Equal(2, exit);
+        Assert.Contains("plugboard: PLUGBOARD_SEARCH_CONFIG must name a text search configuration of the database; 'klingon' is not one", output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -42,6 +42,12 @@ public sealed class MediaTypeTests
         Assert.Equal(MediaTypes.Executable, Sniff(Text("#!/bin/sh\nrm -rf /\n"), "readme.md"));
         Assert.Equal(MediaTypes.Json, Sniff(Text("  {\"a\": [1, 2]}"), "data.txt"));
         Assert.Equal(MediaTypes.PlainText, Sniff(Text("{ not json"), "data.json"));
+        // JSON larger than any buffer is checked whole, in bounded memory: valid, cut short, or followed by more text.
+        var large = "[" + string.Join(",", Enumerable.Range(0, 200_000).Select(i => $"{{\"id\": {i}, \"text\": \"{new string('x', i % 50)}\"}}")) + "]";
+        Assert.Equal(MediaTypes.Json, Sniff(Text(large), "big.json"));
+        Assert.Equal(MediaTypes.PlainText, Sniff(Text(large[..^1]), "cut.json"));
+        Assert.Equal(MediaTypes.PlainText, Sniff(Text(large + " trailing"), "more.json"));
+        Assert.Equal(MediaTypes.Json, Sniff(Text("{\"long\": \"" + new string('y', 300_000) + "\"}"), "long.json"));
         Assert.Equal(MediaTypes.Html, Sniff(Text("<!-- hi -->\n<!DOCTYPE html><html><body>x</body></html>"), "page.txt"));
         Assert.Equal(MediaTypes.WebVtt, Sniff(Text("\uFEFFWEBVTT\n\n00:00.000 --> 00:01.000\nHello"), "call.txt"));
         Assert.Equal(MediaTypes.SubRip, Sniff(Text("1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\n"), "call.txt"));

@@ -45,6 +45,26 @@ public sealed class ObjectStoreTests
 
     [Theory]
     [MemberData(nameof(Backends))]
+    public async Task A_stored_file_is_taken_over_and_reads_back_the_same(string backend)
+    {
+        var store = Create(backend);
+        foreach (var size in new[] { 1, S3ObjectStore.PartBytes + 7 })
+        {
+            var bytes = RandomNumberGenerator.GetBytes(size);
+            var path = Path.Combine(Path.GetTempPath(), $"put-file-{Guid.NewGuid():N}");
+            await File.WriteAllBytesAsync(path, bytes);
+            var key = NewKey();
+            await store.PutFileAsync(key, path, "application/octet-stream", CancellationToken.None);
+            Assert.False(File.Exists(path), "the store takes the file over");
+            await using var read = await store.OpenReadAsync(key, CancellationToken.None);
+            using var copy = new MemoryStream();
+            await read!.CopyToAsync(copy);
+            Assert.True(bytes.AsSpan().SequenceEqual(copy.ToArray()), $"{backend}: {size} bytes came back different");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
     public async Task A_replaced_object_reads_new_a_deleted_one_reads_nothing_and_deleting_twice_is_fine(string backend)
     {
         var store = Create(backend);

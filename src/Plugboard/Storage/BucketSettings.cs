@@ -21,7 +21,7 @@ public sealed record BucketSettings(long MaxFileBytes, IReadOnlyList<string> All
             if (!MediaTypes.Known.Contains(type) || type == MediaTypes.Executable)
             {
                 throw new InvalidSettingException(
-                    $"PLUGBOARD_UPLOAD_ALLOWED_TYPES may list only these types: {string.Join(", ", MediaTypes.Known.Where(t => t != MediaTypes.Executable))}; '{type}' is not one.");
+                    $"PLUGBOARD_UPLOAD_ALLOWED_TYPES must list only these types: {string.Join(", ", MediaTypes.Known.Where(t => t != MediaTypes.Executable))}; '{type}' is not one.");
             }
         }
         var maxBytes = (long)(maxMiB * 1024 * 1024);

@@ -30,6 +30,30 @@ public sealed class FileSystemObjectStore(string root) : IObjectStore
         }
     }
 
+    /// <summary>Flushes the file to disk, then renames it into place (copying only when it lies on another filesystem).</summary>
+    public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+    {
+        var target = PathOf(key);
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        await using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            file.Flush(flushToDisk: true);
+        }
+        try
+        {
+            File.Move(path, target, overwrite: true);
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            // Another filesystem (PLUGBOARD_HOME's tmp mounted apart): copy atomically, then drop the original.
+            await using (var source = File.OpenRead(path))
+            {
+                await PutAsync(key, source, contentType, ct);
+            }
+            File.Delete(path);
+        }
+    }
+
     public Task<Stream?> OpenReadAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);

@@ -147,20 +147,9 @@ public static partial class MediaTypes
         {
             return SubRip;
         }
-        if (text.StartsWith('{') || text.StartsWith('['))
+        if ((text.StartsWith('{') || text.StartsWith('[')) && IsJson(content))
         {
-            try
-            {
-                using var document = JsonDocument.Parse(content, new JsonDocumentOptions { MaxDepth = 256 });
-                return Json;
-            }
-            catch (JsonException)
-            {
-            }
-            finally
-            {
-                content.Position = 0;
-            }
+            return Json;
         }
         if (HtmlStart().IsMatch(text))
         {
@@ -172,6 +161,57 @@ public static partial class MediaTypes
             ".csv" => Csv,
             _ => PlainText,
         };
+    }
+
+    /// <summary>Whether the whole stream is one JSON document, checked by a streaming reader in bounded memory (no DOM).</summary>
+    private static bool IsJson(Stream content)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            var state = new JsonReaderState(new JsonReaderOptions { MaxDepth = 256 });
+            var kept = 0;
+            long consumed = 0;
+            while (true)
+            {
+                var read = content.Read(buffer, kept, buffer.Length - kept);
+                var final = read == 0;
+                var reader = new Utf8JsonReader(buffer.AsSpan(0, kept + read), final, state);
+                while (reader.Read())
+                {
+                }
+                consumed += reader.BytesConsumed;
+                if (final)
+                {
+                    return consumed > 0;
+                }
+                state = reader.CurrentState;
+                kept = kept + read - (int)reader.BytesConsumed;
+                if (kept == buffer.Length)
+                {
+                    // One token longer than the buffer (a long string): grow, up to a bound.
+                    if (buffer.Length >= 16 * 1024 * 1024)
+                    {
+                        return false;
+                    }
+                    var larger = System.Buffers.ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    Buffer.BlockCopy(buffer, 0, larger, 0, kept);
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                    continue;
+                }
+                Buffer.BlockCopy(buffer, (int)reader.BytesConsumed, buffer, 0, kept);
+            }
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            content.Position = 0;
+        }
     }
 
     [GeneratedRegex(@"^\d+\r?\n\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}")]

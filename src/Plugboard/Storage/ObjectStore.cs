@@ -16,6 +16,12 @@ public interface IObjectStore
     /// <summary>Stores <paramref name="content"/> under <paramref name="key"/> (replacing what was there).</summary>
     Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct);
 
+    /// <summary>
+    /// Stores the local file at <paramref name="path"/> under <paramref name="key"/> and takes it over: the file is gone
+    /// afterwards (moved into place by the filesystem backend — no second copy of the bytes — or uploaded and deleted).
+    /// </summary>
+    Task PutFileAsync(string key, string path, string contentType, CancellationToken ct);
+
     /// <summary>The object's bytes, or null when there is none.</summary>
     Task<Stream?> OpenReadAsync(string key, CancellationToken ct);
 

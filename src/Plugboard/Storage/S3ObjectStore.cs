@@ -89,6 +89,15 @@ public sealed class S3ObjectStore : IObjectStore, IDisposable
         }
     }
 
+    public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+    {
+        await using (var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 81920, FileOptions.Asynchronous | FileOptions.SequentialScan))
+        {
+            await PutAsync(key, file, contentType, ct);
+        }
+        File.Delete(path);
+    }
+
     public async Task<Stream?> OpenReadAsync(string key, CancellationToken ct)
     {
         ObjectKeys.Check(key);

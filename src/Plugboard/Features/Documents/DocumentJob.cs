@@ -25,6 +25,28 @@ public sealed partial record DocumentPipelineOptions(ChunkingOptions Chunking, s
             Math.Max(bucket.MaxFileBytes * 20, 256L * 1024 * 1024));
     }
 
+    /// <summary>Stops the start (exit 2) when the database answers that it has no such text search configuration.</summary>
+    public static async Task CheckSearchConfigurationAsync(Plugboard.Data.Db db, IConfiguration configuration, string home, CancellationToken ct)
+    {
+        var name = FromConfiguration(configuration, home, BucketSettings.FromConfiguration(configuration, home)).SearchConfiguration;
+        bool exists;
+        try
+        {
+            await using var connection = await db.Service.OpenConnectionAsync(ct);
+            exists = await Dapper.SqlMapper.ExecuteScalarAsync<bool>(connection, new Dapper.CommandDefinition(
+                "SELECT EXISTS (SELECT FROM pg_ts_config WHERE cfgname = @name)", new { name }, cancellationToken: ct));
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        {
+            return; // the database is not reachable yet: the process starts and /readyz says why it is not ready
+        }
+        if (!exists)
+        {
+            throw new InvalidSettingException(
+                $"PLUGBOARD_SEARCH_CONFIG must name a text search configuration of the database; '{name}' is not one (SELECT cfgname FROM pg_ts_config lists them).");
+        }
+    }
+
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
     private static partial Regex ConfigurationName();
 }

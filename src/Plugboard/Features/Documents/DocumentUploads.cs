@@ -8,8 +8,8 @@ namespace Plugboard.Features.Documents;
 
 /// <summary>
 /// Takes one uploaded file into the connector-imports bucket: streamed to a temporary file (hashed and counted on the
-/// way, never held in memory), its type decided from its content, then stored and recorded — or refused with a
-/// reason. A file is either stored and recorded or neither: the object's intent row is written before the object and
+/// way, never held in memory), its type decided from its content, then handed to the store (the filesystem backend
+/// renames it into place: the bytes are written once) and recorded — or refused with a reason. A file is either stored and recorded or neither: the object's intent row is written before the object and
 /// deleted in the transaction that records it, and the sweeper removes objects whose intent outlived them.
 /// </summary>
 public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore store, DocumentPipelineOptions pipeline, ILogger<DocumentUploads> logger)
@@ -24,24 +24,42 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         var name = CleanFileName(declaredName);
         Directory.CreateDirectory(pipeline.TemporaryDirectory);
         var temporary = Path.Combine(pipeline.TemporaryDirectory, $"{Guid.NewGuid():N}.upload");
-        await using var file = new FileStream(temporary, new FileStreamOptions
+        try
+        {
+            return await ReceiveIntoAsync(context, batchId, body, name, declaredType, temporary, ct);
+        }
+        finally
+        {
+            File.Delete(temporary); // gone already when the store took it over
+        }
+    }
+
+    private async Task<UploadedFile> ReceiveIntoAsync(WorkspaceContext context, Guid? batchId, Stream body, string name, string? declaredType, string temporary,
+        CancellationToken ct)
+    {
+        string detected;
+        long size;
+        string sha256;
+        await using (var file = new FileStream(temporary, new FileStreamOptions
         {
             Mode = FileMode.CreateNew,
             Access = FileAccess.ReadWrite,
-            Options = FileOptions.Asynchronous | FileOptions.DeleteOnClose,
+            Options = FileOptions.Asynchronous,
             Share = FileShare.None,
-        });
-        var (size, sha256, complete) = await CopyBoundedAsync(body, file, bucket.MaxFileBytes, ct);
-        if (!complete)
+        }))
         {
-            return await RefuseAsync(context, batchId, name, size, null,
-                $"The file is larger than the {bucket.MaxFileSizeText} this bucket accepts.", 413, ct);
+            (size, sha256, var complete) = await CopyBoundedAsync(body, file, bucket.MaxFileBytes, ct);
+            if (!complete)
+            {
+                return await RefuseAsync(context, batchId, name, size, null,
+                    $"The file is larger than the {bucket.MaxFileSizeText} this bucket accepts.", 413, ct);
+            }
+            if (size == 0)
+            {
+                return await RefuseAsync(context, batchId, name, 0, null, "The file is empty.", 422, ct);
+            }
+            detected = MediaTypes.Sniff(file, name);
         }
-        if (size == 0)
-        {
-            return await RefuseAsync(context, batchId, name, 0, null, "The file is empty.", 422, ct);
-        }
-        var detected = MediaTypes.Sniff(file, name);
         if (MediaTypes.Refusal(detected, declaredType, bucket.AllowedTypes) is { } refusal)
         {
             return await RefuseAsync(context, batchId, name, size, detected, refusal, 415, ct);
@@ -72,8 +90,7 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         var recorded = false;
         try
         {
-            file.Position = 0;
-            await store.PutAsync(key, file, detected, ct);
+            await store.PutFileAsync(key, temporary, detected, ct);
             var outcome = await RecordAsync(context, batchId, id, key, name, detected, size, sha256, ct);
             recorded = outcome.Outcome == UploadedFile.Accepted;
             return outcome;
