@@ -37,7 +37,7 @@ public static class UploadEndpoint
         await db.CommitAsync(ct);
         await db.ReleaseAsync(); // each file is recorded in its own short transaction: no connection waits on a slow upload
 
-        var reader = new MultipartReader(boundary, http.Request.Body) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16, BodyLengthLimit = null };
+        var reader = new MultipartReader(boundary, http.Request.Body, bufferSize: 64 * 1024) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16, BodyLengthLimit = null };
         var files = new List<UploadedFile>();
         try
         {
