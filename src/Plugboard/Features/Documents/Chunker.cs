@@ -34,6 +34,9 @@ public sealed class Chunker(ChunkingOptions options)
     public static Tokenizer Tokenizer => SharedTokenizer.Value;
 
     private const string Separator = "\n\n";
+
+    /// <summary>More characters than any realistic run of tokens needs (o200k_base averages about four per token).</summary>
+    private const int CharactersPerTokenBound = 16;
     private const int SeparatorTokens = 1;
 
     public ChunkingOptions Options { get; } = options;
@@ -157,7 +160,8 @@ public sealed class Chunker(ChunkingOptions options)
             var position = 0;
             while (position < text.Length)
             {
-                var remaining = text.AsSpan(position);
+                // A window of text ample for the budget (tokens average about four characters): the rest is not tokenized.
+                var remaining = text.AsSpan(position, Math.Min(text.Length - position, Max * CharactersPerTokenBound));
                 var take = Tokenizer.GetIndexByTokenCount(remaining, Max, out _, out var count);
                 var end = position + take;
                 if (end < text.Length)
@@ -182,7 +186,7 @@ public sealed class Chunker(ChunkingOptions options)
                 {
                     break; // the last window stays open: the blocks after it may still fit
                 }
-                var overlapStart = OverlapStart(position, end, text);
+                var (overlapStart, _) = OverlapStart(position, end, text);
                 Emit();
                 position = Math.Max(overlapStart, position + 1);
                 while (position < text.Length && text[position] == ' ')
@@ -192,16 +196,28 @@ public sealed class Chunker(ChunkingOptions options)
             }
         }
 
-        private int OverlapStart(int from, int to, string text)
+        /// <summary>
+        /// Where the last overlap tokens of <c>text[from..to]</c> begin (moved forward to a word start), and how many tokens
+        /// they are at most. Only the tail is tokenized, not the whole chunk.
+        /// </summary>
+        private (int Start, int Tokens) OverlapStart(int from, int to, string text)
         {
             if (chunker.Options.OverlapTokens == 0)
             {
-                return to;
+                return (to, 0);
             }
-            var back = Tokenizer.GetIndexByTokenCountFromEnd(text.AsSpan(from, to - from), chunker.Options.OverlapTokens, out _, out _);
-            var start = from + back;
+            // A tail of about six characters per token first (enough for ordinary text); the ample bound only when that falls short.
+            var overlap = chunker.Options.OverlapTokens;
+            var tail = Math.Max(from, to - overlap * 6);
+            var back = Tokenizer.GetIndexByTokenCountFromEnd(text.AsSpan(tail, to - tail), overlap, out _, out var tokens);
+            if (tokens < overlap && tail > from)
+            {
+                tail = Math.Max(from, to - overlap * CharactersPerTokenBound);
+                back = Tokenizer.GetIndexByTokenCountFromEnd(text.AsSpan(tail, to - tail), overlap, out _, out tokens);
+            }
+            var start = tail + back;
             var space = text.IndexOf(' ', start, to - start);
-            return space >= 0 && space + 1 < to ? space + 1 : start;
+            return (space >= 0 && space + 1 < to ? space + 1 : start, tokens);
         }
 
         public void Close(bool carryOverlap)
@@ -214,12 +230,12 @@ public sealed class Chunker(ChunkingOptions options)
             Emit();
             if (carryOverlap && chunker.Options.OverlapTokens > 0)
             {
-                var overlap = OverlapStart(start, end, full);
+                var (overlap, tokens) = OverlapStart(start, end, full);
                 if (overlap < end)
                 {
                     _start = overlap;
                     _end = end;
-                    Tokens = Tokenizer.CountTokens(full.AsSpan(overlap, end - overlap));
+                    Tokens = tokens; // counted before the start moved to a word boundary: never fewer than the text holds
                 }
             }
         }
