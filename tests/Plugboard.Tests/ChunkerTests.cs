@@ -147,6 +147,19 @@ public sealed class ChunkerTests
     }
 
     [Fact]
+    public void Text_without_spaces_is_chunked_within_the_budget()
+    {
+        var text = Extractor.Extract(new MemoryStream(Encoding.UTF8.GetBytes(new string('z', 40_000) + "\n" + string.Concat(Enumerable.Range(0, 4000).Select(i => $"{i:x},")))),
+            Plugboard.Storage.MediaTypes.PlainText, 1 << 20);
+        var options = new ChunkingOptions(MaxTokens: 64, OverlapTokens: 32);
+        var chunks = new Chunker(options).Split(text);
+        AssertWellFormed(text, chunks, options);
+        // Each window moves on by at least half of itself: about two chunks per budget of tokens, not one per word.
+        var tokens = Chunker.Tokenizer.CountTokens(Chunker.FullText(text));
+        Assert.True(chunks.Count <= tokens * 2 / options.MaxTokens * 1.25 + 5, $"{chunks.Count} chunks for {tokens} tokens");
+    }
+
+    [Fact]
     public void Pdf_chunks_carry_their_page_range()
     {
         var random = new Random(9);

@@ -88,8 +88,13 @@ public sealed class DocumentTests(PlugboardServer server)
         Assert.Contains("text/plain", detail, StringComparison.Ordinal);
         Assert.Contains("application/pdf", detail, StringComparison.Ordinal);
 
-        var oversized = await (await team.Member.Http.UploadAsync(team.Id, "big.txt", new string('x', 5 * 1024 * 1024))).AssertProblemAsync(413);
+        // An oversized file ends the request: the rest of its body (and any file after it) is not read, the connection closes.
+        var tooBig = await team.Member.Http.PostAsync($"/v1/workspaces/{team.Id}/documents",
+            Uploads.Form(("big.txt", Encoding.UTF8.GetBytes(new string('x', 5 * 1024 * 1024)), null), ("after.txt", "never read"u8.ToArray(), null)));
+        Assert.True(tooBig.Headers.ConnectionClose);
+        var oversized = await tooBig.AssertProblemAsync(413);
         Assert.Contains("4 MiB", oversized.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Single(oversized.GetProperty("files").EnumerateArray());
 
         var empty = await (await team.Member.Http.UploadAsync(team.Id, "empty.txt", [])).AssertProblemAsync(422);
         Assert.Contains("empty", empty.GetProperty("detail").GetString(), StringComparison.Ordinal);

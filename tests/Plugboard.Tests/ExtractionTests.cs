@@ -166,4 +166,30 @@ public sealed class ExtractionTests
         Assert.Equal(["first line\nsecond line", "next paragraph"], text.Blocks.Select(b => b.Text));
         Assert.Throws<DocumentUnreadableException>(() => Extract("   \n\n  ", MediaTypes.PlainText));
     }
+
+    [Fact]
+    public void Hostile_shapes_are_bounded_long_runs_broken_long_headings_cut_deep_nesting_refused_not_fatal()
+    {
+        var run = new string('q', 300_000);
+        var text = Extract($"start {run} end", MediaTypes.PlainText);
+        Assert.All(text.Blocks, b => Assert.DoesNotMatch(@"\S{129}", b.Text));
+        Assert.Equal(300_000 + "start  end".Length + 300_000 / Extractor.MaxRunCharacters, text.Blocks.Sum(b => b.Text.Length));
+
+        var heading = Extract("# " + string.Join(' ', Enumerable.Range(0, 5000).Select(i => $"w{i}")) + "\n\nbody", MediaTypes.Markdown);
+        Assert.All(heading.Blocks, b => Assert.All(b.HeadingPath, h => Assert.True(h.Length <= Extractor.MaxHeadingCharacters)));
+        Assert.True(heading.Title!.Length <= Extractor.MaxHeadingCharacters);
+
+        var longKey = Extract("{\"" + new string('k', 100_000) + "\": [" + string.Join(",", Enumerable.Range(0, 2000)) + "]}", MediaTypes.Json);
+        Assert.True(longKey.Blocks.Sum(b => b.Text.Length) < 2000 * 300, "a long key does not repeat in full on every line");
+
+        var nested = string.Concat(Enumerable.Repeat("<div>", 50_000)) + "deep text" + string.Concat(Enumerable.Repeat("</div>", 50_000));
+        try
+        {
+            Assert.Contains(Extract($"<html><body>{nested}</body></html>", MediaTypes.Html).Blocks, b => b.Text.Contains("deep text", StringComparison.Ordinal));
+        }
+        catch (DocumentUnreadableException e)
+        {
+            Assert.Contains("nested too deeply", e.Message, StringComparison.Ordinal);
+        }
+    }
 }

@@ -77,6 +77,11 @@ public sealed class MediaTypeTests
         Assert.Null(MediaTypes.Refusal(MediaTypes.Pdf, "application/octet-stream", allowed));
         Assert.Null(MediaTypes.Refusal(MediaTypes.Markdown, "text/plain; charset=utf-8", allowed));
         Assert.Equal("The file was declared as application/pdf, but its content is text/html.", MediaTypes.Refusal(MediaTypes.Html, "application/pdf", allowed));
+        // What browsers commonly declare for text is not a contradiction.
+        Assert.Null(MediaTypes.Refusal(MediaTypes.WebVtt, "text/plain", allowed));
+        Assert.Null(MediaTypes.Refusal(MediaTypes.Json, "text/plain; charset=utf-8", allowed));
+        Assert.Null(MediaTypes.Refusal(MediaTypes.Csv, "application/vnd.ms-excel", allowed));
+        Assert.NotNull(MediaTypes.Refusal(MediaTypes.Pdf, "text/plain", allowed));
         Assert.Contains("executables are never accepted", MediaTypes.Refusal(MediaTypes.Executable, "application/pdf", allowed));
         Assert.Contains("application/zip, which this bucket does not accept", MediaTypes.Refusal(MediaTypes.Zip, null, allowed));
         Assert.Contains("does not accept", MediaTypes.Refusal(MediaTypes.Html, null, [MediaTypes.Pdf]));

@@ -43,7 +43,12 @@ public static class UploadCommand
                 return 2;
             }
             var baseUrl = parse.GetValue(url) ?? Environment.GetEnvironmentVariable("PLUGBOARD_URL") ?? cli.Urls.Split(';')[0];
-            using var http = new HttpClient { BaseAddress = new Uri(baseUrl.TrimEnd('/') + "/"), Timeout = Timeout.InfiniteTimeSpan };
+            if (!Uri.TryCreate(baseUrl.TrimEnd('/') + "/", UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("http" or "https"))
+            {
+                AnsiConsole.MarkupLine($"[red]{Markup.Escape(baseUrl)} is not a URL to reach the server;[/] pass --url (for example http://127.0.0.1:5080).");
+                return 2;
+            }
+            using var http = new HttpClient { BaseAddress = baseUri, Timeout = Timeout.InfiniteTimeSpan };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
             try
             {
@@ -83,7 +88,7 @@ public static class UploadCommand
             await Parallel.ForEachAsync(found, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = ct }, async (file, token) =>
             {
                 var hash = await HashAsync(file, token);
-                var existing = await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Get, $"{prefix}/documents?content_hash={hash}&limit=1"), token);
+                var existing = await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Get, $"{prefix}/documents?source=upload&content_hash={hash}&limit=1"), token);
                 if (existing.GetProperty("items").GetArrayLength() > 0)
                 {
                     Interlocked.Increment(ref skipped);
@@ -106,7 +111,8 @@ public static class UploadCommand
         files.Sort((a, b) => string.CompareOrdinal(a.RelativeName, b.RelativeName));
         var batch = await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, $"{prefix}/uploads/batches")
         {
-            Content = JsonContent.Create(new { expected_files = files.Count, metadata = new { source = "plugboard upload", folder = dir.Name } }),
+            // Open (no expected count), closed once every file was sent: files the server never took do not hold it open.
+            Content = JsonContent.Create(new { metadata = new { source = "plugboard upload", folder = dir.Name } }),
         }, ct);
         var batchId = batch.GetProperty("id").GetString()!;
         var outcomes = new List<Outcome>();
@@ -126,6 +132,7 @@ public static class UploadCommand
                     }
                 });
             });
+        await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, $"{prefix}/uploads/batches/{batchId}/close"), ct);
         var accepted = outcomes.Count(o => o.Result == "accepted");
         var duplicate = outcomes.Count(o => o.Result == "duplicate");
         var refused = outcomes.Where(o => o.Result == "refused").OrderBy(o => o.Name, StringComparer.Ordinal).ToList();

@@ -49,6 +49,7 @@ public static class Problems
         404 => "not-found",
         405 => "method-not-allowed",
         406 => "not-acceptable",
+        408 => "request-timeout",
         409 => "conflict",
         411 => "length-required",
         412 => "precondition-failed",

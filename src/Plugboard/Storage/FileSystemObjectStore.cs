@@ -30,28 +30,29 @@ public sealed class FileSystemObjectStore(string root) : IObjectStore
         }
     }
 
-    /// <summary>Flushes the file to disk, then renames it into place (copying only when it lies on another filesystem).</summary>
-    public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+    /// <summary>
+    /// Moves the file beside its target under a temporary name (a rename on the same filesystem; .NET copies across
+    /// filesystems), flushes it to disk, then renames it into place — atomic either way.
+    /// </summary>
+    public Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
     {
         var target = PathOf(key);
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        await using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
-        {
-            file.Flush(flushToDisk: true);
-        }
+        var temporary = $"{target}.{Guid.NewGuid():N}.partial";
         try
         {
-            File.Move(path, target, overwrite: true);
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            // Another filesystem (PLUGBOARD_HOME's tmp mounted apart): copy atomically, then drop the original.
-            await using (var source = File.OpenRead(path))
+            File.Move(path, temporary);
+            using (var file = new FileStream(temporary, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
             {
-                await PutAsync(key, source, contentType, ct);
+                file.Flush(flushToDisk: true);
             }
-            File.Delete(path);
+            File.Move(temporary, target, overwrite: true);
         }
+        finally
+        {
+            File.Delete(temporary); // gone already when the last move succeeded
+        }
+        return Task.CompletedTask;
     }
 
     public Task<Stream?> OpenReadAsync(string key, CancellationToken ct)
@@ -69,7 +70,14 @@ public sealed class FileSystemObjectStore(string root) : IObjectStore
 
     public Task DeleteAsync(string key, CancellationToken ct)
     {
-        File.Delete(PathOf(key));
+        try
+        {
+            File.Delete(PathOf(key));
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // Never stored (its workspace's folder does not even exist): deleted already.
+        }
         return Task.CompletedTask;
     }
 

@@ -77,12 +77,22 @@ public static partial class MediaTypes
             return $"The file's content is {detected}, which this bucket does not accept (allowed: {string.Join(", ", allowed)}).";
         }
         var declaredType = declared?.Split(';')[0].Trim().ToLowerInvariant();
-        if (declaredType is { Length: > 0 } and not Binary && declaredType != detected && !(detected is Markdown or Csv && declaredType == PlainText))
+        if (declaredType is { Length: > 0 } and not Binary && declaredType != detected && !Compatible(detected, declaredType))
         {
             return $"The file was declared as {declaredType}, but its content is {detected}.";
         }
         return null;
     }
+
+    /// <summary>Declarations browsers and tools commonly make for text that the content names more precisely.</summary>
+    private static bool Compatible(string detected, string declared) =>
+        (IsTextType(detected) && declared == PlainText)
+        || (detected == Csv && declared is "application/vnd.ms-excel" or "application/csv")
+        || (detected == Markdown && declared == "text/x-markdown")
+        || (detected == SubRip && declared == "text/srt")
+        || (detected == Json && declared == "text/json");
+
+    private static bool IsTextType(string type) => type is PlainText or Markdown or Csv or Json or Html or WebVtt or SubRip;
 
     private static bool IsExecutable(ReadOnlySpan<byte> bytes)
     {

@@ -6,7 +6,11 @@ using Amazon.S3.Model;
 namespace Plugboard.Storage;
 
 /// <summary>Where an S3-compatible bucket is and how to sign for it.</summary>
-public sealed record S3Location(Uri Endpoint, string Region, string Bucket, string AccessKeyId, string SecretAccessKey, bool ForcePathStyle = true);
+public sealed record S3Location(Uri Endpoint, string Region, string Bucket, string AccessKeyId, string SecretAccessKey, bool ForcePathStyle = true)
+{
+    /// <summary>Never the secret: a record would print every member.</summary>
+    public override string ToString() => $"S3Location {{ Endpoint = {Endpoint}, Region = {Region}, Bucket = {Bucket}, AccessKeyId = {AccessKeyId} }}";
+}
 
 /// <summary>
 /// Objects in an S3-compatible bucket (AWS S3, MinIO, Ceph, …). Content is streamed in parts of

@@ -77,8 +77,14 @@ public static class BatchesApi
         return TypedResults.Created($"/v1/workspaces/{db.WorkspaceId}/uploads/batches/{row!.Id}", row.ToBatch([]));
     }
 
+    public static readonly string[] Statuses = ["pending", "processing", "completed", "completed_with_errors", "failed", "cancelled"];
+
     private static async Task<IResult> List(RequestDb db, string? status, int? limit, string? cursor, CancellationToken ct)
     {
+        if (status is not null && !Statuses.Contains(status))
+        {
+            throw Problems.BadRequest($"status must be one of: {string.Join(", ", Statuses)}.");
+        }
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<BatchRow>(
             $"""

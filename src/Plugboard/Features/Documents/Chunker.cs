@@ -35,6 +35,16 @@ public sealed class Chunker(ChunkingOptions options)
 
     private const string Separator = "\n\n";
 
+    private static readonly System.Buffers.SearchValues<char> WhiteSpace = System.Buffers.SearchValues.Create(" \t\n\r\f\v");
+
+    /// <summary>The last whitespace at or before <paramref name="from"/>, looking back at most <paramref name="count"/> characters; -1 if none.</summary>
+    private static int LastWhiteSpace(string text, int from, int count)
+    {
+        var start = Math.Max(0, from - count + 1);
+        var found = text.AsSpan(start, from - start + 1).LastIndexOfAny(WhiteSpace);
+        return found < 0 ? -1 : start + found;
+    }
+
     /// <summary>More characters than any realistic run of tokens needs (o200k_base averages about four per token).</summary>
     private const int CharactersPerTokenBound = 16;
     private const int SeparatorTokens = 1;
@@ -166,16 +176,22 @@ public sealed class Chunker(ChunkingOptions options)
                 var end = position + take;
                 if (end < text.Length)
                 {
-                    var space = text.LastIndexOf(' ', end - 1, Math.Max(1, take / 2));
+                    var space = LastWhiteSpace(text, end - 1, Math.Max(1, take / 2));
                     if (space > position)
                     {
                         end = space;
-                        count = Tokenizer.CountTokens(text.AsSpan(position, end - position));
                     }
                 }
                 if (end <= position)
                 {
                     end = Math.Min(text.Length, position + Math.Max(1, take));
+                }
+                // The exact count of the window as cut; a cut that lands inside a token can cost one more, so shrink until it fits.
+                count = Tokenizer.CountTokens(text.AsSpan(position, end - position));
+                while (count > Max && end - position > 1)
+                {
+                    end = position + (end - position) * 9 / 10;
+                    count = Tokenizer.CountTokens(text.AsSpan(position, end - position));
                 }
                 _start = starts[block] + position;
                 _end = starts[block] + end;
@@ -188,8 +204,8 @@ public sealed class Chunker(ChunkingOptions options)
                 }
                 var (overlapStart, _) = OverlapStart(position, end, text);
                 Emit();
-                position = Math.Max(overlapStart, position + 1);
-                while (position < text.Length && text[position] == ' ')
+                position = Math.Max(overlapStart, position + Math.Max(1, (end - position) / 2)); // each window moves on by half of itself at least
+                while (position < text.Length && char.IsWhiteSpace(text[position]))
                 {
                     position++;
                 }
@@ -216,8 +232,8 @@ public sealed class Chunker(ChunkingOptions options)
                 back = Tokenizer.GetIndexByTokenCountFromEnd(text.AsSpan(tail, to - tail), overlap, out _, out tokens);
             }
             var start = tail + back;
-            var space = text.IndexOf(' ', start, to - start);
-            return (space >= 0 && space + 1 < to ? space + 1 : start, tokens);
+            var space = text.AsSpan(start, to - start).IndexOfAny(WhiteSpace);
+            return (space >= 0 && start + space + 1 < to ? start + space + 1 : start, tokens);
         }
 
         public void Close(bool carryOverlap)

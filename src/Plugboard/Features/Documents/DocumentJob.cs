@@ -22,7 +22,7 @@ public sealed partial record DocumentPipelineOptions(ChunkingOptions Chunking, s
         }
         return new DocumentPipelineOptions(ChunkingOptions.FromConfiguration(configuration), search, Path.Combine(home, "tmp", "uploads"),
             Settings.Int(configuration, "PLUGBOARD_DOCUMENT_CONCURRENCY", 4, 1, 1000),
-            Math.Max(bucket.MaxFileBytes * 20, 256L * 1024 * 1024));
+            Math.Clamp(bucket.MaxFileBytes * 20, 64L * 1024 * 1024, 512L * 1024 * 1024));
     }
 
     /// <summary>Stops the start (exit 2) when the database answers that it has no such text search configuration.</summary>

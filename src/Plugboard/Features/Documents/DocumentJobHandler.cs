@@ -68,7 +68,15 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
                 new { payload.WorkspaceId, payload.DocumentId, error = $"Attempt {job.Attempt} failed ({e.Message}); it will be retried." }, cancellationToken: ct));
             throw;
         }
-        await CompleteAsync(connection, context, payload, target, chunks, title, ct);
+        try
+        {
+            await CompleteAsync(connection, context, payload, target, chunks, title, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && job.Attempt >= job.MaxAttempts)
+        {
+            logger.LogWarning(e, "Document {DocumentId} could not be stored on its last attempt", payload.DocumentId);
+            await FailAsync(connection, context, payload, target, $"The document's chunks could not be stored after {job.Attempt} attempts: {e.Message}", ct);
+        }
     }
 
     private async Task<(IReadOnlyList<Chunk> Chunks, string? Title)> ExtractAsync(Target target, CancellationToken ct)
@@ -118,6 +126,7 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         var title = target.Source == "upload" && extractedTitle is { Length: > 0 } t ? Clean(t) : target.Title;
         title = title.Length > 500 ? title[..500] : title;
         await using var transaction = await connection.BeginTransactionAsync(ct);
+        await LockAsync(connection, transaction, payload, ct);
         await connection.ExecuteAsync(new CommandDefinition(
             "DELETE FROM document_chunks WHERE workspace_id = @WorkspaceId AND document_id = @DocumentId", payload, transaction, cancellationToken: ct));
         await using (var insert = new NpgsqlCommand(
@@ -163,9 +172,15 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         }
     }
 
+    /// <summary>Two jobs of one document (a reprocess asked while one runs) replace its chunks one after the other, never interleaved.</summary>
+    private static Task LockAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, DocumentJob.Payload payload, CancellationToken ct) =>
+        connection.ExecuteAsync(new CommandDefinition(
+            "SELECT 1 FROM imported_documents WHERE workspace_id = @WorkspaceId AND id = @DocumentId FOR UPDATE", payload, transaction, cancellationToken: ct));
+
     private static async Task FailAsync(NpgsqlConnection connection, JobContext context, DocumentJob.Payload payload, Target target, string reason, CancellationToken ct)
     {
         await using var transaction = await connection.BeginTransactionAsync(ct);
+        await LockAsync(connection, transaction, payload, ct);
         await connection.ExecuteAsync(new CommandDefinition(
             "DELETE FROM document_chunks WHERE workspace_id = @WorkspaceId AND document_id = @DocumentId", payload, transaction, cancellationToken: ct));
         await connection.ExecuteAsync(new CommandDefinition(

@@ -19,6 +19,10 @@ public sealed record UploadedFile(string FileName, string Outcome, long Size, st
     /// <summary>The status a refusal answers with when it is the only file (413 too large, 415 wrong type, 422 otherwise).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public int RefusalStatus { get; init; } = 422;
+
+    /// <summary>The rest of this file was not read (it was too large), so the request's body cannot be read further.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool BodyAbandoned { get; init; }
 }
 
 public sealed record UploadResult(IReadOnlyList<UploadedFile> Files);

@@ -16,6 +16,9 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
 {
     public const int MaxFileNameLength = 255;
 
+    /// <summary>How much of an oversized file is read and discarded before the request stops being read.</summary>
+    public const long DrainAfterLimitBytes = 8 * 1024 * 1024;
+
     public BucketSettings Bucket => bucket;
 
     public async Task<UploadedFile> ReceiveAsync(WorkspaceContext context, Guid? batchId, Stream body, string? declaredName, string? declaredType,
@@ -52,7 +55,8 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             if (!complete)
             {
                 return await RefuseAsync(context, batchId, name, size, null,
-                    $"The file is larger than the {bucket.MaxFileSizeText} this bucket accepts.", 413, ct);
+                    $"The file is larger than the {bucket.MaxFileSizeText} this bucket accepts.", 413, ct) with
+                { BodyAbandoned = true };
             }
             if (size == 0)
             {
@@ -92,8 +96,9 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         {
             await store.PutFileAsync(key, temporary, detected, ct);
             var outcome = await RecordAsync(context, batchId, id, key, name, detected, size, sha256, ct);
-            recorded = outcome.Outcome == UploadedFile.Accepted;
-            return outcome;
+            recorded = outcome?.Outcome == UploadedFile.Accepted;
+            // Null: the sweeper judged this upload abandoned and removed its object; it is refused (and counted) instead.
+            return outcome ?? await RefuseAsync(context, batchId, name, size, detected, "The upload took too long to be recorded; upload the file again.", 408, ct);
         }
         finally
         {
@@ -104,15 +109,12 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         }
     }
 
-    private async Task<UploadedFile> RecordAsync(WorkspaceContext context, Guid? batchId, Guid id, string key, string name, string mediaType, long size,
+    /// <summary>Records the stored object as a document with its job, in one transaction that also removes the object's
+    /// intent; null when the intent is gone (the sweeper took the object).</summary>
+    private async Task<UploadedFile?> RecordAsync(WorkspaceContext context, Guid? batchId, Guid id, string key, string name, string mediaType, long size,
         string sha256, CancellationToken ct)
     {
         await using var session = await WorkspaceSession.BeginAsync(db, context, ct);
-        if (await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, ct) == 0)
-        {
-            // The sweeper judged this upload abandoned and removed its object: record nothing.
-            return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, "The upload took too long to be recorded; upload the file again.");
-        }
         if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
         {
             return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
@@ -132,13 +134,18 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             """, parameters, ct);
         if (inserted is null)
         {
-            // Another upload of the same bytes won the race: this one is its duplicate.
+            // Another upload of the same bytes won the race: this one is its duplicate (its object and intent are removed after).
             var existing = await ExistingAsync(session, sha256, ct);
             await CountProcessedAsync(session, batchId, ct);
-            await session.CommitAsync(ct);
+            await session.CommitAsync(CancellationToken.None);
             return new UploadedFile(name, UploadedFile.Duplicate, size, mediaType, sha256, existing, "The workspace already holds a document with the same content.");
         }
-        await session.CommitAsync(ct);
+        if (await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, ct) == 0)
+        {
+            return null; // rolled back: nothing is recorded
+        }
+        // Not cancellable from here: once the client's request is gone, a commit that went through must not be undone by cleanup.
+        await session.CommitAsync(CancellationToken.None);
         return new UploadedFile(name, UploadedFile.Accepted, size, mediaType, sha256, id, null);
     }
 
@@ -188,15 +195,21 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             "SELECT id FROM imported_documents WHERE content_hash = @sha256 AND source = 'upload' AND NOT is_deleted AND content_hash IS NOT NULL",
             new { sha256 }, ct);
 
-    /// <summary>Removes an object that was stored but not recorded, and its intent; the sweeper retries what fails here.</summary>
+    /// <summary>
+    /// Removes an object that was stored but not recorded, with its intent. The intent is deleted first, under its row
+    /// lock: if it is gone, the object belongs to a committed document (or the sweeper took it) and is kept; if the
+    /// object cannot be deleted, the intent stays and the sweeper tries again.
+    /// </summary>
     private async Task ForgetAsync(WorkspaceContext context, string key)
     {
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await store.DeleteAsync(key, timeout.Token);
             await using var session = await WorkspaceSession.BeginAsync(db, context, timeout.Token);
-            await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, timeout.Token);
+            if (await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, timeout.Token) == 1)
+            {
+                await store.DeleteAsync(key, timeout.Token);
+            }
             await session.CommitAsync(timeout.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -219,7 +232,8 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
                 total += read;
                 if (total > limit)
                 {
-                    while (await body.ReadAsync(buffer, ct) > 0)
+                    // Read on a little, so a client that sends its whole body before reading gets the answer; then stop.
+                    for (long drained = 0; drained < DrainAfterLimitBytes && (read = await body.ReadAsync(buffer, ct)) > 0; drained += read)
                     {
                     }
                     return (total, "", false);

@@ -48,14 +48,28 @@ public sealed class ObjectSweeper(Db db, IObjectStore store, IConfiguration conf
             {
                 return deleted;
             }
+            var done = new List<string>();
             foreach (var key in keys)
             {
-                await store.DeleteAsync(key, ct);
+                try
+                {
+                    await store.DeleteAsync(key, ct);
+                    done.Add(key);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // One object the store refuses to delete must not stop the others: its intent stays for the next sweep.
+                    logger.LogWarning(e, "Could not delete the unrecorded object {Key}", key);
+                }
             }
-            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = ANY(@keys)", new { keys }, transaction, cancellationToken: ct));
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = ANY(@done)", new { done }, transaction, cancellationToken: ct));
             await transaction.CommitAsync(ct);
-            deleted += keys.Count;
-            logger.LogInformation("Deleted {Count} objects stored without their document", keys.Count);
+            deleted += done.Count;
+            logger.LogInformation("Deleted {Count} objects stored without their document", done.Count);
+            if (done.Count == 0)
+            {
+                return deleted; // every remaining one fails for now
+            }
         }
     }
 }

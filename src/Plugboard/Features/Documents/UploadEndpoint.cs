@@ -9,6 +9,7 @@ namespace Plugboard.Features.Documents;
 public static class UploadEndpoint
 {
     public const int MaxFilesPerRequest = 100;
+    public const int MaxFieldsPerRequest = 100;
     private const int MaxFieldBytes = 64 * 1024;
 
     public static async Task<IResult> ReceiveAsync(HttpContext http, RequestDb db, DocumentUploads uploads, Guid? batchId, CancellationToken ct)
@@ -21,6 +22,10 @@ public static class UploadEndpoint
             if (status is not ("pending" or "processing"))
             {
                 throw Problems.Conflict($"The batch is {status}; create a new batch for more files.");
+            }
+            if (!await db.QuerySingleOrDefaultAsync<bool>("SELECT is_open OR received_files < total_files FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct))
+            {
+                throw Problems.Conflict("The batch holds the number of files it was created for; create a new batch for more files.");
             }
         }
         if (!MediaTypeHeaderValue.TryParse(http.Request.ContentType, out var type) || !type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
@@ -39,6 +44,8 @@ public static class UploadEndpoint
 
         var reader = new MultipartReader(boundary, http.Request.Body, bufferSize: 64 * 1024) { HeadersLengthLimit = 16 * 1024, HeadersCountLimit = 16, BodyLengthLimit = null };
         var files = new List<UploadedFile>();
+        var fields = 0;
+        var abandoned = false;
         try
         {
             while (await reader.ReadNextSectionAsync(ct) is { } section)
@@ -46,18 +53,29 @@ public static class UploadEndpoint
                 var name = FileNameOf(section);
                 if (name is null)
                 {
+                    if (++fields > MaxFieldsPerRequest)
+                    {
+                        throw Problems.BadRequest($"A request takes at most {MaxFieldsPerRequest} form fields without a filename.");
+                    }
                     await DrainAsync(section.Body, MaxFieldBytes, ct); // a plain form field: not a file, ignored
                     continue;
                 }
                 if (files.Count >= MaxFilesPerRequest)
                 {
-                    await DrainAsync(section.Body, long.MaxValue, ct);
+                    // Not read further: the rest of the body is left unread and the connection closed after the answer.
                     files.Add(new UploadedFile(DocumentUploads.CleanFileName(name), UploadedFile.Refused, 0, null, null, null,
-                        $"A request takes at most {MaxFilesPerRequest} files; send the rest in another request.")
+                        $"A request takes at most {MaxFilesPerRequest} files; this one and any after it were not read: send them in another request.")
                     { RefusalStatus = 413 });
-                    continue;
+                    abandoned = true;
+                    break;
                 }
-                files.Add(await uploads.ReceiveAsync(context, batchId, section.Body, name, section.ContentType, ct));
+                var file = await uploads.ReceiveAsync(context, batchId, section.Body, name, section.ContentType, ct);
+                files.Add(file);
+                if (file.BodyAbandoned)
+                {
+                    abandoned = true; // the rest of an oversized file is not read, so neither is anything after it
+                    break;
+                }
             }
         }
         catch (Exception e) when (e is InvalidDataException or BadHttpRequestException or IOException)
@@ -68,12 +86,21 @@ public static class UploadEndpoint
         {
             throw Problems.BadRequest("The request holds no file: send each file as a multipart/form-data part with a filename.");
         }
+        if (abandoned)
+        {
+            http.Response.Headers.Connection = "close"; // an unread body is never drained: the connection ends with the answer
+        }
         if (files.All(f => f.Outcome == UploadedFile.Refused))
         {
             var first = files[0];
-            throw new ProblemException(first.RefusalStatus, Problems.SlugFor(first.RefusalStatus), files.Count == 1 ? "File refused" : "Files refused",
+            var problem = new ProblemException(first.RefusalStatus, Problems.SlugFor(first.RefusalStatus), files.Count == 1 ? "File refused" : "Files refused",
                 files.Count == 1 ? first.Reason : $"None of the {files.Count} files was accepted; the first: {first.Reason}",
                 new Dictionary<string, object?> { ["files"] = files });
+            if (abandoned)
+            {
+                problem.Headers["Connection"] = "close";
+            }
+            throw problem;
         }
         return TypedResults.Json(new UploadResult(files), ApiJson.Options, statusCode: files.Any(f => f.Outcome == UploadedFile.Accepted) ? 201 : 200);
     }

@@ -7,7 +7,7 @@ namespace Plugboard.Features.Documents.Extraction;
 /// <summary>
 /// DOCX through the Open XML SDK: paragraphs styled as headings (Title, Heading1–9, or an outline level) build the
 /// heading path, numbered or bulleted paragraphs become list items, and each table row one block of its cells. The
-/// archive's declared uncompressed size is checked first, so a zip bomb is refused before it is inflated.
+/// archive's declared uncompressed size of its XML parts is checked first, so a zip bomb is refused before it is inflated.
 /// </summary>
 public static class DocxExtractor
 {
@@ -96,7 +96,8 @@ public static class DocxExtractor
         {
             using var zip = new ZipArchive(content, ZipArchiveMode.Read, leaveOpen: true);
             long total = 0;
-            foreach (var entry in zip.Entries)
+            // XML parts are what the SDK loads into memory; images and other media are not inflated.
+            foreach (var entry in zip.Entries.Where(e => e.FullName.EndsWith(".xml", StringComparison.OrdinalIgnoreCase) || e.FullName.EndsWith(".rels", StringComparison.OrdinalIgnoreCase)))
             {
                 total += entry.Length;
                 if (total > maxUncompressedBytes)

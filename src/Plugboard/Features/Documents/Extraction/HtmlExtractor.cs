@@ -49,6 +49,7 @@ public static class HtmlExtractor
 
     private static void Walk(IElement element, State state)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack(); // deeply nested markup fails the document, not the process
         var loose = new System.Text.StringBuilder();
         foreach (var node in element.ChildNodes)
         {

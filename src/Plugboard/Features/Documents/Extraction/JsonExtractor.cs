@@ -13,7 +13,7 @@ public static class JsonExtractor
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(content, new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            document = JsonDocument.Parse(content, new JsonDocumentOptions { MaxDepth = 256, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
         }
         catch (JsonException e)
         {
@@ -61,8 +61,15 @@ public static class JsonExtractor
         }
     }
 
+    private const int MaxPathCharacters = 200;
+
     private static void Flatten(JsonElement value, string path, System.Text.StringBuilder lines)
     {
+        if (lines.Length > Extractor.MaxTextCharacters)
+        {
+            throw new DocumentUnreadableException($"The JSON holds more than {Extractor.MaxTextCharacters / 1024 / 1024} MiB of text; split it into smaller files.");
+        }
+        path = path.Length > MaxPathCharacters ? path[..MaxPathCharacters] + "…" : path; // long keys do not repeat on every line
         switch (value.ValueKind)
         {
             case JsonValueKind.Object:

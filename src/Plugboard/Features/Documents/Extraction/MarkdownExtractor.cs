@@ -16,7 +16,15 @@ public static class MarkdownExtractor
 
     public static ExtractedText Extract(string markdown)
     {
-        var document = Markdown.Parse(markdown, Pipeline);
+        MarkdownDocument document;
+        try
+        {
+            document = Markdown.Parse(markdown, Pipeline);
+        }
+        catch (ArgumentException e)
+        {
+            throw new DocumentUnreadableException($"The Markdown cannot be read: {e.Message}", e); // e.g. nesting beyond Markdig's limit
+        }
         var state = new State();
         Walk(document, state, BlockKind.Paragraph);
         return new ExtractedText(state.Blocks, state.FirstHeading);
@@ -41,6 +49,7 @@ public static class MarkdownExtractor
 
     private static void Walk(ContainerBlock container, State state, BlockKind kind)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         foreach (var block in container)
         {
             switch (block)
@@ -95,6 +104,7 @@ public static class MarkdownExtractor
 
     private static void Append(Inline inline, System.Text.StringBuilder text)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (inline)
         {
             case LiteralInline literal:
