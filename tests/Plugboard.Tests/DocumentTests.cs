@@ -248,6 +248,19 @@ public sealed class DocumentTests(PlugboardServer server)
             "INSERT INTO pending_objects (object_key, workspace_id) VALUES (@key, @ws)", new { key = ObjectKeys.Document(other.Id, Guid.CreateVersion7()), ws = team.Id }));
         Assert.Equal(Npgsql.PostgresErrorCodes.CheckViolation, refused.SqlState);
 
+        // Files a crashed process left in the spool go too, once older than the grace period; fresh ones stay.
+        var spool = server.Service<DocumentPipelineOptions>().TemporaryDirectory;
+        Directory.CreateDirectory(spool);
+        var stale = Path.Combine(spool, $"{Guid.NewGuid():N}.upload");
+        var fresh = Path.Combine(spool, $"{Guid.NewGuid():N}.upload");
+        await File.WriteAllTextAsync(stale, "left by a crash");
+        await File.WriteAllTextAsync(fresh, "in flight");
+        File.SetLastWriteTimeUtc(stale, DateTime.UtcNow.AddHours(-7));
+        Assert.True(server.Service<ObjectSweeper>().SweepTemporaryFiles(TimeSpan.FromHours(6)) >= 1);
+        Assert.False(File.Exists(stale));
+        Assert.True(File.Exists(fresh));
+        File.Delete(fresh);
+
         // Uploads go on after the crash.
         var id = await team.Member.Http.AcceptedAsync(team.Id, "after.txt", "life after the crash");
         Assert.Equal("completed", (await team.Member.Http.SettledAsync(team.Id, id)).GetProperty("processing_status").GetString());

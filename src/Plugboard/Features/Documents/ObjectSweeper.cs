@@ -8,9 +8,10 @@ namespace Plugboard.Features.Documents;
 /// Deletes objects stored without their document row: an upload that crashed, or failed and could not clean up,
 /// between storing and recording. Intents older than the grace period (PLUGBOARD_UPLOAD_ORPHAN_HOURS, default 6) are
 /// taken row-locked (SKIP LOCKED: any number of workers sweep without colliding); a recording that comes later finds
-/// its intent gone and records nothing. Runs on worker processes every few minutes.
+/// its intent gone and records nothing. Runs on worker processes every five minutes, and also removes temporary files
+/// (spooled uploads, copies made for processing) older than the grace period.
 /// </summary>
-public sealed class ObjectSweeper(Db db, IObjectStore store, IConfiguration configuration, ILogger<ObjectSweeper> logger) : BackgroundService
+public sealed class ObjectSweeper(Db db, IObjectStore store, DocumentPipelineOptions pipeline, IConfiguration configuration, ILogger<ObjectSweeper> logger) : BackgroundService
 {
     private readonly TimeSpan _grace = TimeSpan.FromHours(Hosting.Settings.Number(configuration, "PLUGBOARD_UPLOAD_ORPHAN_HOURS", 6, 0.01, 24 * 30));
 
@@ -22,6 +23,7 @@ public sealed class ObjectSweeper(Db db, IObjectStore store, IConfiguration conf
             try
             {
                 await SweepAsync(_grace, stoppingToken);
+                SweepTemporaryFiles(_grace);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -29,6 +31,32 @@ public sealed class ObjectSweeper(Db db, IObjectStore store, IConfiguration conf
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Deletes spooled uploads and processing copies older than <paramref name="olderThan"/> that a crashed process left behind.</summary>
+    public int SweepTemporaryFiles(TimeSpan olderThan)
+    {
+        if (!Directory.Exists(pipeline.TemporaryDirectory))
+        {
+            return 0;
+        }
+        var deleted = 0;
+        foreach (var file in new DirectoryInfo(pipeline.TemporaryDirectory).EnumerateFiles())
+        {
+            if (file.LastWriteTimeUtc < DateTime.UtcNow - olderThan)
+            {
+                try
+                {
+                    file.Delete();
+                    deleted++;
+                }
+                catch (IOException)
+                {
+                    // In use (another process still writes it) or gone: the next sweep looks again.
+                }
+            }
+        }
+        return deleted;
     }
 
     /// <summary>Removes the objects of intents older than <paramref name="olderThan"/>; returns how many objects it deleted.</summary>
