@@ -38,7 +38,7 @@ public static class ServeCommands
         var listen = mode == HostMode.Worker ? Environment.GetEnvironmentVariable("PLUGBOARD_WORKER_URLS") is { Length: > 0 } w ? w : "http://127.0.0.1:0" : cli.Urls;
         var app = PlugboardApp.Build([], new PlugboardHostOptions(cli.Home, listen, CreateKeyRing: cli.Embedded is not null, Mode: mode));
         var db = app.Services.GetRequiredService<Db>();
-        await Features.Documents.DocumentPipelineOptions.CheckSearchConfigurationAsync(db, cli.Configuration(), cli.Home, ct);
+        await app.Services.GetRequiredService<Features.Documents.DocumentPipelineOptions>().CheckSearchConfigurationAsync(db, ct);
         if (bootstrap)
         {
             var loaded = await OfficialTemplateLoader.LoadAsync(db, cli.TemplatesDir, ct);

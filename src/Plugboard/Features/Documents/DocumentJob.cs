@@ -26,9 +26,9 @@ public sealed partial record DocumentPipelineOptions(ChunkingOptions Chunking, s
     }
 
     /// <summary>Stops the start (exit 2) when the database answers that it has no such text search configuration.</summary>
-    public static async Task CheckSearchConfigurationAsync(Plugboard.Data.Db db, IConfiguration configuration, string home, CancellationToken ct)
+    public async Task CheckSearchConfigurationAsync(Plugboard.Data.Db db, CancellationToken ct)
     {
-        var name = FromConfiguration(configuration, home, BucketSettings.FromConfiguration(configuration, home)).SearchConfiguration;
+        var name = SearchConfiguration;
         bool exists;
         try
         {

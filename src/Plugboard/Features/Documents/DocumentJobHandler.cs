@@ -21,7 +21,7 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
     public string Kind => DocumentJob.Kind;
 
     private sealed record Target(Guid Id, string Source, string? StoragePath, string? ContentType, string? Content, string? ContentHash, string? ProcessedHash,
-        string ProcessingStatus, bool IsDeleted, Guid? BatchId, string Title, string? FileName);
+        string ProcessingStatus, Guid? BatchId, string Title, string? FileName);
 
     public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
     {
@@ -35,7 +35,7 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         await using var connection = await context.OpenConnectionAsync(ct);
         var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
             """
-            SELECT id, source, storage_path, content_type, content, content_hash, processed_hash, processing_status, is_deleted, batch_id, title, file_name
+            SELECT id, source, storage_path, content_type, content, content_hash, processed_hash, processing_status, batch_id, title, file_name
               FROM imported_documents WHERE workspace_id = @WorkspaceId AND id = @DocumentId
             """, payload, cancellationToken: ct));
         if (target is null || (!payload.Force && target.ProcessingStatus == "completed" && target.ProcessedHash == target.ContentHash))
@@ -81,41 +81,46 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
 
     private async Task<(IReadOnlyList<Chunk> Chunks, string? Title)> ExtractAsync(Target target, CancellationToken ct)
     {
-        var mediaType = target.ContentType ?? MediaTypes.PlainText;
+        await using var content = await OpenAsync(target, ct);
+        var text = Extractor.Extract(content, target.ContentType ?? MediaTypes.PlainText, options.MaxUncompressedBytes);
+        return (_chunker.Split(text), text.Title);
+    }
+
+    /// <summary>
+    /// The document's bytes as a seekable stream (parsers seek: PDF cross-references, zip directories): the inline
+    /// content, the stored object, or — for a remote object — a local copy deleted when the stream closes.
+    /// </summary>
+    private async Task<Stream> OpenAsync(Target target, CancellationToken ct)
+    {
         if (target.StoragePath is null)
         {
-            using var inline = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(target.Content ?? ""));
-            var text = Extractor.Extract(inline, mediaType, options.MaxUncompressedBytes);
-            return (_chunker.Split(text), text.Title);
+            return new MemoryStream(System.Text.Encoding.UTF8.GetBytes(target.Content ?? ""));
         }
-        await using var original = await store.OpenReadAsync(target.StoragePath, ct)
+        var original = await store.OpenReadAsync(target.StoragePath, ct)
             ?? throw new DocumentUnreadableException("The original file is missing from storage; upload it again.");
-        Stream readable = original;
-        FileStream? spooled = null;
-        try
+        if (original.CanSeek)
         {
-            if (!original.CanSeek)
+            return original;
+        }
+        await using (original)
+        {
+            Directory.CreateDirectory(options.TemporaryDirectory);
+            var spooled = new FileStream(Path.Combine(options.TemporaryDirectory, $"{Guid.NewGuid():N}.process"), new FileStreamOptions
             {
-                // Parsers need to seek (PDF cross-references, zip directories): spool remote objects to a local file.
-                Directory.CreateDirectory(options.TemporaryDirectory);
-                spooled = new FileStream(Path.Combine(options.TemporaryDirectory, $"{Guid.NewGuid():N}.process"), new FileStreamOptions
-                {
-                    Mode = FileMode.CreateNew,
-                    Access = FileAccess.ReadWrite,
-                    Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
-                });
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.ReadWrite,
+                Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
+            });
+            try
+            {
                 await original.CopyToAsync(spooled, ct);
                 spooled.Position = 0;
-                readable = spooled;
+                return spooled;
             }
-            var text = Extractor.Extract(readable, mediaType, options.MaxUncompressedBytes);
-            return (_chunker.Split(text), text.Title);
-        }
-        finally
-        {
-            if (spooled is not null)
+            catch
             {
                 await spooled.DisposeAsync();
+                throw;
             }
         }
     }

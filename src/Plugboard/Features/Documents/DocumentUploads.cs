@@ -19,8 +19,6 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
     /// <summary>How much of an oversized file is read and discarded before the request stops being read.</summary>
     public const long DrainAfterLimitBytes = 8 * 1024 * 1024;
 
-    public BucketSettings Bucket => bucket;
-
     public async Task<UploadedFile> ReceiveAsync(WorkspaceContext context, Guid? batchId, Stream body, string? declaredName, string? declaredType,
         CancellationToken ct)
     {

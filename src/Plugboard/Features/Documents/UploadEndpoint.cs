@@ -17,13 +17,17 @@ public static class UploadEndpoint
         db.RequireRole("member", "upload documents");
         if (batchId is not null)
         {
-            var status = await db.QuerySingleOrDefaultAsync<string>("SELECT status FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct)
-                ?? throw Problems.NotFound("The batch");
-            if (status is not ("pending" or "processing"))
+            var batch = await db.QuerySingleOrDefaultAsync<(string Status, bool HasRoom)>(
+                "SELECT status, is_open OR received_files < total_files FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct);
+            if (batch.Status is null)
             {
-                throw Problems.Conflict($"The batch is {status}; create a new batch for more files.");
+                throw Problems.NotFound("The batch");
             }
-            if (!await db.QuerySingleOrDefaultAsync<bool>("SELECT is_open OR received_files < total_files FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct))
+            if (batch.Status is not ("pending" or "processing"))
+            {
+                throw Problems.Conflict($"The batch is {batch.Status}; create a new batch for more files.");
+            }
+            if (!batch.HasRoom)
             {
                 throw Problems.Conflict("The batch holds the number of files it was created for; create a new batch for more files.");
             }
