@@ -143,6 +143,13 @@ public sealed class DocumentTests(PlugboardServer server)
         broken.Headers.ContentType = MediaTypeHeaderValue.Parse("multipart/form-data; boundary=b");
         await (await team.Member.Http.PostAsync(url, broken)).AssertProblemAsync(400);
         await (await team.Member.Http.UploadAsync(team.Id, "x.txt", "x", batchId: Guid.NewGuid())).AssertProblemAsync(404);
+        // A request takes 100 files; the 101st and anything after it are not read, and the connection closes.
+        var many = await team.Member.Http.PostAsync(url, Uploads.Form(Enumerable.Range(0, 102).Select(i => ($"f{i}.txt", Encoding.UTF8.GetBytes($"file number {i}"), (string?)null)).ToArray()));
+        Assert.True(many.Headers.ConnectionClose);
+        var files = (await many.AssertStatusAsync(201)).GetProperty("files").EnumerateArray().ToList();
+        Assert.Equal(101, files.Count);
+        Assert.Equal(100, files.Count(f => f.GetProperty("outcome").GetString() == "accepted"));
+        Assert.Contains("at most 100 files", files[^1].GetProperty("reason").GetString(), StringComparison.Ordinal);
         await (await team.Member.Http.GetAsync($"{url}?status=weird")).AssertProblemAsync(400);
         await (await team.Member.Http.GetAsync($"{url}/{Guid.NewGuid()}")).AssertProblemAsync(404);
     }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
@@ -85,5 +86,30 @@ public sealed class MediaTypeTests
         Assert.Contains("executables are never accepted", MediaTypes.Refusal(MediaTypes.Executable, "application/pdf", allowed));
         Assert.Contains("application/zip, which this bucket does not accept", MediaTypes.Refusal(MediaTypes.Zip, null, allowed));
         Assert.Contains("does not accept", MediaTypes.Refusal(MediaTypes.Html, null, [MediaTypes.Pdf]));
+    }
+
+    private static Microsoft.Extensions.Configuration.IConfiguration Settings(params (string Name, string Value)[] values) =>
+        new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddInMemoryCollection(values.ToDictionary(v => v.Name, v => (string?)v.Value)).Build();
+
+    [Fact]
+    public void The_bucket_is_configured_by_environment_with_checked_values()
+    {
+        var local = BucketSettings.FromConfiguration(Settings(), "/srv/plugboard");
+        Assert.Equal(Path.Combine("/srv/plugboard", "objects"), local.FileSystemRoot);
+        Assert.Null(local.S3);
+        Assert.Equal(100L * 1024 * 1024, local.MaxFileBytes);
+        Assert.Equal(MediaTypes.DefaultAllowed, local.AllowedTypes);
+
+        var s3 = BucketSettings.FromConfiguration(Settings(("PLUGBOARD_S3_ENDPOINT", "http://127.0.0.1:9000"), ("PLUGBOARD_S3_ACCESS_KEY_ID", "id"),
+            ("PLUGBOARD_S3_SECRET_ACCESS_KEY", "the-secret"), ("PLUGBOARD_UPLOAD_MAX_MB", "0.5"), ("PLUGBOARD_UPLOAD_ALLOWED_TYPES", "text/plain, Text/Markdown")), "/srv");
+        Assert.Equal(("connector-imports", "us-east-1", true), (s3.S3!.Bucket, s3.S3.Region, s3.S3.ForcePathStyle));
+        Assert.DoesNotContain("the-secret", s3.S3.ToString(), StringComparison.Ordinal);
+        Assert.Equal(512 * 1024, s3.MaxFileBytes);
+        Assert.Equal([MediaTypes.PlainText, MediaTypes.Markdown], s3.AllowedTypes);
+        Assert.NotNull(MediaTypes.Refusal(MediaTypes.Pdf, null, s3.AllowedTypes));
+
+        var missing = Assert.Throws<Plugboard.Hosting.InvalidSettingException>(() =>
+            BucketSettings.FromConfiguration(Settings(("PLUGBOARD_S3_ENDPOINT", "https://s3.example.test")), "/srv"));
+        Assert.Contains("PLUGBOARD_S3_ACCESS_KEY_ID must be set", missing.Message, StringComparison.Ordinal);
     }
 }

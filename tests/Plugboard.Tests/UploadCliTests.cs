@@ -7,7 +7,9 @@ namespace Plugboard.Tests;
 [Collection(ServerCollection.Name)]
 public sealed class UploadCliTests(PlugboardServer server)
 {
-    private static async Task<(int Exit, string Output)> PlugboardAsync(params string[] args)
+    private static Task<(int Exit, string Output)> PlugboardAsync(params string[] args) => PlugboardWithKeyAsync(null, args);
+
+    private static async Task<(int Exit, string Output)> PlugboardWithKeyAsync(string? apiKey, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "plugboard.dll"));
@@ -18,6 +20,10 @@ public sealed class UploadCliTests(PlugboardServer server)
         start.Environment["NO_COLOR"] = "1";
         start.Environment["COLUMNS"] = "400";
         start.Environment.Remove("PLUGBOARD_API_KEY");
+        if (apiKey is not null)
+        {
+            start.Environment["PLUGBOARD_API_KEY"] = apiKey;
+        }
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
@@ -57,6 +63,15 @@ public sealed class UploadCliTests(PlugboardServer server)
         Assert.Contains("skipped    2 (already in the workspace)", output, StringComparison.Ordinal);
         Assert.Contains("refused    1", output, StringComparison.Ordinal);
         Assert.Equal(4, await server.OwnerScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE workspace_id = @ws", new { ws = team.Id }));
+
+        // The key may come from PLUGBOARD_API_KEY instead of --key.
+        (exit, output) = await PlugboardWithKeyAsync(team.Member.Key, "upload", folder, "--workspace", team.Id, "--url", server.BaseAddress.ToString());
+        Assert.True(exit == 1, output);
+        Assert.Contains("skipped    3 (already in the workspace)", output, StringComparison.Ordinal);
+
+        (exit, output) = await PlugboardAsync("upload", folder, "--workspace", team.Id, "--url", "not a url", "--key", team.Member.Key);
+        Assert.Equal(2, exit);
+        Assert.Contains("is not a URL to reach the server", output, StringComparison.Ordinal);
 
         (exit, output) = await PlugboardAsync("upload", folder, "--workspace", team.Id, "--url", server.BaseAddress.ToString(), "--key", "pb_not_a_real_key");
         Assert.Equal(2, exit);
