@@ -313,6 +313,27 @@ public sealed class SecurityTests
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(6)]
+    public void Redactor_finds_every_encoded_form_of_one_secret_or_of_many(int count)
+    {
+        // One secret with a slash has five forms (searched one by one); six have thirty (one multi-string search).
+        var secrets = Enumerable.Range(0, count).Select(i => $"s3cr/t+{i} \"q\"").ToArray();
+        var redactor = new Redactor(secrets);
+        foreach (var secret in secrets)
+        {
+            string[] forms = [secret, Uri.EscapeDataString(secret), System.Text.Json.JsonEncodedText.Encode(secret).ToString(),
+                Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(secret)), secret.Replace("/", "\\/", StringComparison.Ordinal)];
+            foreach (var form in forms)
+            {
+                Assert.True(redactor.ContainsSecret($"before {form} after"), form);
+                Assert.Equal("before *** after", redactor.RedactSecretValues($"before {form} after"));
+            }
+        }
+        Assert.False(redactor.ContainsSecret("s3cr/t+ nothing here"));
+    }
+
+    [Theory]
     [InlineData("127.0.0.1")]
     [InlineData("localhost")]
     [InlineData("[::1]")]

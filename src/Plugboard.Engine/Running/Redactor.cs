@@ -19,17 +19,32 @@ public sealed partial class Redactor
     private readonly HashSet<string> _known = new(StringComparer.Ordinal);
     private Secrets _secrets = Secrets.None;
 
-    /// <summary>The encoded forms, longest first (a longer form is replaced before a shorter one inside it), and one
-    /// multi-string search over all of them, so text without a secret is scanned once rather than once per form.</summary>
+    /// <summary>The encoded forms, longest first (a longer form is replaced before a shorter one inside it). Many forms
+    /// are searched with one multi-string search, so text without a secret is scanned once rather than once per form;
+    /// a few are searched one by one, since building the multi-string search costs more than a run's scans of them.</summary>
     private sealed class Secrets(string[] forms)
     {
+        private const int MaxFormsSearchedOneByOne = 4;
         public static readonly Secrets None = new([]);
         public readonly string[] Forms = forms;
         // Built at the first search, not per secret added (a run adds all its credentials before it searches).
         private SearchValues<string>? _search;
 
-        public bool AnyIn(string text) =>
-            Forms.Length > 0 && text.AsSpan().IndexOfAny(_search ??= SearchValues.Create(Forms, StringComparison.Ordinal)) >= 0;
+        public bool AnyIn(string text)
+        {
+            if (Forms.Length > MaxFormsSearchedOneByOne)
+            {
+                return text.AsSpan().IndexOfAny(_search ??= SearchValues.Create(Forms, StringComparison.Ordinal)) >= 0;
+            }
+            foreach (var form in Forms)
+            {
+                if (text.Contains(form, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
     }
 
     public Redactor(IEnumerable<string?>? secrets = null)
