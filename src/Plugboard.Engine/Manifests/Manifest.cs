@@ -11,7 +11,28 @@ public sealed record Manifest(
     IReadOnlyDictionary<string, ParameterSpec> Inputs,
     IReadOnlyDictionary<string, ParameterSpec> Config,
     IReadOnlyList<StepSpec> Steps,
-    JsonNode? Output);
+    JsonNode? Output)
+{
+    /// <summary>What a sync imports (none: the connector cannot sync).</summary>
+    public IReadOnlyList<StreamSpec> Streams { get; init; } = [];
+}
+
+/// <summary>A stream: the records of one step extraction (<c>steps.id.name</c>), each mapped to a document by templates
+/// that see <c>record</c>.</summary>
+public sealed record StreamSpec(string Name, string RecordsStep, string RecordsExtraction, string PrimaryKey, DocumentMapping Document)
+{
+    public StreamCursor? Cursor { get; init; }
+}
+
+public sealed record StreamCursor(string Field, int LookbackSeconds);
+
+public sealed record DocumentMapping(string Content)
+{
+    public string? Title { get; init; }
+    public string? Url { get; init; }
+    public string? ContentType { get; init; }
+    public JsonNode? Metadata { get; init; }
+}
 
 public sealed record ParameterSpec(string Type, bool Required, JsonNode? Default, string? Description);
 

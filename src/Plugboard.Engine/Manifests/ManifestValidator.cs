@@ -60,7 +60,8 @@ public static partial class ManifestParser
                 output = outputNode?.DeepClone();
                 TemplateTree(outputNode, "/output", new StepScope(int.MaxValue, true) { SecretsAllowed = false });
             }
-            return new Manifest(version ?? 0, baseUrl, allowedHosts, auth, inputs, config, steps, output);
+            var streams = Streams(root);
+            return new Manifest(version ?? 0, baseUrl, allowedHosts, auth, inputs, config, steps, output) { Streams = streams };
         }
     }
 }

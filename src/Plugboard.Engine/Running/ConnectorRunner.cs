@@ -21,7 +21,23 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, StepRetry> _pipelines = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Manifest, JToken> _outputs = new();
 
-    public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
+    public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct) =>
+        (await RunCoreAsync(manifest, request, observer, ct).ConfigureAwait(false)).Result;
+
+    /// <summary>
+    /// Runs the manifest's steps for a sync, then maps each stream's records to documents (templates that see
+    /// <c>record</c>; every string redacted of the run's secrets). No records on failure.
+    /// </summary>
+    public async Task<SyncRunResult> SyncAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var (result, run) = await RunCoreAsync(manifest, request.Sync is null ? request with { Sync = new SyncRequest(false, new Dictionary<string, string>()) } : request,
+            observer, ct).ConfigureAwait(false);
+        var succeeded = result.Status == RunStatus.Succeeded;
+        return new SyncRunResult(result.Status, result.Error, result.Log, succeeded ? run.Streams : [], succeeded && !run.Truncated);
+    }
+
+    private async Task<(RunResult Result, Run Run)> RunCoreAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(manifest);
         ArgumentNullException.ThrowIfNull(request);
@@ -33,23 +49,23 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
         try
         {
             var output = await run.ExecuteAsync().ConfigureAwait(false);
-            return new RunResult(RunStatus.Succeeded, output, null, Snapshot(log));
+            return (new RunResult(RunStatus.Succeeded, output, null, Snapshot(log)), run);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            return new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log));
+            return (new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log)), run);
         }
         catch (OperationCanceledException) when (execution.IsCancellationRequested)
         {
-            return new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log));
+            return (new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log)), run);
         }
         catch (StepTimeoutException ex)
         {
-            return new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log));
+            return (new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log)), run);
         }
         catch (Exception ex)
         {
-            return new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log));
+            return (new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log)), run);
         }
         finally
         {
@@ -92,7 +108,11 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
         {
             var inputs = Arguments("input", manifest.Inputs, request.Inputs);
             var config = Arguments("config", manifest.Config, request.Config);
-            _model = new TemplateModel { Inputs = inputs, Config = config, Credentials = CredentialsObject(_credentials), ExecutionId = request.ExecutionId };
+            _model = new TemplateModel
+            {
+                Inputs = inputs, Config = config, Credentials = CredentialsObject(_credentials), ExecutionId = request.ExecutionId,
+                Sync = request.Sync is { } sync ? SyncObject(sync) : null,
+            };
             var baseUrl = (await _templates.RenderAsync(manifest.BaseUrl, _model).ConfigureAwait(false)).Trim();
             if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var parsed) || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps))
             {
@@ -106,6 +126,11 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
             for (var i = 0; i < manifest.Steps.Count; i++)
             {
                 await RunStepAsync(manifest.Steps[i]).ConfigureAwait(false);
+            }
+            if (request.Sync is not null)
+            {
+                Streams = await MapStreamsAsync().ConfigureAwait(false);
+                return null;
             }
             if (manifest.Output is null)
             {

@@ -23,6 +23,30 @@ public sealed record RunRequest(
     /// <summary>The execution's id, stable across attempts (a worker crash re-runs the same id): templates see it as
     /// <c>{{ execution.id }}</c>.</summary>
     public string? ExecutionId { get; init; }
+
+    /// <summary>Set for a sync: the run maps its streams' records instead of rendering the output.</summary>
+    public SyncRequest? Sync { get; init; }
+}
+
+/// <summary>What a sync starts from: a full refresh (steps see <c>sync.full_refresh</c> true and no cursors) or each
+/// stream's stored cursor.</summary>
+public sealed record SyncRequest(bool FullRefresh, IReadOnlyDictionary<string, string> Cursors);
+
+/// <summary>A record mapped to a document. <paramref name="Cursor"/> is the record's cursor field, when the stream has one.</summary>
+public sealed record SyncedRecord(string ExternalId, string Title, string? Url, string ContentType, string Content, string MetadataJson, string? Cursor);
+
+/// <summary>One stream's records, and the cursor they advance it to (the greatest seen, never below the stored one).</summary>
+public sealed record StreamRecords(string Name, IReadOnlyList<SyncedRecord> Records, string? Cursor);
+
+/// <summary>
+/// A sync's outcome. <paramref name="Complete"/> is true only when the run succeeded and no pagination stopped at its
+/// page limit: only then may records it did not return be taken as deleted.
+/// </summary>
+public sealed record SyncRunResult(RunStatus Status, string? Error, IReadOnlyList<StepLogEntry> Log, IReadOnlyList<StreamRecords> Streams, bool Complete)
+{
+    public int Requests => Log.Count(e => !e.Skipped);
+
+    public int Pages => Log.Count(e => e.Status is >= 200 and < 300);
 }
 
 /// <summary>

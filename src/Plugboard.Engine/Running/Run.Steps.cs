@@ -115,7 +115,7 @@ public sealed partial class ConnectorRunner
                 }
                 if (paginate.StopWhenEmpty && count == 0)
                 {
-                    break;
+                    return Finish(first, paginate, accumulated);
                 }
                 switch (paginate.Type)
                 {
@@ -146,6 +146,8 @@ public sealed partial class ConnectorRunner
                         break;
                 }
             }
+            // Stopped by the page limit, not by the API: there may be more, so a sync must not take what is missing as deleted.
+            Truncated = true;
             return Finish(first ?? [], paginate, accumulated);
         }
 

@@ -54,6 +54,12 @@ public sealed class TemplateModel
     public JObject Session { get => _sessionObject ??= []; init => _sessionObject = value; }
     public JObject? Page { get; init; }
     public JToken? Item { get; init; }
+
+    /// <summary>The record a stream's mapping renders (<c>{{ record.id }}</c>).</summary>
+    public JToken? Record { get; init; }
+
+    /// <summary>What a sync tells its steps (<c>{{ sync.full_refresh }}</c>, <c>{{ sync.cursor.stream }}</c>); null outside syncs.</summary>
+    public JObject? Sync { get; init; }
     public int? Index { get; init; }
 
     /// <summary>The execution's id (<c>{{ execution.id }}</c>): the same on every attempt of the execution, so it can key
@@ -67,7 +73,7 @@ public sealed class TemplateModel
     public DateTimeOffset Now { get; init; } = DateTimeOffset.UtcNow;
 
     // Fluid views of the model, built once per model (they wrap the live JSON, so later step results are visible).
-    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _now, _root;
+    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _record, _sync, _now, _root;
 
     internal FluidValue InputsValue => _inputs ??= TemplateEngine.ToFluid(Inputs);
     internal FluidValue ConfigValue => _config ??= TemplateEngine.ToFluid(Config);
@@ -76,6 +82,8 @@ public sealed class TemplateModel
     internal FluidValue SessionValue => _session ??= TemplateEngine.ToFluid(Session);
     internal FluidValue PageValue => _page ??= Page is null ? NilValue.Instance : TemplateEngine.ToFluid(Page);
     internal FluidValue ItemValue => _item ??= TemplateEngine.ToFluid(Item);
+    internal FluidValue RecordValue => _record ??= TemplateEngine.ToFluid(Record);
+    internal FluidValue SyncValue => _sync ??= TemplateEngine.ToFluid(Sync);
     internal FluidValue NowValue => _now ??= new DateTimeValue(Now);
 
     /// <summary>The template context's model: the top-level names resolve here, so a render sets no scope values.</summary>
@@ -89,7 +97,7 @@ public sealed class TemplateModel
 
     private sealed class RootIndexable(TemplateModel model, SecretReads? reads) : IFluidIndexable
     {
-        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now", "execution", "step"];
+        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now", "execution", "step", "record", "sync"];
 
         public int Count => Names.Length;
         public IEnumerable<string> Keys => Names;
@@ -113,6 +121,8 @@ public sealed class TemplateModel
                 "now" => model.NowValue,
                 "execution" => IdObject(model.ExecutionId),
                 "step" => IdObject(model.StepId),
+                "record" => model.RecordValue,
+                "sync" => model.SyncValue,
                 _ => null,
             };
             value = found ?? NilValue.Instance;
@@ -121,8 +131,10 @@ public sealed class TemplateModel
     }
 
     public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null,
-        string? stepId = null) => new()
+        string? stepId = null, JToken? record = null) => new()
         {
+            Record = record ?? Record,
+            Sync = Sync,
             ExecutionId = ExecutionId,
             StepId = stepId ?? StepId,
             Inputs = Inputs,

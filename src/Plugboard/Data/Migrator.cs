@@ -47,6 +47,9 @@ public sealed class RequestFastPathMigration : SqlScriptMigration;
 [Migration(8, "documents")]
 public sealed class DocumentsMigration : SqlScriptMigration;
 
+[Migration(9, "syncs")]
+public sealed class SyncsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

@@ -1,0 +1,111 @@
+using System.Globalization;
+using Newtonsoft.Json.Linq;
+using Plugboard.Engine.Manifests;
+
+namespace Plugboard.Engine.Running;
+
+// One run of a sync: what its steps see of the sync, and each stream's records mapped to documents.
+public sealed partial class ConnectorRunner
+{
+    private sealed partial class Run
+    {
+        /// <summary>The mapped streams of a sync run (set once its steps succeeded).</summary>
+        public IReadOnlyList<StreamRecords> Streams { get; private set; } = [];
+
+        /// <summary>A paginated step stopped at its page limit rather than at the API's last page.</summary>
+        public bool Truncated { get; private set; }
+
+        /// <summary><c>sync.full_refresh</c>, and <c>sync.cursor.NAME</c> per stream: the stored cursor, moved back by the
+        /// stream's look-back when it is a time; absent on a full refresh or before the first sync.</summary>
+        private JObject SyncObject(SyncRequest sync)
+        {
+            var cursors = new JObject();
+            foreach (var stream in manifest.Streams)
+            {
+                if (!sync.FullRefresh && sync.Cursors.TryGetValue(stream.Name, out var stored))
+                {
+                    cursors[stream.Name] = LookBack(stored, stream.Cursor?.LookbackSeconds ?? 0);
+                }
+            }
+            return new JObject { ["full_refresh"] = sync.FullRefresh, ["cursor"] = cursors };
+        }
+
+        private static string LookBack(string cursor, int seconds) =>
+            seconds > 0 && DateTimeOffset.TryParse(cursor, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time)
+                ? Templating.TemplateEngine.FormatIso(time.AddSeconds(-seconds))
+                : cursor;
+
+        private async Task<IReadOnlyList<StreamRecords>> MapStreamsAsync()
+        {
+            var streams = new List<StreamRecords>(manifest.Streams.Count);
+            foreach (var stream in manifest.Streams)
+            {
+                var found = _model.Steps[stream.RecordsStep]?[stream.RecordsExtraction];
+                IEnumerable<JToken> records = found switch
+                {
+                    JArray array => array,
+                    null or { Type: JTokenType.Null } => [],
+                    _ => [found],
+                };
+                string? cursor = request.Sync!.FullRefresh ? null : request.Sync.Cursors.GetValueOrDefault(stream.Name);
+                var mapped = new List<SyncedRecord>();
+                foreach (var record in records)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    var item = await MapAsync(stream, record).ConfigureAwait(false);
+                    cursor = LaterCursor(cursor, item.Cursor);
+                    mapped.Add(item);
+                }
+                streams.Add(new StreamRecords(stream.Name, mapped, cursor));
+            }
+            return streams;
+        }
+
+        private async Task<SyncedRecord> MapAsync(StreamSpec stream, JToken record)
+        {
+            var model = _model.With(record: record);
+            var id = redactor.RedactSecretValues((await _templates.RenderAsync(stream.PrimaryKey, model).ConfigureAwait(false)).Trim());
+            if (id.Length is 0 or > 1024)
+            {
+                throw new RunFailedException($"Stream '{stream.Name}': a record's primary key ({stream.PrimaryKey}) rendered {(id.Length == 0 ? "empty" : "longer than 1024 characters")}.");
+            }
+            var document = stream.Document;
+            var title = document.Title is null ? "" : await RenderAsync(document.Title);
+            var url = document.Url is null ? null : await RenderAsync(document.Url);
+            var contentType = document.ContentType is null ? "text/plain" : await RenderAsync(document.ContentType);
+            var content = await RenderAsync(document.Content);
+            var metadata = "{}";
+            if (document.Metadata is not null)
+            {
+                var tree = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(document.Metadata), model).ConfigureAwait(false);
+                RedactSecretsIn(tree);
+                metadata = tree.ToString(Newtonsoft.Json.Formatting.None);
+            }
+            var cursor = stream.Cursor is null ? null : await RenderAsync(stream.Cursor.Field);
+            return new SyncedRecord(id, title, string.IsNullOrWhiteSpace(url) ? null : url, string.IsNullOrWhiteSpace(contentType) ? "text/plain" : contentType,
+                content, metadata, string.IsNullOrEmpty(cursor) ? null : cursor);
+
+            async Task<string> RenderAsync(string template) =>
+                redactor.RedactSecretValues((await _templates.RenderAsync(template, model).ConfigureAwait(false)).Trim());
+        }
+
+        /// <summary>The later of two cursor values: as times when both are times, as numbers when both are numbers, else by text.</summary>
+        internal static string? LaterCursor(string? a, string? b)
+        {
+            if (a is null || b is null)
+            {
+                return a ?? b;
+            }
+            if (DateTimeOffset.TryParse(a, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var ta)
+                && DateTimeOffset.TryParse(b, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var tb))
+            {
+                return tb > ta ? b : a;
+            }
+            if (decimal.TryParse(a, NumberStyles.Float, CultureInfo.InvariantCulture, out var na) && decimal.TryParse(b, NumberStyles.Float, CultureInfo.InvariantCulture, out var nb))
+            {
+                return nb > na ? b : a;
+            }
+            return string.CompareOrdinal(b, a) > 0 ? b : a;
+        }
+    }
+}
