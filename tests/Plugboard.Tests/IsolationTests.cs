@@ -74,7 +74,7 @@ public sealed class IsolationTests(PlugboardServer server)
                 var setColumn = table switch
                 {
                     // Append-only or read-only for the API: no UPDATE or DELETE grant at all.
-                    "audit_log" or "file_upload_batch_failures" or "document_chunks" => null,
+                    "audit_log" or "file_upload_batch_failures" or "document_chunks" or "connector_stream_states" => null,
                     "pending_objects" => "", // inserted and deleted by uploads, never updated
                     "workspace_members" => "role = 'viewer'",
                     "api_keys" or "connector_templates" or "workspaces" or "workspace_api_credentials" or "connectors" => "name = 'hijacked'",
@@ -134,6 +134,7 @@ public sealed class IsolationTests(PlugboardServer server)
             ["imported_documents"] = "INSERT INTO imported_documents (workspace_id, id, title) VALUES (@other, gen_random_uuid(), 'x')",
             ["file_upload_batch_failures"] = "INSERT INTO file_upload_batch_failures (workspace_id, id, batch_id, file_name, reason) VALUES (@other, gen_random_uuid(), @batch, 'x', 'x')",
             ["document_chunks"] = "INSERT INTO document_chunks (workspace_id, document_id, ordinal, content, char_start, char_end, token_count, search) VALUES (@other, @document, 9, 'x', 0, 1, 1, ''::tsvector)",
+            ["connector_stream_states"] = "INSERT INTO connector_stream_states (workspace_id, connector_id, stream) VALUES (@other, @connector, 'x')",
             ["pending_objects"] = "INSERT INTO pending_objects (object_key, workspace_id) VALUES ('workspaces/' || @other || '/documents/00000000000000000000000000000000', @other)",
         };
         Assert.Equal(Seed.TenantTables.Order(), inserts.Keys.Order());

@@ -110,7 +110,10 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
             var config = Arguments("config", manifest.Config, request.Config);
             _model = new TemplateModel
             {
-                Inputs = inputs, Config = config, Credentials = CredentialsObject(_credentials), ExecutionId = request.ExecutionId,
+                Inputs = inputs,
+                Config = config,
+                Credentials = CredentialsObject(_credentials),
+                ExecutionId = request.ExecutionId,
                 Sync = request.Sync is { } sync ? SyncObject(sync) : null,
             };
             var baseUrl = (await _templates.RenderAsync(manifest.BaseUrl, _model).ConfigureAwait(false)).Trim();

@@ -47,7 +47,8 @@ public sealed partial class ConnectorRunner
                     null or { Type: JTokenType.Null } => [],
                     _ => [found],
                 };
-                string? cursor = request.Sync!.FullRefresh ? null : request.Sync.Cursors.GetValueOrDefault(stream.Name);
+                // A cursor never moves back: a full refresh (or one stopped at its page limit) that reaches less far keeps the stored one.
+                var cursor = request.Sync!.Cursors.GetValueOrDefault(stream.Name);
                 var mapped = new List<SyncedRecord>();
                 foreach (var record in records)
                 {

@@ -12,6 +12,12 @@ public static class Jsonb
         return text.Contains("\\u0000", StringComparison.Ordinal) ? WithoutNul(node)!.ToJsonString() : text;
     }
 
+    /// <summary>JSON text for a jsonb column, NUL characters replaced.</summary>
+    public static string CleanJson(string json) => json.Contains("\\u0000", StringComparison.Ordinal) ? Text(JsonNode.Parse(json)) : json;
+
+    /// <summary>Text for a text column, which refuses NUL as jsonb does.</summary>
+    public static string CleanText(string text) => text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
+
     private static JsonNode? WithoutNul(JsonNode? node) => node switch
     {
         JsonObject o => o.Aggregate(new JsonObject(), (copy, p) =>

@@ -318,12 +318,23 @@ CREATE TABLE public.connector_executions (
 
 ALTER TABLE ONLY public.connector_executions FORCE ROW LEVEL SECURITY;
 
+CREATE TABLE public.connector_stream_states (
+    workspace_id text NOT NULL,
+    connector_id uuid NOT NULL,
+    stream text NOT NULL,
+    cursor jsonb,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT connector_stream_states_stream_check CHECK (((length(stream) >= 1) AND (length(stream) <= 64)))
+);
+
+ALTER TABLE ONLY public.connector_stream_states FORCE ROW LEVEL SECURITY;
+
 CREATE TABLE public.connector_sync_logs (
     workspace_id text NOT NULL,
     id uuid NOT NULL,
     connector_id uuid NOT NULL,
-    status text DEFAULT 'running'::text NOT NULL,
-    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    status text DEFAULT 'queued'::text NOT NULL,
+    started_at timestamp with time zone,
     completed_at timestamp with time zone,
     records_processed integer DEFAULT 0 NOT NULL,
     records_created integer DEFAULT 0 NOT NULL,
@@ -333,7 +344,18 @@ CREATE TABLE public.connector_sync_logs (
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT connector_sync_logs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
+    trigger text DEFAULT 'manual'::text NOT NULL,
+    full_refresh boolean DEFAULT false NOT NULL,
+    job_id uuid,
+    records_fetched integer DEFAULT 0 NOT NULL,
+    records_unchanged integer DEFAULT 0 NOT NULL,
+    records_deleted integer DEFAULT 0 NOT NULL,
+    pages integer DEFAULT 0 NOT NULL,
+    requests integer DEFAULT 0 NOT NULL,
+    cursor_before jsonb DEFAULT '{}'::jsonb NOT NULL,
+    cursor_after jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT connector_sync_logs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'completed'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT connector_sync_logs_trigger_check CHECK ((trigger = ANY (ARRAY['schedule'::text, 'manual'::text, 'webhook'::text])))
 );
 
 ALTER TABLE ONLY public.connector_sync_logs FORCE ROW LEVEL SECURITY;
@@ -416,9 +438,12 @@ CREATE TABLE public.connectors (
     max_concurrency integer DEFAULT 4 NOT NULL,
     row_version bigint DEFAULT 1 NOT NULL,
     webhook_secret_set boolean GENERATED ALWAYS AS ((webhook_secret IS NOT NULL)) STORED,
+    sync_timezone text DEFAULT 'UTC'::text NOT NULL,
+    sync_paused_at timestamp with time zone,
     CONSTRAINT connectors_max_concurrency_check CHECK (((max_concurrency >= 1) AND (max_concurrency <= 100))),
     CONSTRAINT connectors_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
-    CONSTRAINT connectors_sync_frequency_check CHECK ((sync_frequency = ANY (ARRAY['manual'::text, 'hourly'::text, 'daily'::text, 'weekly'::text, 'realtime'::text]))),
+    CONSTRAINT connectors_sync_frequency_check CHECK (((length(sync_frequency) >= 1) AND (length(sync_frequency) <= 100))),
+    CONSTRAINT connectors_sync_timezone_check CHECK (((length(sync_timezone) >= 1) AND (length(sync_timezone) <= 64))),
     CONSTRAINT connectors_webhook_secret_check CHECK (((webhook_secret IS NULL) OR (webhook_secret ~~ 'pb1:%'::text)))
 );
 
@@ -501,9 +526,11 @@ CREATE TABLE public.imported_documents (
     batch_counted boolean DEFAULT false NOT NULL,
     deleted_at timestamp with time zone,
     created_by uuid,
+    stream text,
     CONSTRAINT imported_documents_file_name_check CHECK ((length(file_name) <= 1024)),
     CONSTRAINT imported_documents_processing_status_check CHECK ((processing_status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text]))),
-    CONSTRAINT imported_documents_source_check CHECK ((source = ANY (ARRAY['upload'::text, 'sync'::text, 'webhook'::text])))
+    CONSTRAINT imported_documents_source_check CHECK ((source = ANY (ARRAY['upload'::text, 'sync'::text, 'webhook'::text]))),
+    CONSTRAINT imported_documents_stream_check CHECK ((length(stream) <= 64))
 );
 
 ALTER TABLE ONLY public.imported_documents FORCE ROW LEVEL SECURITY;
@@ -647,6 +674,9 @@ ALTER TABLE ONLY public.audit_log
 ALTER TABLE ONLY public.connector_executions
     ADD CONSTRAINT connector_executions_pkey PRIMARY KEY (workspace_id, id);
 
+ALTER TABLE ONLY public.connector_stream_states
+    ADD CONSTRAINT connector_stream_states_pkey PRIMARY KEY (workspace_id, connector_id, stream);
+
 ALTER TABLE ONLY public.connector_sync_logs
     ADD CONSTRAINT connector_sync_logs_pkey PRIMARY KEY (workspace_id, id);
 
@@ -723,6 +753,8 @@ CREATE INDEX connector_executions_workspace_idx ON public.connector_executions U
 
 CREATE INDEX connector_sync_logs_connector_idx ON public.connector_sync_logs USING btree (workspace_id, connector_id, started_at DESC);
 
+CREATE UNIQUE INDEX connector_sync_logs_one_active ON public.connector_sync_logs USING btree (workspace_id, connector_id) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]));
+
 CREATE UNIQUE INDEX connector_templates_community_slug_key ON public.connector_templates USING btree (workspace_id, slug) WHERE (workspace_id IS NOT NULL);
 
 CREATE INDEX connector_templates_marketplace_idx ON public.connector_templates USING btree (install_count DESC, id) WHERE (status = 'published'::text);
@@ -739,7 +771,7 @@ CREATE INDEX connectors_credential_idx ON public.connectors USING btree (workspa
 
 CREATE UNIQUE INDEX connectors_name_key ON public.connectors USING btree (workspace_id, name);
 
-CREATE INDEX connectors_next_sync_idx ON public.connectors USING btree (next_sync_at) WHERE (is_active AND (sync_frequency <> 'manual'::text));
+CREATE INDEX connectors_next_sync_idx ON public.connectors USING btree (next_sync_at) WHERE (next_sync_at IS NOT NULL);
 
 CREATE INDEX document_chunks_search_idx ON public.document_chunks USING gin (workspace_id, search);
 
@@ -754,6 +786,8 @@ CREATE UNIQUE INDEX imported_documents_external_key ON public.imported_documents
 CREATE INDEX imported_documents_hash_idx ON public.imported_documents USING btree (workspace_id, content_hash);
 
 CREATE INDEX imported_documents_pending_chunks_idx ON public.imported_documents USING btree (created_at) WHERE (NOT chunks_generated);
+
+CREATE INDEX imported_documents_stream_idx ON public.imported_documents USING btree (workspace_id, connector_id, stream) WHERE (stream IS NOT NULL);
 
 CREATE UNIQUE INDEX imported_documents_upload_hash_key ON public.imported_documents USING btree (workspace_id, content_hash) WHERE ((source = 'upload'::text) AND (NOT is_deleted) AND (content_hash IS NOT NULL));
 
@@ -827,6 +861,9 @@ ALTER TABLE ONLY public.api_keys
 
 ALTER TABLE ONLY public.connector_executions
     ADD CONSTRAINT connector_executions_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.connector_stream_states
+    ADD CONSTRAINT connector_stream_states_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.connector_sync_logs
     ADD CONSTRAINT connector_sync_logs_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
@@ -963,6 +1000,8 @@ CREATE POLICY api_select ON public.audit_log FOR SELECT TO plugboard_api USING (
 
 CREATE POLICY api_select ON public.connector_executions FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
+CREATE POLICY api_select ON public.connector_stream_states FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
+
 CREATE POLICY api_select ON public.connector_sync_logs FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_select ON public.connector_templates FOR SELECT TO plugboard_api USING ((((status = 'published'::text) AND (public.app_user_id() IS NOT NULL)) OR ((workspace_id IS NOT NULL) AND (workspace_id = public.app_workspace_id())) OR public.app_platform_role_at_least('developer'::text)));
@@ -1027,6 +1066,8 @@ ALTER TABLE public.audit_log ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.connector_executions ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.connector_stream_states ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.connector_sync_logs ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.connector_templates ENABLE ROW LEVEL SECURITY;
@@ -1068,6 +1109,8 @@ CREATE POLICY service_all ON public.api_keys TO plugboard_service USING (true) W
 CREATE POLICY service_all ON public.audit_log TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.connector_executions TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.connector_stream_states TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.connector_sync_logs TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -1164,6 +1207,9 @@ GRANT SELECT,INSERT ON TABLE public.audit_log TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_executions TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_executions TO plugboard_api;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_stream_states TO plugboard_service;
+GRANT SELECT ON TABLE public.connector_stream_states TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_sync_logs TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_sync_logs TO plugboard_api;
@@ -1269,6 +1315,10 @@ GRANT SELECT(max_concurrency) ON TABLE public.connectors TO plugboard_api;
 GRANT SELECT(row_version) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT(webhook_secret_set) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(sync_timezone) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(sync_paused_at) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.document_chunks TO plugboard_service;
 GRANT SELECT ON TABLE public.document_chunks TO plugboard_api;

@@ -22,6 +22,7 @@ using Plugboard.Features.Health;
 using Plugboard.Features.Jobs;
 using Plugboard.Features.Members;
 using Plugboard.Features.Search;
+using Plugboard.Features.Syncs;
 using Plugboard.Features.Templates;
 using Plugboard.Features.Workspaces;
 using Plugboard.Http;
@@ -123,10 +124,14 @@ public static class PlugboardApp
         builder.Services.AddSingleton<DocumentUploads>();
         builder.Services.AddSingleton<ObjectSweeper>();
         builder.Services.AddJobHandler<DocumentJobHandler>();
+        builder.Services.AddSingleton(SyncSchedulerOptions.FromConfiguration(configuration));
+        builder.Services.AddSingleton<SyncScheduler>();
+        builder.Services.AddJobHandler<SyncJobHandler>();
         var runWorkers = options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
         if (runWorkers)
         {
             builder.Services.AddHostedService(sp => sp.GetRequiredService<ObjectSweeper>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<SyncScheduler>());
         }
         builder.Services.AddPlugboardJobs(configuration, runWorkers);
         WorkspaceRateLimit.Add(builder.Services, configuration);
@@ -221,6 +226,7 @@ public static class PlugboardApp
         DocumentsApi.Map(workspace);
         BatchesApi.Map(workspace);
         SearchApi.Map(workspace);
+        SyncsApi.Map(workspace);
         ManifestsApi.Map(app, v1);
         JobsAdminApi.Map(v1);
         return app;

@@ -93,6 +93,8 @@ public sealed class PlugboardServer : IAsyncLifetime
             ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
             ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000",
             ["PLUGBOARD_UPLOAD_MAX_MB"] = "4",
+            // Tests start scheduled syncs by calling the scheduler themselves (SyncTests): its own loop ticks once, at start.
+            ["PLUGBOARD_SCHEDULER_POLL_SECONDS"] = "86400",
         });
         Keys = _app.Services.GetRequiredService<KeyRing>();
         await _app.StartAsync();

@@ -12,7 +12,7 @@ public static class Seed
     [
         "workspaces", "workspace_members", "api_keys", "audit_log", "connector_templates", "workspace_api_credentials", "connectors",
         "connector_executions", "connector_sync_logs", "connector_webhook_events", "file_upload_batches", "imported_documents",
-        "file_upload_batch_failures", "document_chunks", "pending_objects",
+        "file_upload_batch_failures", "document_chunks", "pending_objects", "connector_stream_states",
     ];
 
     public static async Task<Rows> WorkspaceAsync(PlugboardServer server, string workspaceId, Guid userId)
@@ -26,6 +26,7 @@ public static class Seed
             INSERT INTO connectors (workspace_id, id, name, credential_id) VALUES (@WorkspaceId, @ConnectorId, 'seed-' || @ConnectorId, @CredentialId);
             INSERT INTO connector_executions (workspace_id, id, connector_id, status, duration_ms) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId, 'succeeded', 10);
             INSERT INTO connector_sync_logs (workspace_id, id, connector_id) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId);
+            INSERT INTO connector_stream_states (workspace_id, connector_id, stream, cursor) VALUES (@WorkspaceId, @ConnectorId, 'seed', '"2026-01-01T00:00:00Z"');
             INSERT INTO connector_webhook_events (workspace_id, id, connector_id) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId);
             INSERT INTO file_upload_batches (workspace_id, id, connector_id, total_files) VALUES (@WorkspaceId, @BatchId, @ConnectorId, 2);
             INSERT INTO imported_documents (workspace_id, id, connector_id, batch_id, title) VALUES (@WorkspaceId, @DocumentId, @ConnectorId, @BatchId, 'seed');

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
 using Plugboard.Engine.Manifests;
+using Plugboard.Features.Syncs;
 using Plugboard.Http;
 using Plugboard.Security;
 
@@ -19,7 +20,8 @@ public sealed record CreateConnectorRequest(
     JsonElement? Metadata = null,
     string? SyncFrequency = null,
     bool? WebhookActive = null,
-    int? MaxConcurrency = null);
+    int? MaxConcurrency = null,
+    string? SyncTimezone = null);
 
 public sealed record UpdateConnectorRequest(
     string? Name = null,
@@ -34,21 +36,20 @@ public sealed record UpdateConnectorRequest(
     string? SyncFrequency = null,
     bool? WebhookActive = null,
     bool? RotateWebhookSecret = null,
-    int? MaxConcurrency = null);
+    int? MaxConcurrency = null,
+    string? SyncTimezone = null);
 
 public sealed record ConnectorStats(long Executions, long Succeeded, long Failed, decimal? SuccessRate, decimal? AvgDurationMs, DateTime? LastRunAt);
 
 public sealed record Connector(
     Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion,
     JsonElement Manifest, JsonElement Config, Guid? CredentialId, bool IsActive, JsonElement Filters, JsonElement Metadata,
-    string SyncFrequency, DateTime? NextSyncAt, DateTime? LastSyncAt, string? WebhookUrl, bool WebhookActive,
+    string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt, DateTime? SyncPausedAt, string? WebhookUrl, bool WebhookActive,
     bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
     DateTime CreatedAt, DateTime UpdatedAt, ConnectorStats? Stats = null);
 
 public static class ConnectorsApi
 {
-    public static readonly string[] SyncFrequencies = ["manual", "hourly", "daily", "weekly", "realtime"];
-
     public static void Map(RouteGroupBuilder workspace)
     {
         var connectors = workspace.MapGroup("/connectors").WithTags("Connectors");
@@ -62,8 +63,8 @@ public static class ConnectorsApi
     internal const string Columns =
         """
         id, name, description, connector_type, template_id, template_version, manifest::text AS manifest, config::text AS config,
-        credential_id, is_active, filters::text AS filters, metadata::text AS metadata, sync_frequency, next_sync_at, last_sync_at,
-        webhook_url, webhook_active, webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
+        credential_id, is_active, filters::text AS filters, metadata::text AS metadata, sync_frequency, sync_timezone, next_sync_at, last_sync_at,
+        sync_paused_at, webhook_url, webhook_active, webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
         credentials_updated_at, created_at, updated_at, row_version
         """;
 
@@ -97,19 +98,19 @@ public static class ConnectorsApi
         var name = Validate.Name(body.Name);
         var description = Validate.Text(body.Description, "description", 2000);
         var manifest = ValidManifest(body.Manifest, allowEmpty: true);
-        var syncFrequency = body.SyncFrequency is null ? "manual" : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency");
+        var schedule = Schedule(body.SyncFrequency ?? "manual", body.SyncTimezone);
         if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
         {
             return replay;
         }
         var connector = await InsertAsync(db, keys, new NewConnector(name, description, manifest, JsonColumns.Object(body.Config, "config"), body.CredentialId,
-            body.IsActive ?? true, JsonColumns.Object(body.Filters, "filters"), JsonColumns.Object(body.Metadata, "metadata"), syncFrequency,
+            body.IsActive ?? true, JsonColumns.Object(body.Filters, "filters"), JsonColumns.Object(body.Metadata, "metadata"), schedule,
             body.WebhookActive ?? false, null, null, MaxConcurrency(body.MaxConcurrency) ?? 4), ct);
         return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/connectors/{connector.Id}", connector, ct);
     }
 
     internal sealed record NewConnector(string Name, string Description, string Manifest, string Config, Guid? CredentialId, bool IsActive,
-        string Filters, string Metadata, string SyncFrequency, bool WebhookActive, Guid? TemplateId, int? TemplateVersion, int MaxConcurrency = 4);
+        string Filters, string Metadata, SyncSchedule Schedule, bool WebhookActive, Guid? TemplateId, int? TemplateVersion, int MaxConcurrency = 4);
 
     /// <summary>Inserts a connector in the current workspace (also used by template installs) and audits it.</summary>
     internal static async Task<Connector> InsertAsync(RequestDb db, KeyRing keys, NewConnector c, CancellationToken ct)
@@ -124,10 +125,10 @@ public static class ConnectorsApi
         var row = await db.QuerySingleOrDefaultAsync<ConnectorRow>(
             $"""
             INSERT INTO connectors (workspace_id, id, name, description, manifest, config, credential_id, is_active, filters, metadata,
-                                    sync_frequency, next_sync_at, webhook_url, webhook_secret, webhook_active, template_id, template_version,
+                                    sync_frequency, sync_timezone, next_sync_at, webhook_url, webhook_secret, webhook_active, template_id, template_version,
                                     credentials_updated_at, created_by, max_concurrency)
             VALUES (app_workspace_id(), @id, @Name, @Description, @Manifest::jsonb, @Config::jsonb, @CredentialId, @IsActive, @Filters::jsonb, @Metadata::jsonb,
-                    @SyncFrequency, CASE WHEN @SyncFrequency IN ('manual', 'realtime') THEN NULL ELSE now() END,
+                    @syncFrequency, @syncTimezone, @nextSyncAt,
                     '/v1/webhooks/' || app_workspace_id() || '/' || @id, @webhookSecret, @WebhookActive, @TemplateId, @TemplateVersion,
                     CASE WHEN @CredentialId::uuid IS NULL THEN NULL ELSE now() END, app_user_id(), @MaxConcurrency)
             RETURNING {Columns}
@@ -143,7 +144,9 @@ public static class ConnectorsApi
                 c.IsActive,
                 c.Filters,
                 c.Metadata,
-                c.SyncFrequency,
+                syncFrequency = c.Schedule.Frequency,
+                syncTimezone = c.Schedule.TimeZone,
+                nextSyncAt = c.IsActive ? c.Schedule.Next(DateTimeOffset.UtcNow, null) : null,
                 webhookSecret,
                 c.WebhookActive,
                 c.TemplateId,
@@ -169,6 +172,9 @@ public static class ConnectorsApi
         {
             await EnsureCredentialAsync(db, credentialId, ct);
         }
+        // A new frequency or time zone is read with the other's current value; next_sync_at follows it at once (none while paused).
+        var schedule = body.SyncFrequency is null && body.SyncTimezone is null ? null
+            : Schedule(body.SyncFrequency ?? existing.SyncFrequency, body.SyncTimezone ?? existing.SyncTimezone);
         var webhookSecret = body.RotateWebhookSecret == true
             ? keys.Encrypt(NewWebhookSecret(), KeyRing.Aad(db.WorkspaceId!, "connectors", connectorId, "webhook_secret"))
             : null;
@@ -185,8 +191,9 @@ public static class ConnectorsApi
                 filters = coalesce(@filters::jsonb, filters),
                 metadata = coalesce(@metadata::jsonb, metadata),
                 sync_frequency = coalesce(@syncFrequency, sync_frequency),
-                next_sync_at = CASE WHEN @syncFrequency::text IS NULL THEN next_sync_at
-                                    WHEN @syncFrequency IN ('manual', 'realtime') THEN NULL ELSE coalesce(next_sync_at, now()) END,
+                sync_timezone = coalesce(@syncTimezone, sync_timezone),
+                next_sync_at = CASE WHEN NOT coalesce(@isActive, is_active) OR sync_paused_at IS NOT NULL THEN NULL
+                                    WHEN @rescheduled THEN @nextSyncAt ELSE next_sync_at END,
                 webhook_active = coalesce(@webhookActive, webhook_active),
                 {(webhookSecret is null ? "" : "webhook_secret = @webhookSecret,")}
                 max_concurrency = coalesce(@maxConcurrency, max_concurrency)
@@ -205,7 +212,10 @@ public static class ConnectorsApi
                 isActive = body.IsActive,
                 filters = body.Filters is null ? null : JsonColumns.Object(body.Filters, "filters"),
                 metadata = body.Metadata is null ? null : JsonColumns.Object(body.Metadata, "metadata"),
-                syncFrequency = body.SyncFrequency is null ? null : Validate.OneOf(body.SyncFrequency, SyncFrequencies, "sync_frequency"),
+                syncFrequency = schedule?.Frequency,
+                syncTimezone = schedule?.TimeZone,
+                rescheduled = schedule is not null || body.IsActive == true,
+                nextSyncAt = (schedule ?? Schedule(existing.SyncFrequency, existing.SyncTimezone)).Next(DateTimeOffset.UtcNow, existing.LastSyncAt is { } last ? new DateTimeOffset(last, TimeSpan.Zero) : null),
                 webhookActive = body.WebhookActive,
                 webhookSecret,
                 maxConcurrency = MaxConcurrency(body.MaxConcurrency),
@@ -289,6 +299,10 @@ public static class ConnectorsApi
         new(422, slug, title, $"{issues[0].Message} (at /{field}{issues[0].Pointer})",
             new Dictionary<string, object?> { ["errors"] = issues.Select(i => new { pointer = $"/{field}{i.Pointer}", message = i.Message }).ToList() });
 
+    internal static SyncSchedule Schedule(string frequency, string? timeZone) =>
+        SyncSchedule.TryParse(frequency, timeZone, out var schedule, out var error) ? schedule
+        : throw Problems.Invalid(error!, error!.StartsWith("sync_timezone", StringComparison.Ordinal) ? "/sync_timezone" : "/sync_frequency");
+
     private static int? MaxConcurrency(int? value) =>
         value is null or (>= 1 and <= 100) ? value : throw Problems.Invalid("max_concurrency must be between 1 and 100.", "/max_concurrency");
 
@@ -299,12 +313,12 @@ public static class ConnectorsApi
 
     internal sealed record ConnectorRow(
         Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion, string Manifest, string Config,
-        Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, DateTime? NextSyncAt, DateTime? LastSyncAt,
-        string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt,
+        Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt,
+        DateTime? SyncPausedAt, string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt,
         DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
     {
         public Connector ToConnector() => new(Id, Name, Description, ConnectorType, TemplateId, TemplateVersion, JsonColumns.Element(Manifest),
-            JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, NextSyncAt,
-            LastSyncAt, WebhookUrl, WebhookActive, WebhookSecretSet, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
+            JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, SyncTimezone, NextSyncAt,
+            LastSyncAt, SyncPausedAt, WebhookUrl, WebhookActive, WebhookSecretSet, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
     }
 }

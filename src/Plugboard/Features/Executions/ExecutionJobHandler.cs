@@ -56,8 +56,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             }
             else if (Credentials(target, payload) is not { } credentials)
             {
-                result = new RunResult(RunStatus.Failed, null,
-                    "The connector's credential cannot be decrypted with this server's key ring: an operator must restore the key it was written with, or update the credential.", []);
+                result = new RunResult(RunStatus.Failed, null, ConnectorCredentials.Unreadable, []);
             }
             else
             {
@@ -165,24 +164,8 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         }, ct);
     }
 
-    /// <summary>The decrypted credential fields (none when the connector has no credential); null when the key ring cannot read them.</summary>
-    private Dictionary<string, string>? Credentials(Target target, ExecutionJob.Payload payload)
-    {
-        if (target.CredentialId is not { } credentialId || target.EncryptedPayload is not { } encrypted)
-        {
-            return [];
-        }
-        try
-        {
-            return JsonSerializer.Deserialize<Dictionary<string, string>>(
-                keys.Decrypt(encrypted, KeyRing.Aad(payload.WorkspaceId, "workspace_api_credentials", credentialId, "encrypted_payload")));
-        }
-        catch (SecretDecryptionException e)
-        {
-            logger.LogError("Execution {ExecutionId}: credential {CredentialId} unreadable: {Reason}", payload.ExecutionId, credentialId, e.Message);
-            return null;
-        }
-    }
+    private Dictionary<string, string>? Credentials(Target target, ExecutionJob.Payload payload) =>
+        ConnectorCredentials.Decrypt(keys, payload.WorkspaceId, target.CredentialId, target.EncryptedPayload, logger, $"Execution {payload.ExecutionId}");
 
     /// <summary>Completes the job without a run; a cancel requested while no worker held it is settled here.</summary>
     private async Task CompleteAloneAsync(JobContext context, ExecutionJob.Payload payload, CancellationToken ct)

@@ -36,6 +36,9 @@ public sealed class SyncSchedule
 
     public string Frequency { get; }
 
+    /// <summary>The IANA id the schedule is read in.</summary>
+    public string TimeZone => _zone.Id;
+
     /// <summary>False for <c>manual</c> and <c>realtime</c>: nothing starts such a connector on a clock.</summary>
     public bool IsScheduled => _interval is not null || _cron is not null;
 
@@ -91,7 +94,7 @@ public sealed class SyncSchedule
         {
             return lastStart is { } last && last + interval > now ? last + interval : now;
         }
-        return _cron?.GetNextOccurrence(now, _zone);
+        return _cron?.GetNextOccurrence(now, _zone)?.ToUniversalTime();
     }
 
     /// <summary>The start after the one due at <paramref name="due"/>, for the scheduler that starts it at <paramref name="now"/>.</summary>
@@ -103,6 +106,6 @@ public sealed class SyncSchedule
             var next = due + interval;
             return next > now ? next : now + interval;
         }
-        return _cron?.GetNextOccurrence(now, _zone);
+        return _cron?.GetNextOccurrence(now, _zone)?.ToUniversalTime();
     }
 }

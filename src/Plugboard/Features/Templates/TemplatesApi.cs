@@ -12,7 +12,9 @@ public sealed record InstallTemplateRequest(
     string? Name = null,
     Guid? CredentialId = null,
     Dictionary<string, string>? Credentials = null,
-    JsonElement? Config = null);
+    JsonElement? Config = null,
+    string? SyncFrequency = null,
+    string? SyncTimezone = null);
 
 /// <summary>The marketplace (published templates), installs, and workspaces' own community templates.</summary>
 public static class TemplatesApi
@@ -131,7 +133,8 @@ public static class TemplatesApi
             credentialId = credential.Id;
         }
         var connector = await ConnectorsApi.InsertAsync(db, keys, new ConnectorsApi.NewConnector(name, template.Description, template.Manifest,
-            JsonColumns.Object(body.Config, "config"), credentialId, true, "{}", "{}", "manual", false, template.Id, template.Version), ct);
+            JsonColumns.Object(body.Config, "config"), credentialId, true, "{}", "{}",
+            ConnectorsApi.Schedule(body.SyncFrequency ?? "manual", body.SyncTimezone), false, template.Id, template.Version), ct);
         await db.ExecuteAsync("SELECT record_template_install(@templateId)", new { templateId }, ct);
         await Audit.WriteAsync(db, "template.installed", "template", templateId.ToString(), new { connector_id = connector.Id, version = template.Version }, ct);
         return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/connectors/{connector.Id}", connector, ct);

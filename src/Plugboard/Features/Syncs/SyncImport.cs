@@ -1,0 +1,103 @@
+using System.Security.Cryptography;
+using System.Text;
+using Dapper;
+using Npgsql;
+using Plugboard.Data;
+using Plugboard.Engine.Running;
+using Plugboard.Features.Documents;
+
+namespace Plugboard.Features.Syncs;
+
+public sealed record ImportCounts(int Created, int Updated, int Unchanged, int Deleted);
+
+/// <summary>
+/// Writes one stream's records into <c>imported_documents</c>, keyed by (workspace, connector, external id). The
+/// content hash (SHA-256 of the normalized document: title, URL, type, metadata and text) decides: a new key is
+/// created, a different hash updated and queued for processing, the same hash left alone — no row written, nothing
+/// reprocessed (a deleted record that comes back with the same hash is restored, counted as updated, and not reprocessed). A full refresh that fetched everything marks deleted what the stream no longer returns; a record that
+/// comes back is restored.
+/// </summary>
+public static class SyncImport
+{
+    private const string ImportSql =
+        """
+        WITH incoming AS (
+            SELECT * FROM unnest(@ids, @titles, @urls, @types, @contents, @metadata, @hashes) AS t(external_id, title, url, content_type, content, metadata, hash)
+        ),
+        existing AS (
+            SELECT d.external_id, d.content_hash, d.is_deleted
+              FROM imported_documents d
+             WHERE d.workspace_id = @workspaceId AND d.connector_id = @connectorId AND d.external_id = ANY(@ids)
+        ),
+        changed AS (
+            SELECT i.*, e.external_id IS NULL AS is_new, e.content_hash IS DISTINCT FROM i.hash AS content_changed
+              FROM incoming i LEFT JOIN existing e USING (external_id)
+             WHERE e.external_id IS NULL OR e.content_hash IS DISTINCT FROM i.hash OR e.is_deleted
+        ),
+        written AS (
+            INSERT INTO imported_documents AS d (workspace_id, id, connector_id, external_id, stream, source, title, external_url, content_type,
+                                                 content, file_size, content_hash, source_metadata, processing_status)
+            SELECT @workspaceId, gen_random_uuid(), @connectorId, c.external_id, @stream, 'sync', c.title, c.url, c.content_type,
+                   c.content, octet_length(c.content), c.hash, c.metadata::jsonb, 'pending'
+              FROM changed c
+            ON CONFLICT (workspace_id, connector_id, external_id) WHERE external_id IS NOT NULL DO UPDATE
+               SET stream = excluded.stream, source = 'sync', title = excluded.title, external_url = excluded.external_url,
+                   content_type = excluded.content_type, content = excluded.content, file_size = excluded.file_size,
+                   source_metadata = excluded.source_metadata, is_deleted = false, deleted_at = NULL,
+                   processing_status = CASE WHEN d.content_hash IS DISTINCT FROM excluded.content_hash THEN 'pending' ELSE d.processing_status END,
+                   content_hash = excluded.content_hash
+            RETURNING d.id, d.external_id
+        ),
+        queued AS (
+            INSERT INTO jobs (id, kind, payload, workspace_id, concurrency_key, concurrency_limit, max_attempts)
+            SELECT gen_random_uuid(), 'document', jsonb_build_object('workspaceId', @workspaceId, 'documentId', w.id, 'force', false),
+                   @workspaceId, 'documents:' || @workspaceId, @documentConcurrency, 5
+              FROM written w JOIN changed c USING (external_id)
+             WHERE c.content_changed
+            RETURNING 1
+        )
+        SELECT count(*) FILTER (WHERE is_new)::int AS created,
+               count(*) FILTER (WHERE NOT is_new)::int AS updated,
+               (SELECT count(*) FROM queued)::int AS queued
+          FROM changed
+        """;
+
+    private const string DeleteMissingSql =
+        """
+        UPDATE imported_documents
+           SET is_deleted = true, deleted_at = now()
+         WHERE workspace_id = @workspaceId AND connector_id = @connectorId AND stream = @stream AND source = 'sync' AND NOT is_deleted
+           AND NOT (external_id = ANY(@ids))
+        """;
+
+    public static async Task<ImportCounts> ImportAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string workspaceId, Guid connectorId, StreamRecords stream,
+        bool deleteMissing, DocumentPipelineOptions pipeline, CancellationToken ct)
+    {
+        // The last record of a key wins: one statement cannot write the same row twice.
+        var records = stream.Records.GroupBy(r => r.ExternalId, StringComparer.Ordinal).Select(g => g.Last()).ToList();
+        var ids = records.Select(r => r.ExternalId).ToArray();
+        var parameters = new DynamicParameters(new { workspaceId, connectorId, stream = stream.Name, documentConcurrency = pipeline.WorkspaceConcurrency });
+        parameters.Add("ids", ids);
+        parameters.Add("titles", records.Select(r => Jsonb.CleanText(r.Title)).ToArray());
+        parameters.Add("urls", records.Select(r => r.Url is null ? null : Jsonb.CleanText(r.Url)).ToArray());
+        parameters.Add("types", records.Select(r => r.ContentType).ToArray());
+        parameters.Add("contents", records.Select(r => Jsonb.CleanText(r.Content)).ToArray());
+        parameters.Add("metadata", records.Select(r => Jsonb.CleanJson(r.MetadataJson)).ToArray());
+        parameters.Add("hashes", records.Select(Hash).ToArray());
+        var counts = await connection.QuerySingleAsync<(int Created, int Updated, int Queued)>(new CommandDefinition(ImportSql, parameters, tx, cancellationToken: ct));
+        var deleted = 0;
+        if (deleteMissing)
+        {
+            deleted = await connection.ExecuteAsync(new CommandDefinition(DeleteMissingSql, new { workspaceId, connectorId, stream = stream.Name, ids }, tx, cancellationToken: ct));
+        }
+        return new ImportCounts(counts.Created, counts.Updated, stream.Records.Count - counts.Created - counts.Updated, deleted);
+    }
+
+    /// <summary>SHA-256 of the normalized document (line endings unified, outer whitespace trimmed), as lower-case hex.</summary>
+    public static string Hash(SyncedRecord record)
+    {
+        var normalized = string.Join('\u001f', record.Title, record.Url ?? "", record.ContentType, record.MetadataJson,
+            record.Content.ReplaceLineEndings("\n").Trim());
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(normalized)));
+    }
+}
