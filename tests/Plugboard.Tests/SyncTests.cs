@@ -222,6 +222,51 @@ public sealed class SyncTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task The_records_feed_returns_what_changed_since_a_cursor_in_change_order()
+    {
+        await using var source = await Source.StartAsync(3);
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, Manifest(source.Stub.Url));
+        var feed = $"/v1/workspaces/{team.Id}/connectors/{connectorId}/records";
+        var empty = await (await team.Viewer.Http.GetAsync(feed)).AssertStatusAsync(200);
+        Assert.Equal(0, empty.GetProperty("items").GetArrayLength());
+        var start = empty.GetProperty("next_cursor").GetString();
+
+        await SyncAsync(team.Member, team, connectorId, fullRefresh: true);
+        var first = await (await team.Viewer.Http.GetAsync($"{feed}?cursor={start}&limit=2")).AssertStatusAsync(200);
+        Assert.Equal(["1:added", "2:added"], first.GetProperty("items").EnumerateArray().Select(r => $"{r.GetProperty("external_id").GetString()}:{r.GetProperty("last_action").GetString()}"));
+        Assert.True(first.GetProperty("has_more").GetBoolean());
+        var rest = await (await team.Viewer.Http.GetAsync($"{feed}?cursor={first.GetProperty("next_cursor").GetString()}")).AssertStatusAsync(200);
+        Assert.Equal(["3:added"], rest.GetProperty("items").EnumerateArray().Select(r => $"{r.GetProperty("external_id").GetString()}:{r.GetProperty("last_action").GetString()}"));
+        Assert.False(rest.GetProperty("has_more").GetBoolean());
+        var caughtUp = rest.GetProperty("next_cursor").GetString();
+        var nothing = await (await team.Viewer.Http.GetAsync($"{feed}?cursor={caughtUp}")).AssertStatusAsync(200);
+        Assert.Equal(0, nothing.GetProperty("items").GetArrayLength());
+        Assert.Equal(caughtUp, nothing.GetProperty("next_cursor").GetString());
+
+        // An unchanged sync adds nothing to the feed; a change and a deletion follow in the order they were written.
+        await SyncAsync(team.Member, team, connectorId, fullRefresh: true);
+        Assert.Equal(0, (await (await team.Viewer.Http.GetAsync($"{feed}?cursor={caughtUp}")).AssertStatusAsync(200)).GetProperty("items").GetArrayLength());
+        source.Records[1] = ("Issue 1", "Changed", "2026-11-11T08:00:00Z");
+        source.Records.TryRemove(3, out _);
+        await SyncAsync(team.Member, team, connectorId, fullRefresh: true);
+        var changes = await (await team.Viewer.Http.GetAsync($"{feed}?cursor={caughtUp}")).AssertStatusAsync(200);
+        Assert.Equal(["1:updated", "3:deleted"], changes.GetProperty("items").EnumerateArray().Select(r => $"{r.GetProperty("external_id").GetString()}:{r.GetProperty("last_action").GetString()}"));
+        Assert.NotEqual(JsonValueKind.Null, changes.GetProperty("items")[1].GetProperty("deleted_at").ValueKind);
+        var deletions = await (await team.Viewer.Http.GetAsync($"{feed}?cursor={start}&action=deleted")).AssertStatusAsync(200);
+        Assert.Equal("3", Assert.Single(deletions.GetProperty("items").EnumerateArray()).GetProperty("external_id").GetString());
+
+        await (await team.Viewer.Http.GetAsync($"{feed}?action=renamed")).AssertProblemAsync(400);
+        await (await team.Viewer.Http.GetAsync($"{feed}?cursor=not-a-cursor")).AssertProblemAsync(400);
+        var otherConnector = await ConnectorAsync(team, Manifest(source.Stub.Url));
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{otherConnector}/records?cursor={caughtUp}")).AssertProblemAsync(400);
+        var other = await server.TeamAsync();
+        await (await other.Admin.Http.GetAsync($"/v1/workspaces/{other.Id}/connectors/{connectorId}/records")).AssertProblemAsync(404);
+        var connector = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}")).AssertStatusAsync(200);
+        Assert.Equal("completed", connector.GetProperty("last_sync_status").GetString());
+    }
+
+    [Fact]
     public async Task A_truncated_or_failed_full_refresh_deletes_nothing_and_moves_no_cursor()
     {
         await using var source = await Source.StartAsync(6);

@@ -527,7 +527,11 @@ CREATE TABLE public.imported_documents (
     deleted_at timestamp with time zone,
     created_by uuid,
     stream text,
+    change_seq bigint,
+    last_action text,
+    last_changed_at timestamp with time zone,
     CONSTRAINT imported_documents_file_name_check CHECK ((length(file_name) <= 1024)),
+    CONSTRAINT imported_documents_last_action_check CHECK ((last_action = ANY (ARRAY['added'::text, 'updated'::text, 'deleted'::text]))),
     CONSTRAINT imported_documents_processing_status_check CHECK ((processing_status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text]))),
     CONSTRAINT imported_documents_source_check CHECK ((source = ANY (ARRAY['upload'::text, 'sync'::text, 'webhook'::text]))),
     CONSTRAINT imported_documents_stream_check CHECK ((length(stream) <= 64))
@@ -643,6 +647,13 @@ CREATE TABLE public.workspace_api_credentials (
 
 ALTER TABLE ONLY public.workspace_api_credentials FORCE ROW LEVEL SECURITY;
 
+CREATE TABLE public.workspace_change_counters (
+    workspace_id text NOT NULL,
+    last_seq bigint DEFAULT 0 NOT NULL
+);
+
+ALTER TABLE ONLY public.workspace_change_counters FORCE ROW LEVEL SECURITY;
+
 CREATE TABLE public.workspace_members (
     workspace_id text NOT NULL,
     user_id uuid NOT NULL,
@@ -725,6 +736,9 @@ ALTER TABLE ONLY public.worker_heartbeats
 ALTER TABLE ONLY public.workspace_api_credentials
     ADD CONSTRAINT workspace_api_credentials_pkey PRIMARY KEY (workspace_id, id);
 
+ALTER TABLE ONLY public.workspace_change_counters
+    ADD CONSTRAINT workspace_change_counters_pkey PRIMARY KEY (workspace_id);
+
 ALTER TABLE ONLY public.workspace_members
     ADD CONSTRAINT workspace_members_pkey PRIMARY KEY (workspace_id, user_id);
 
@@ -780,6 +794,8 @@ CREATE INDEX file_upload_batch_failures_batch_idx ON public.file_upload_batch_fa
 CREATE INDEX idempotency_keys_created_idx ON public.idempotency_keys USING btree (created_at);
 
 CREATE INDEX imported_documents_batch_idx ON public.imported_documents USING btree (workspace_id, batch_id) WHERE (batch_id IS NOT NULL);
+
+CREATE INDEX imported_documents_changes_idx ON public.imported_documents USING btree (workspace_id, connector_id, change_seq) WHERE (change_seq IS NOT NULL);
 
 CREATE UNIQUE INDEX imported_documents_external_key ON public.imported_documents USING btree (workspace_id, connector_id, external_id) WHERE (external_id IS NOT NULL);
 
@@ -924,6 +940,9 @@ ALTER TABLE ONLY public.workspace_api_credentials
 
 ALTER TABLE ONLY public.workspace_api_credentials
     ADD CONSTRAINT workspace_api_credentials_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.workspace_change_counters
+    ADD CONSTRAINT workspace_change_counters_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.workspace_members
     ADD CONSTRAINT workspace_members_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
@@ -1144,6 +1163,8 @@ CREATE POLICY service_all ON public.worker_heartbeats TO plugboard_service USING
 
 CREATE POLICY service_all ON public.workspace_api_credentials TO plugboard_service USING (true) WITH CHECK (true);
 
+CREATE POLICY service_all ON public.workspace_change_counters TO plugboard_service USING (true) WITH CHECK (true);
+
 CREATE POLICY service_all ON public.workspace_members TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.workspaces TO plugboard_service USING (true) WITH CHECK (true);
@@ -1153,6 +1174,8 @@ ALTER TABLE public.users ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.worker_heartbeats ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.workspace_api_credentials ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.workspace_change_counters ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.workspace_members ENABLE ROW LEVEL SECURITY;
 
@@ -1381,6 +1404,8 @@ GRANT SELECT(created_at) ON TABLE public.workspace_api_credentials TO plugboard_
 GRANT SELECT(updated_at) ON TABLE public.workspace_api_credentials TO plugboard_api;
 
 GRANT SELECT(row_version) ON TABLE public.workspace_api_credentials TO plugboard_api;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_change_counters TO plugboard_service;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_members TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.workspace_members TO plugboard_api;

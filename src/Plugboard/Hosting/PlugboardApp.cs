@@ -227,6 +227,7 @@ public static class PlugboardApp
         BatchesApi.Map(workspace);
         SearchApi.Map(workspace);
         SyncsApi.Map(workspace);
+        RecordsApi.Map(workspace);
         ManifestsApi.Map(app, v1);
         JobsAdminApi.Map(v1);
         return app;

@@ -69,8 +69,11 @@ public static class Paging
             return new Page<T>(rows, null);
         }
         var items = rows.Take(limit).ToList();
-        return new Page<T>(items, Base64Url.EncodeToString(Encoding.UTF8.GetBytes(ListTag() + ":" + key(items[^1]))));
+        return new Page<T>(items, Cursor(key(items[^1])));
     }
+
+    /// <summary>An opaque cursor of this list for a sort key (for feeds, which hand one back even at their end).</summary>
+    public static string Cursor(string key) => Base64Url.EncodeToString(Encoding.UTF8.GetBytes(ListTag() + ":" + key));
 
     public static Page<T> ToPage<T>(IReadOnlyList<T> rows, int limit, Func<T, Guid> id) => ToPage(rows, limit, r => id(r).ToString());
 }

@@ -1,3 +1,6 @@
+DROP INDEX imported_documents_changes_idx;
+ALTER TABLE imported_documents DROP COLUMN change_seq, DROP COLUMN last_action, DROP COLUMN last_changed_at;
+DROP TABLE workspace_change_counters;
 DROP INDEX imported_documents_stream_idx;
 ALTER TABLE imported_documents DROP COLUMN stream;
 DROP TABLE connector_stream_states;

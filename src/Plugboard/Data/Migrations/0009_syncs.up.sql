@@ -49,3 +49,21 @@ CREATE POLICY api_select ON connector_stream_states FOR SELECT TO plugboard_api 
 -- Synced documents remember their stream, so a full refresh marks deleted only what its own stream no longer returns.
 ALTER TABLE imported_documents ADD COLUMN stream text CHECK (length(stream) <= 64);
 CREATE INDEX imported_documents_stream_idx ON imported_documents (workspace_id, connector_id, stream) WHERE stream IS NOT NULL;
+
+-- The records feed: every write a sync makes to a document takes the next number of its workspace's change sequence.
+-- The counter row is locked by the import until it commits, so numbers commit in order and a reader that has seen
+-- number N never later finds a smaller one appear.
+CREATE TABLE workspace_change_counters (
+    workspace_id text PRIMARY KEY REFERENCES workspaces (id) ON DELETE CASCADE,
+    last_seq     bigint NOT NULL DEFAULT 0
+);
+ALTER TABLE workspace_change_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE workspace_change_counters FORCE ROW LEVEL SECURITY;
+CREATE POLICY service_all ON workspace_change_counters TO plugboard_service USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT, UPDATE, DELETE ON workspace_change_counters TO plugboard_service;
+
+ALTER TABLE imported_documents
+    ADD COLUMN change_seq      bigint,
+    ADD COLUMN last_action     text CHECK (last_action IN ('added', 'updated', 'deleted')),
+    ADD COLUMN last_changed_at timestamptz;
+CREATE INDEX imported_documents_changes_idx ON imported_documents (workspace_id, connector_id, change_seq) WHERE change_seq IS NOT NULL;

@@ -44,7 +44,7 @@ public sealed record ConnectorStats(long Executions, long Succeeded, long Failed
 public sealed record Connector(
     Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion,
     JsonElement Manifest, JsonElement Config, Guid? CredentialId, bool IsActive, JsonElement Filters, JsonElement Metadata,
-    string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt, DateTime? SyncPausedAt, string? WebhookUrl, bool WebhookActive,
+    string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt, DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive,
     bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
     DateTime CreatedAt, DateTime UpdatedAt, ConnectorStats? Stats = null);
 
@@ -64,7 +64,10 @@ public static class ConnectorsApi
         """
         id, name, description, connector_type, template_id, template_version, manifest::text AS manifest, config::text AS config,
         credential_id, is_active, filters::text AS filters, metadata::text AS metadata, sync_frequency, sync_timezone, next_sync_at, last_sync_at,
-        sync_paused_at, webhook_url, webhook_active, webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
+        sync_paused_at,
+        (SELECT l.status FROM connector_sync_logs l WHERE l.workspace_id = connectors.workspace_id AND l.connector_id = connectors.id ORDER BY l.id DESC LIMIT 1)
+            AS last_sync_status,
+        webhook_url, webhook_active, webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
         credentials_updated_at, created_at, updated_at, row_version
         """;
 
@@ -314,11 +317,11 @@ public static class ConnectorsApi
     internal sealed record ConnectorRow(
         Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion, string Manifest, string Config,
         Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt,
-        DateTime? SyncPausedAt, string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt,
+        DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt,
         DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
     {
         public Connector ToConnector() => new(Id, Name, Description, ConnectorType, TemplateId, TemplateVersion, JsonColumns.Element(Manifest),
             JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, SyncTimezone, NextSyncAt,
-            LastSyncAt, SyncPausedAt, WebhookUrl, WebhookActive, WebhookSecretSet, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
+            LastSyncAt, SyncPausedAt, LastSyncStatus, WebhookUrl, WebhookActive, WebhookSecretSet, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
     }
 }

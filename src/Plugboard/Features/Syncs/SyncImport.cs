@@ -30,22 +30,28 @@ public static class SyncImport
              WHERE d.workspace_id = @workspaceId AND d.connector_id = @connectorId AND d.external_id = ANY(@ids)
         ),
         changed AS (
-            SELECT i.*, e.external_id IS NULL AS is_new, e.content_hash IS DISTINCT FROM i.hash AS content_changed
+            SELECT i.*, e.external_id IS NULL AS is_new, e.content_hash IS DISTINCT FROM i.hash AS content_changed,
+                   row_number() OVER (ORDER BY i.external_id) AS rn
               FROM incoming i LEFT JOIN existing e USING (external_id)
              WHERE e.external_id IS NULL OR e.content_hash IS DISTINCT FROM i.hash OR e.is_deleted
         ),
+        seq AS (
+            UPDATE workspace_change_counters SET last_seq = last_seq + (SELECT count(*) FROM changed)
+             WHERE workspace_id = @workspaceId
+            RETURNING last_seq - (SELECT count(*) FROM changed) AS base
+        ),
         written AS (
             INSERT INTO imported_documents AS d (workspace_id, id, connector_id, external_id, stream, source, title, external_url, content_type,
-                                                 content, file_size, content_hash, source_metadata, processing_status)
+                                                 content, file_size, content_hash, source_metadata, processing_status, change_seq, last_action, last_changed_at)
             SELECT @workspaceId, gen_random_uuid(), @connectorId, c.external_id, @stream, 'sync', c.title, c.url, c.content_type,
-                   c.content, octet_length(c.content), c.hash, c.metadata::jsonb, 'pending'
+                   c.content, octet_length(c.content), c.hash, c.metadata::jsonb, 'pending', (SELECT base FROM seq) + c.rn, 'added', now()
               FROM changed c
             ON CONFLICT (workspace_id, connector_id, external_id) WHERE external_id IS NOT NULL DO UPDATE
                SET stream = excluded.stream, source = 'sync', title = excluded.title, external_url = excluded.external_url,
                    content_type = excluded.content_type, content = excluded.content, file_size = excluded.file_size,
                    source_metadata = excluded.source_metadata, is_deleted = false, deleted_at = NULL,
                    processing_status = CASE WHEN d.content_hash IS DISTINCT FROM excluded.content_hash THEN 'pending' ELSE d.processing_status END,
-                   content_hash = excluded.content_hash
+                   content_hash = excluded.content_hash, change_seq = excluded.change_seq, last_action = 'updated', last_changed_at = now()
             RETURNING d.id, d.external_id
         ),
         queued AS (
@@ -64,11 +70,28 @@ public static class SyncImport
 
     private const string DeleteMissingSql =
         """
-        UPDATE imported_documents
-           SET is_deleted = true, deleted_at = now()
-         WHERE workspace_id = @workspaceId AND connector_id = @connectorId AND stream = @stream AND source = 'sync' AND NOT is_deleted
-           AND NOT (external_id = ANY(@ids))
+        WITH gone AS (
+            SELECT id, row_number() OVER (ORDER BY external_id) AS rn
+              FROM imported_documents
+             WHERE workspace_id = @workspaceId AND connector_id = @connectorId AND stream = @stream AND source = 'sync' AND NOT is_deleted
+               AND NOT (external_id = ANY(@ids))
+        ),
+        seq AS (
+            UPDATE workspace_change_counters SET last_seq = last_seq + (SELECT count(*) FROM gone)
+             WHERE workspace_id = @workspaceId
+            RETURNING last_seq - (SELECT count(*) FROM gone) AS base
+        )
+        UPDATE imported_documents d
+           SET is_deleted = true, deleted_at = now(), change_seq = (SELECT base FROM seq) + g.rn, last_action = 'deleted', last_changed_at = now()
+          FROM gone g
+         WHERE d.workspace_id = @workspaceId AND d.id = g.id
         """;
+
+    /// <summary>Creates the workspace's change counter if needed; the imports that follow lock it until the sync commits.</summary>
+    public static Task EnsureCounterAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string workspaceId, CancellationToken ct) =>
+        connection.ExecuteAsync(new CommandDefinition(
+            "INSERT INTO workspace_change_counters (workspace_id) VALUES (@workspaceId) ON CONFLICT (workspace_id) DO NOTHING",
+            new { workspaceId }, tx, cancellationToken: ct));
 
     public static async Task<ImportCounts> ImportAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string workspaceId, Guid connectorId, StreamRecords stream,
         bool deleteMissing, DocumentPipelineOptions pipeline, CancellationToken ct)

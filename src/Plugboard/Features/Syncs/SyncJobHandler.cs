@@ -105,6 +105,7 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
     {
         int created = 0, updated = 0, unchanged = 0, deleted = 0, fetched = 0;
         var after = new JsonObject();
+        await SyncImport.EnsureCounterAsync(connection, tx, payload.WorkspaceId, ct);
         foreach (var stream in result.Streams)
         {
             var counts = await SyncImport.ImportAsync(connection, tx, payload.WorkspaceId, payload.ConnectorId, stream,
