@@ -10,6 +10,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["chunking"] = ChunkingBenchmark.RunAsync,
     ["search"] = SearchBenchmark.RunAsync,
     ["upload"] = UploadBenchmark.RunAsync,
+    ["import"] = ImportBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {

@@ -135,6 +135,33 @@ public class SyncTests
         Assert.Contains(issues, i => i.Pointer == pointer && i.Message.Contains(message, StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("{\"x\": \"text\"}")]
+    [InlineData("{\"x\": 42}")]
+    [InlineData("{\"x\": -9007199254740993}")]
+    [InlineData("{\"x\": 1.50}")]
+    [InlineData("{\"x\": true}")]
+    [InlineData("{\"x\": null}")]
+    [InlineData("{}")]
+    [InlineData("{\"x\": {\"y\": \"nested\"}}")]
+    [InlineData("{\"x\": [1, 2]}")]
+    [InlineData("{\"x\": \"2026-11-10T08:00:00Z\"}")]
+    public async Task A_record_field_read_directly_renders_and_evaluates_as_Fluid_does(string json)
+    {
+        var engine = new Plugboard.Engine.Templating.TemplateEngine(1000);
+        var record = Newtonsoft.Json.Linq.JToken.Parse(json, new Newtonsoft.Json.Linq.JsonLoadSettings());
+        // The same value as `item` goes through Fluid: what `record` gives must be identical.
+        var model = new Plugboard.Engine.Templating.TemplateModel { Record = record, Item = record };
+        foreach (var path in new[] { "x", "x.y" })
+        {
+            var direct = Plugboard.Engine.Templating.TemplateEngine.Compile($"{{{{ record.{path} }}}}");
+            var fluid = Plugboard.Engine.Templating.TemplateEngine.Compile($"{{{{ item.{path} }}}}");
+            Assert.Equal(await engine.RenderAsync(fluid, model), await engine.RenderAsync(direct, model));
+            Assert.Equal((await engine.EvaluateAsync(fluid, model)).ToString(Newtonsoft.Json.Formatting.None),
+                (await engine.EvaluateAsync(direct, model)).ToString(Newtonsoft.Json.Formatting.None));
+        }
+    }
+
     [Fact]
     public void Stream_names_are_unique()
     {

@@ -20,6 +20,7 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
     // Pipelines are stateless; building one (options validation, telemetry) costs more than a loopback request.
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, StepRetry> _pipelines = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Manifest, JToken> _outputs = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<DocumentMapping, JToken> _metadata = new();
 
     public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct) =>
         (await RunCoreAsync(manifest, request, observer, ct).ConfigureAwait(false)).Result;

@@ -78,7 +78,7 @@ public sealed partial class ConnectorRunner
             var metadata = "{}";
             if (document.Metadata is not null)
             {
-                var tree = await _templates.EvaluateTreeAsync(JsonInterop.ToToken(document.Metadata), model).ConfigureAwait(false);
+                var tree = await _templates.EvaluateTreeAsync(runner._metadata.GetValue(document, static d => JsonInterop.ToToken(d.Metadata)), model).ConfigureAwait(false);
                 RedactSecretsIn(tree);
                 metadata = tree.ToString(Newtonsoft.Json.Formatting.None);
             }

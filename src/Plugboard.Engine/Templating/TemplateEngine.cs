@@ -30,6 +30,10 @@ public sealed class CompiledTemplate
     internal Expression? SingleExpression { get; }
 
     public bool IsLiteral => Template is null;
+
+    /// <summary>Set when the whole source is <c>{{ record.a.b }}</c>: read straight from the record's JSON when it holds a
+    /// plain value there (a stream maps every record with such templates; Fluid renders the rest).</summary>
+    internal string[]? RecordPath { get; init; }
 }
 
 /// <summary>
@@ -157,7 +161,7 @@ public sealed class TemplateModel
 /// grow a string or a list beyond <see cref="MaxIntermediateChars"/> / <see cref="MaxIntermediateItems"/> on its
 /// way to the output. Parsed templates are cached by source.
 /// </summary>
-public sealed class TemplateEngine(int maxOutputChars)
+public sealed partial class TemplateEngine(int maxOutputChars)
 {
     private const int MaxCachedTemplates = 10_000;
     public const int MaxIntermediateChars = 1024 * 1024;
@@ -192,7 +196,10 @@ public sealed class TemplateEngine(int maxOutputChars)
         {
             single = output.Expression;
         }
-        template = new CompiledTemplate(source, parsed, single);
+        template = new CompiledTemplate(source, parsed, single)
+        {
+            RecordPath = RecordPathPattern().Match(source) is { Success: true } path ? path.Groups[1].Value.Split('.', StringSplitOptions.RemoveEmptyEntries) : null,
+        };
         if (Cache.Count < MaxCachedTemplates)
         {
             Cache.TryAdd(source, template);
@@ -212,6 +219,16 @@ public sealed class TemplateEngine(int maxOutputChars)
         {
             return template.Source;
         }
+        if (RecordValue(template, model) is { } value)
+        {
+            return value.Type switch
+            {
+                JTokenType.String => (string)value!,
+                JTokenType.Integer => ((long)value).ToString(CultureInfo.InvariantCulture),
+                JTokenType.Boolean => (bool)value ? "true" : "false",
+                _ => "",
+            };
+        }
         var writer = new BoundedWriter(maxOutputChars);
         try
         {
@@ -230,6 +247,10 @@ public sealed class TemplateEngine(int maxOutputChars)
         if (template.SingleExpression is null)
         {
             return new JValue(await RenderAsync(template, model, reads).ConfigureAwait(false));
+        }
+        if (RecordValue(template, model) is { } plain)
+        {
+            return plain.Type is JTokenType.Null ? JValue.CreateNull() : new JValue((JValue)plain);
         }
         FluidValue value;
         try
@@ -273,6 +294,38 @@ public sealed class TemplateEngine(int maxOutputChars)
                 return node.DeepClone();
         }
     }
+
+    /// <summary>The value a <c>{{ record.a.b }}</c> template reads, when it is a string (within the output limit), an
+    /// integer, a boolean or null, or absent (a null token, as Fluid's nil); null when Fluid must render it.</summary>
+    private JToken? RecordValue(CompiledTemplate template, TemplateModel model)
+    {
+        if (template.RecordPath is not { } path || model.Record is not JObject current)
+        {
+            return null;
+        }
+        JToken? value = current;
+        foreach (var name in path)
+        {
+            if (value is not JObject obj)
+            {
+                return null;
+            }
+            if (!obj.TryGetValue(name, StringComparison.Ordinal, out value))
+            {
+                return JValue.CreateNull();
+            }
+        }
+        return value switch
+        {
+            JValue { Type: JTokenType.String } s when ((string)s!).Length <= maxOutputChars => s,
+            JValue { Type: JTokenType.Integer } i when i.Value is long => i,
+            JValue { Type: JTokenType.Boolean or JTokenType.Null } v => v,
+            _ => null,
+        };
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\s*\{\{\s*record((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\}\}\s*$")]
+    private static partial System.Text.RegularExpressions.Regex RecordPathPattern();
 
     private static TemplateContext CreateContext(TemplateModel model, SecretReads? reads) =>
         new(reads is null ? model.RootValue : model.TrackedRoot(reads), Options, allowModelMembers: false);

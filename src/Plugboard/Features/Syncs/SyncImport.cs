@@ -4,7 +4,6 @@ using Dapper;
 using Npgsql;
 using Plugboard.Data;
 using Plugboard.Engine.Running;
-using Plugboard.Features.Documents;
 
 namespace Plugboard.Features.Syncs;
 
@@ -94,12 +93,12 @@ public static class SyncImport
             new { workspaceId }, tx, cancellationToken: ct));
 
     public static async Task<ImportCounts> ImportAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string workspaceId, Guid connectorId, StreamRecords stream,
-        bool deleteMissing, DocumentPipelineOptions pipeline, CancellationToken ct)
+        bool deleteMissing, int documentConcurrency, CancellationToken ct)
     {
         // The last record of a key wins: one statement cannot write the same row twice.
         var records = stream.Records.GroupBy(r => r.ExternalId, StringComparer.Ordinal).Select(g => g.Last()).ToList();
         var ids = records.Select(r => r.ExternalId).ToArray();
-        var parameters = new DynamicParameters(new { workspaceId, connectorId, stream = stream.Name, documentConcurrency = pipeline.WorkspaceConcurrency });
+        var parameters = new DynamicParameters(new { workspaceId, connectorId, stream = stream.Name, documentConcurrency });
         parameters.Add("ids", ids);
         parameters.Add("titles", records.Select(r => Jsonb.CleanText(r.Title)).ToArray());
         parameters.Add("urls", records.Select(r => r.Url is null ? null : Jsonb.CleanText(r.Url)).ToArray());

@@ -109,7 +109,7 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
         foreach (var stream in result.Streams)
         {
             var counts = await SyncImport.ImportAsync(connection, tx, payload.WorkspaceId, payload.ConnectorId, stream,
-                deleteMissing: target.FullRefresh && result.Complete, pipeline, ct);
+                deleteMissing: target.FullRefresh && result.Complete, pipeline.WorkspaceConcurrency, ct);
             created += counts.Created;
             updated += counts.Updated;
             unchanged += counts.Unchanged;
