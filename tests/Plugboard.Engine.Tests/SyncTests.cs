@@ -111,6 +111,18 @@ public class SyncTests
         Assert.Empty(failed.Streams);
     }
 
+    [Fact]
+    public async Task A_stream_whose_step_was_skipped_fails_rather_than_yielding_no_records()
+    {
+        await using var stub = await Source();
+        var yaml = Manifest(stub.Url).Replace("  - id: list\n", "  - id: list\n    when: \"{{ sync.full_refresh }}\"\n", StringComparison.Ordinal);
+        Assert.Contains("when:", yaml, StringComparison.Ordinal);
+        var result = await SyncAsync(yaml, new SyncRequest(false, new Dictionary<string, string>()));
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("steps.list.items holds nothing", result.Error, StringComparison.Ordinal);
+        Assert.False(result.Complete);
+    }
+
     [Theory]
     [InlineData("steps.nope.items", "record.id", "/streams/0/records", "unknown step 'nope'")]
     [InlineData("steps.list.missing", "record.id", "/streams/0/records", "no extraction 'missing'")]

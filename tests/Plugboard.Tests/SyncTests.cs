@@ -275,8 +275,13 @@ public sealed class SyncTests(PlugboardServer server)
         Counts(await SyncAsync(team.Member, team, connectorId), fetched: 6, created: 6, updated: 0, unchanged: 0, deleted: 0);
 
         // The page limit stops the run before the API's last page: records it did not reach are not deleted.
+        // Its cursor does not move either: record 1 changed later than any other, but older pages were never read.
         await (await team.Admin.Http.PatchAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}",
             new { manifest = Manifest(source.Stub.Url, maxPages: 2) })).AssertStatusAsync(200);
+        source.Records[1] = ("Issue 1", "Edited late", "2026-12-01T08:00:00Z");
+        var truncated = await SyncAsync(team.Member, team, connectorId);
+        Counts(truncated, fetched: 4, created: 0, updated: 1, unchanged: 3, deleted: 0);
+        Assert.Equal("2026-11-16T08:00:00Z", truncated.GetProperty("cursor_after").GetProperty("issues").GetString());
         Counts(await SyncAsync(team.Member, team, connectorId, fullRefresh: true), fetched: 4, created: 0, updated: 0, unchanged: 4, deleted: 0);
 
         source.Failing = true;
@@ -421,6 +426,7 @@ public sealed class SyncTests(PlugboardServer server)
         var url = $"/v1/workspaces/{team.Id}/connectors";
         await (await team.Admin.Http.PostAsJsonAsync(url, new { name = "bad", sync_frequency = "every tuesday" })).AssertProblemAsync(422);
         await (await team.Admin.Http.PostAsJsonAsync(url, new { name = "bad", sync_frequency = "61 * * * *" })).AssertProblemAsync(422);
+        await (await team.Admin.Http.PostAsJsonAsync(url, new { name = "bad", sync_frequency = "H 9 * * *" })).AssertProblemAsync(422);
         var zone = await (await team.Admin.Http.PostAsJsonAsync(url, new { name = "bad", sync_frequency = "0 9 * * *", sync_timezone = "Mars/Olympus" })).AssertProblemAsync(422);
         Assert.Contains("IANA", zone.GetProperty("detail").GetString(), StringComparison.Ordinal);
 

@@ -40,11 +40,14 @@ public sealed partial class ConnectorRunner
             var streams = new List<StreamRecords>(manifest.Streams.Count);
             foreach (var stream in manifest.Streams)
             {
+                // A skipped step or a path that matched nothing is not "no records": a full refresh would delete them all.
                 var found = _model.Steps[stream.RecordsStep]?[stream.RecordsExtraction];
                 IEnumerable<JToken> records = found switch
                 {
                     JArray array => array,
-                    null or { Type: JTokenType.Null } => [],
+                    null or { Type: JTokenType.Null } => throw new RunFailedException(
+                        $"Stream '{stream.Name}': steps.{stream.RecordsStep}.{stream.RecordsExtraction} holds nothing (the step was skipped, or its JSONPath matched nothing in the response); " +
+                        "an empty list of records must be an empty array."),
                     _ => [found],
                 };
                 // A cursor never moves back: a full refresh (or one stopped at its page limit) that reaches less far keeps the stored one.
@@ -66,9 +69,9 @@ public sealed partial class ConnectorRunner
         {
             var model = _model.With(record: record);
             var id = redactor.RedactSecretValues((await _templates.RenderAsync(stream.PrimaryKey, model).ConfigureAwait(false)).Trim());
-            if (id.Length is 0 or > 1024)
+            if (id.Length == 0 || System.Text.Encoding.UTF8.GetByteCount(id) > 1024)
             {
-                throw new RunFailedException($"Stream '{stream.Name}': a record's primary key ({stream.PrimaryKey}) rendered {(id.Length == 0 ? "empty" : "longer than 1024 characters")}.");
+                throw new RunFailedException($"Stream '{stream.Name}': a record's primary key ({stream.PrimaryKey}) rendered {(id.Length == 0 ? "empty" : "longer than 1024 bytes")}.");
             }
             var document = stream.Document;
             var title = document.Title is null ? "" : await RenderAsync(document.Title);

@@ -9,6 +9,8 @@ ALTER TABLE connectors
     ADD COLUMN sync_timezone  text NOT NULL DEFAULT 'UTC' CHECK (length(sync_timezone) BETWEEN 1 AND 64),
     ADD COLUMN sync_paused_at timestamptz;
 GRANT SELECT (sync_timezone, sync_paused_at) ON connectors TO plugboard_api;
+-- Until now nothing read next_sync_at: connectors that cannot sync (no streams) lose the start set for them.
+UPDATE connectors SET next_sync_at = NULL WHERE NOT (manifest ? 'streams');
 DROP INDEX connectors_next_sync_idx;
 CREATE INDEX connectors_next_sync_idx ON connectors (next_sync_at) WHERE next_sync_at IS NOT NULL;
 

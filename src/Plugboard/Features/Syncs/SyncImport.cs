@@ -96,7 +96,8 @@ public static class SyncImport
         bool deleteMissing, int documentConcurrency, CancellationToken ct)
     {
         // The last record of a key wins: one statement cannot write the same row twice.
-        var records = stream.Records.GroupBy(r => r.ExternalId, StringComparer.Ordinal).Select(g => g.Last()).ToList();
+        var records = stream.Records.Select(r => r with { ExternalId = Jsonb.CleanText(r.ExternalId), ContentType = Jsonb.CleanText(r.ContentType) })
+            .GroupBy(r => r.ExternalId, StringComparer.Ordinal).Select(g => g.Last()).ToList();
         var ids = records.Select(r => r.ExternalId).ToArray();
         var parameters = new DynamicParameters(new { workspaceId, connectorId, stream = stream.Name, documentConcurrency });
         parameters.Add("ids", ids);
@@ -112,7 +113,7 @@ public static class SyncImport
         {
             deleted = await connection.ExecuteAsync(new CommandDefinition(DeleteMissingSql, new { workspaceId, connectorId, stream = stream.Name, ids }, tx, cancellationToken: ct));
         }
-        return new ImportCounts(counts.Created, counts.Updated, stream.Records.Count - counts.Created - counts.Updated, deleted);
+        return new ImportCounts(counts.Created, counts.Updated, records.Count - counts.Created - counts.Updated, deleted);
     }
 
     /// <summary>SHA-256 of the normalized document (line endings unified, outer whitespace trimmed), as lower-case hex.</summary>

@@ -58,11 +58,27 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
         var result = await RunAsync(payload, target, states, ct);
         ct.ThrowIfCancellationRequested(); // lease lost or shutting down: another attempt runs it again
 
-        await using var tx = await connection.BeginTransactionAsync(ct);
-        if (!await context.CompleteAsync(connection, tx, ct))
+        try
         {
-            return; // another attempt holds the job
+            await FinishAsync(connection, context, payload, target, states, result, ct);
         }
+        catch (Exception e) when (e is not OperationCanceledException && job.Attempt >= job.MaxAttempts)
+        {
+            // The import itself failed on every attempt (the database refused it): the sync ends as failed, counted
+            // towards the pause, with the reason, rather than behind a dead job.
+            logger.LogError(e, "Sync {SyncId}: its import failed on the last attempt", payload.SyncId);
+            await using var retry = await context.OpenConnectionAsync(ct);
+            await FinishAsync(retry, context, payload, target, states,
+                new SyncRunResult(RunStatus.Failed, $"The records could not be imported after {job.Attempt} attempts ({e.GetType().Name}: {e.Message}).", result.Log, [], false), ct);
+        }
+    }
+
+    /// <summary>Applies the outcome, then completes the job last in the same transaction (its row stays locked for the
+    /// shortest time: the worker renews all its jobs' leases in one statement).</summary>
+    private async Task FinishAsync(NpgsqlConnection connection, JobContext context, SyncJob.Payload payload, Target target, Dictionary<string, string> states,
+        SyncRunResult result, CancellationToken ct)
+    {
+        await using var tx = await connection.BeginTransactionAsync(ct);
         if (result.Status == RunStatus.Succeeded)
         {
             await SucceedAsync(connection, tx, payload, target, states, result, ct);
@@ -71,7 +87,10 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
         {
             await FailAsync(connection, tx, payload, states, result, ct);
         }
-        await tx.CommitAsync(ct);
+        if (await context.CompleteAsync(connection, tx, ct))
+        {
+            await tx.CommitAsync(ct);
+        }
     }
 
     private async Task<SyncRunResult> RunAsync(SyncJob.Payload payload, Target target, Dictionary<string, string> states, CancellationToken ct)
@@ -115,14 +134,16 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
             unchanged += counts.Unchanged;
             deleted += counts.Deleted;
             fetched += stream.Records.Count;
-            after[stream.Name] = stream.Cursor;
-            if (stream.Cursor is not null)
+            // A run stopped by its page limit may have skipped older records: its cursor would pass over them for good.
+            var cursor = result.Complete ? stream.Cursor : states.GetValueOrDefault(stream.Name);
+            after[stream.Name] = cursor;
+            if (cursor is not null && result.Complete)
             {
                 await connection.ExecuteAsync(new CommandDefinition(
                     """
                     INSERT INTO connector_stream_states (workspace_id, connector_id, stream, cursor) VALUES (@WorkspaceId, @ConnectorId, @stream, to_jsonb(@cursor::text))
                     ON CONFLICT (workspace_id, connector_id, stream) DO UPDATE SET cursor = excluded.cursor, updated_at = now()
-                    """, new { payload.WorkspaceId, payload.ConnectorId, stream = stream.Name, cursor = stream.Cursor }, tx, cancellationToken: ct));
+                    """, new { payload.WorkspaceId, payload.ConnectorId, stream = stream.Name, cursor = Jsonb.CleanText(cursor) }, tx, cancellationToken: ct));
             }
         }
         await connection.ExecuteAsync(new CommandDefinition(

@@ -76,7 +76,7 @@ public sealed class SyncSchedule
             error = null;
             return true;
         }
-        catch (CronFormatException e)
+        catch (Exception e) when (e is CronFormatException || e.GetType().Name == "MissingSeedException")
         {
             error = $"sync_frequency '{text}' is not a valid cron expression: {e.Message}";
             return false;

@@ -55,6 +55,8 @@ public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, ILogger<S
         for (var round = 0; round < 10; round++)
         {
             await using var tx = await connection.BeginTransactionAsync(ct);
+            // The database's clock decides, for picking and for the next start alike (the process's may differ).
+            var now = new DateTimeOffset(await connection.ExecuteScalarAsync<DateTime>(new CommandDefinition("SELECT now()", transaction: tx, cancellationToken: ct)), TimeSpan.Zero);
             var due = (await connection.QueryAsync<Due>(new CommandDefinition(
                 """
                 SELECT workspace_id, id, sync_frequency, sync_timezone, next_sync_at
@@ -64,7 +66,6 @@ public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, ILogger<S
                  LIMIT @Batch
                    FOR UPDATE SKIP LOCKED
                 """, new { Batch }, tx, cancellationToken: ct))).ToList();
-            var now = DateTimeOffset.UtcNow;
             foreach (var connector in due)
             {
                 DateTimeOffset? next;

@@ -121,7 +121,7 @@ public static class SyncsApi
             $"UPDATE connectors SET sync_paused_at = coalesce(sync_paused_at, now()), next_sync_at = NULL WHERE id = @connectorId RETURNING {ConnectorsApi.Columns}",
             new { connectorId }, ct);
         await Audit.WriteAsync(db, "connector.sync_paused", "connector", connectorId.ToString(), null, ct);
-        return TypedResults.Ok(row!.ToConnector());
+        return TypedResults.Ok((row ?? throw Problems.NotFound("The connector")).ToConnector());
     }
 
     /// <summary>Clears the pause and the failure count; the next start is due at once if one was missed, else at its time.</summary>
@@ -139,6 +139,6 @@ public static class SyncsApi
              WHERE id = @connectorId RETURNING {ConnectorsApi.Columns}
             """, new { connectorId, next }, ct);
         await Audit.WriteAsync(db, "connector.sync_resumed", "connector", connectorId.ToString(), null, ct);
-        return TypedResults.Ok(row!.ToConnector());
+        return TypedResults.Ok((row ?? throw Problems.NotFound("The connector")).ToConnector());
     }
 }
