@@ -21,6 +21,7 @@ public sealed class SyncTests(PlugboardServer server)
         public Stub Stub { get; private set; } = null!;
         public volatile bool Failing;
         public TaskCompletionSource? Gate;
+        public TaskCompletionSource? LaterPagesGate;
 
         public static async Task<Source> StartAsync(int count)
         {
@@ -40,6 +41,10 @@ public sealed class SyncTests(PlugboardServer server)
                     return Results.Json(new { error = "the source is down" }, statusCode: 400);
                 }
                 var after = int.TryParse(request.Query["after"], out var a) ? a : 0;
+                if (after > 0 && source.LaterPagesGate is { } later)
+                {
+                    await later.Task;
+                }
                 var page = source.Records.OrderBy(r => r.Key).Where(r => r.Key > after).Take(2)
                     .Select(r => new { id = r.Key, title = r.Value.Title, body = r.Value.Body, updated_at = r.Value.UpdatedAt }).ToList();
                 var more = page.Count > 0 && source.Records.Keys.Any(k => k > page[^1].id);
@@ -319,6 +324,52 @@ public sealed class SyncTests(PlugboardServer server)
         await (await other.Admin.Http.GetAsync($"/v1/workspaces/{other.Id}/connectors/{connectorId}/syncs")).AssertProblemAsync(404);
         var listed = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}/syncs?status=completed&trigger=manual")).AssertStatusAsync(200);
         Assert.Equal(log.GetProperty("id").GetString(), Assert.Single(listed.GetProperty("items").EnumerateArray()).GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task A_running_sync_streams_its_progress_then_its_end()
+    {
+        await using var source = await Source.StartAsync(5);
+        source.LaterPagesGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, Manifest(source.Stub.Url));
+        var started = await team.Member.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}/sync", new { });
+        var location = started.Headers.Location!.ToString();
+        await started.AssertStatusAsync(202);
+        using var streaming = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        streaming.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", team.Viewer.Key);
+        using var stream = await streaming.GetStreamAsync(location + "/stream");
+        using var reader = new StreamReader(stream);
+        var events = new List<(string Event, JsonElement Data)>();
+        string? name = null;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            if (line.StartsWith("event: ", StringComparison.Ordinal))
+            {
+                name = line[7..];
+            }
+            else if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                var data = JsonDocument.Parse(line[6..]).RootElement.Clone();
+                events.Add((name!, data));
+                // The first page is in and the second is held: the stream shows the sync running with its first page.
+                if (name == "progress" && data.GetProperty("status").GetString() == "running" && data.GetProperty("pages").GetInt32() == 1)
+                {
+                    source.LaterPagesGate.TrySetResult();
+                }
+                if (name == "end")
+                {
+                    break;
+                }
+            }
+        }
+        Assert.Contains(events, e => e.Event == "progress" && e.Data.GetProperty("status").GetString() == "running" && e.Data.GetProperty("pages").GetInt32() == 1);
+        var end = Assert.Single(events, e => e.Event == "end").Data;
+        Counts(end, fetched: 5, created: 5, updated: 0, unchanged: 0, deleted: 0);
+        Assert.Equal(3, end.GetProperty("pages").GetInt32());
+        var other = await server.TeamAsync();
+        await (await other.Admin.Http.GetAsync(location.Replace(team.Id, other.Id, StringComparison.Ordinal) + "/stream")).AssertProblemAsync(404);
     }
 
     [Fact]

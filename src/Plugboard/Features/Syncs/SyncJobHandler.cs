@@ -114,7 +114,7 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
             ExecutionId = payload.SyncId.ToString(),
             Sync = new SyncRequest(target.FullRefresh, states),
         };
-        return await runner.SyncAsync(parsed.Manifest, request, null, ct);
+        return await runner.SyncAsync(parsed.Manifest, request, new SyncProgress(db, payload.WorkspaceId, payload.SyncId, logger), ct);
     }
 
     private static SyncRunResult Failed(string error) => new(RunStatus.Failed, error, [], [], false);
