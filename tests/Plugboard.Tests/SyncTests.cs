@@ -132,7 +132,21 @@ public sealed class SyncTests(PlugboardServer server)
             log.GetProperty("records_updated").GetInt32(), log.GetProperty("records_unchanged").GetInt32(), log.GetProperty("records_deleted").GetInt32()));
     }
 
-    private Task<string> RowVersionsAsync(string connectorId) => server.OwnerScalarAsync<string>(
+    /// <summary>Row versions once the pipeline is done with them (processing writes its status and chunk count).</summary>
+    private async Task<string> RowVersionsAsync(string connectorId)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (await server.OwnerScalarAsync<long>(
+                   "SELECT count(*) FROM imported_documents d WHERE connector_id = @id AND (processing_status IN ('pending', 'processing') OR EXISTS (SELECT FROM jobs j WHERE j.kind = 'document' AND j.payload->>'documentId' = d.id::text))",
+                   new { id = Guid.Parse(connectorId) }) > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "documents not processed");
+            await Task.Delay(50);
+        }
+        return await VersionsAsync(connectorId);
+    }
+
+    private Task<string> VersionsAsync(string connectorId) => server.OwnerScalarAsync<string>(
         "SELECT string_agg(external_id || ':' || xmin::text, ',' ORDER BY external_id) FROM imported_documents WHERE connector_id = @id", new { id = Guid.Parse(connectorId) });
 
     [Fact]
