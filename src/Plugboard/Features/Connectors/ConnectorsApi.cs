@@ -239,7 +239,7 @@ public static class ConnectorsApi
         return TypedResults.NoContent();
     }
 
-    private static async Task<ConnectorRow> Find(RequestDb db, Guid connectorId, CancellationToken ct) =>
+    internal static async Task<ConnectorRow> Find(RequestDb db, Guid connectorId, CancellationToken ct) =>
         await db.QuerySingleOrDefaultAsync<ConnectorRow>($"SELECT {Columns} FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
         ?? throw Problems.NotFound("The connector");
 

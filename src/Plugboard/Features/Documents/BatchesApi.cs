@@ -1,4 +1,3 @@
-using System.Net.ServerSentEvents;
 using System.Text.Json;
 using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
@@ -119,62 +118,21 @@ public static class BatchesApi
         return TypedResults.Ok(await ReadAsync(db, batchId, ct));
     }
 
-    /// <summary>
-    /// Server-sent events: <c>progress</c> with the batch whenever its counters change, then <c>end</c> with the
-    /// finished batch and its failures. Each poll reads in a fresh short transaction, so the stream holds no connection.
-    /// </summary>
+    /// <summary>Progress as server-sent events (<see cref="PolledEvents"/>): the batch whenever a counter changes, then
+    /// the finished batch with its failures.</summary>
     private static async Task<IResult> Stream(Guid batchId, RequestDb db, Db databases, HttpContext http, CancellationToken ct)
     {
         await ReadAsync(db, batchId, ct);
-        var context = db.Context;
-        await db.CommitAsync(ct);
-        await db.ReleaseAsync();
-        http.Response.Headers["X-Accel-Buffering"] = "no";
-        return TypedResults.ServerSentEvents(EventsAsync(databases, context, batchId, ct));
-    }
-
-    private static async IAsyncEnumerable<SseItem<string>> EventsAsync(Db databases, WorkspaceContext context, Guid batchId,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow.AddHours(6);
-        string? last = null;
-        var lastWrite = DateTime.MinValue;
-        while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
+        return await PolledEvents.StreamAsync(db, databases, http, async (session, token) =>
         {
-            BatchRow? row;
-            IReadOnlyList<BatchFailure> failures = [];
-            await using (var session = await WorkspaceSession.BeginAsync(databases, context, ct))
-            {
-                row = await session.QuerySingleOrDefaultAsync<BatchRow>($"SELECT {BatchRow.Columns} FROM file_upload_batches WHERE id = @batchId", new { batchId }, ct);
-                if (row is not null && BatchRow.IsFinished(row.Status))
-                {
-                    failures = await FailuresAsync(session.QueryAsync<BatchFailure>, batchId, ct);
-                }
-                await session.CommitAsync(ct);
-            }
+            var row = await session.QuerySingleOrDefaultAsync<BatchRow>($"SELECT {BatchRow.Columns} FROM file_upload_batches WHERE id = @batchId", new { batchId }, token);
             if (row is null)
             {
-                yield break; // the batch was deleted with its workspace
+                return null; // deleted with its workspace
             }
-            if (BatchRow.IsFinished(row.Status))
-            {
-                yield return new SseItem<string>(JsonSerializer.Serialize(row.ToBatch(failures), ApiJson.Options), "end");
-                yield break;
-            }
-            var progress = JsonSerializer.Serialize(row.ToBatch(), ApiJson.Options);
-            var counters = $"{row.ReceivedFiles}/{row.ProcessedFiles}/{row.FailedFiles}/{row.TotalFiles}/{row.Status}";
-            if (counters != last)
-            {
-                yield return new SseItem<string>(progress, "progress");
-                last = counters;
-                lastWrite = DateTime.UtcNow;
-            }
-            else if (DateTime.UtcNow - lastWrite > TimeSpan.FromSeconds(15))
-            {
-                yield return new SseItem<string>("{}", "ping");
-                lastWrite = DateTime.UtcNow;
-            }
-            await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
-        }
+            var finished = BatchRow.IsFinished(row.Status);
+            var batch = finished ? row.ToBatch(await FailuresAsync(session.QueryAsync<BatchFailure>, batchId, token)) : row.ToBatch();
+            return new PolledState($"{row.ReceivedFiles}/{row.ProcessedFiles}/{row.FailedFiles}/{row.TotalFiles}/{row.Status}", batch, finished);
+        }, ct);
     }
 }

@@ -109,64 +109,21 @@ public static class SyncsApi
         (await db.QuerySingleOrDefaultAsync<SyncLogRow>($"SELECT {SyncLogRow.Columns} FROM connector_sync_logs WHERE connector_id = @connectorId AND id = @syncId",
             new { connectorId, syncId }, ct) ?? throw Problems.NotFound("The sync")).ToLog();
 
-    /// <summary>
-    /// Server-sent events: <c>progress</c> with the log whenever its status or counts change, <c>ping</c> every 15 s
-    /// otherwise, then <c>end</c> with the finished log. Each poll reads in a fresh short transaction.
-    /// </summary>
+    /// <summary>Progress as server-sent events (<see cref="PolledEvents"/>): the log whenever its status, pages or
+    /// requests change, then the finished log.</summary>
     private static async Task<IResult> Stream(Guid connectorId, Guid syncId, RequestDb db, Db databases, HttpContext http, CancellationToken ct)
     {
         await ReadAsync(db, connectorId, syncId, ct);
-        var context = db.Context;
-        await db.CommitAsync(ct);
-        await db.ReleaseAsync();
-        http.Response.Headers["X-Accel-Buffering"] = "no";
-        return TypedResults.ServerSentEvents(EventsAsync(databases, context, connectorId, syncId, ct));
-    }
-
-    private static async IAsyncEnumerable<System.Net.ServerSentEvents.SseItem<string>> EventsAsync(Db databases, WorkspaceContext context, Guid connectorId, Guid syncId,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow.AddHours(6);
-        string? last = null;
-        var lastWrite = DateTime.MinValue;
-        while (!ct.IsCancellationRequested && DateTime.UtcNow < deadline)
+        return await PolledEvents.StreamAsync(db, databases, http, async (session, token) =>
         {
-            SyncLogRow? row;
-            await using (var session = await WorkspaceSession.BeginAsync(databases, context, ct))
-            {
-                row = await session.QuerySingleOrDefaultAsync<SyncLogRow>(
-                    $"SELECT {SyncLogRow.Columns} FROM connector_sync_logs WHERE connector_id = @connectorId AND id = @syncId", new { connectorId, syncId }, ct);
-                await session.CommitAsync(ct);
-            }
-            if (row is null)
-            {
-                yield break; // deleted with its connector
-            }
-            var log = JsonSerializer.Serialize(row.ToLog(), ApiJson.Options);
-            if (row.Status is "completed" or "failed" or "cancelled")
-            {
-                yield return new System.Net.ServerSentEvents.SseItem<string>(log, "end");
-                yield break;
-            }
-            var state = $"{row.Status}/{row.Pages}/{row.Requests}";
-            if (state != last)
-            {
-                yield return new System.Net.ServerSentEvents.SseItem<string>(log, "progress");
-                last = state;
-                lastWrite = DateTime.UtcNow;
-            }
-            else if (DateTime.UtcNow - lastWrite > TimeSpan.FromSeconds(15))
-            {
-                yield return new System.Net.ServerSentEvents.SseItem<string>("{}", "ping");
-                lastWrite = DateTime.UtcNow;
-            }
-            await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
-        }
+            var row = await session.QuerySingleOrDefaultAsync<SyncLogRow>(
+                $"SELECT {SyncLogRow.Columns} FROM connector_sync_logs WHERE connector_id = @connectorId AND id = @syncId", new { connectorId, syncId }, token);
+            return row is null ? null // deleted with its connector
+                : new PolledState($"{row.Status}/{row.Pages}/{row.Requests}", row.ToLog(), row.Status is "completed" or "failed" or "cancelled");
+        }, ct);
     }
 
-    private static async Task<ConnectorsApi.ConnectorRow> ConnectorAsync(RequestDb db, Guid connectorId, CancellationToken ct) =>
-        await db.QuerySingleOrDefaultAsync<ConnectorsApi.ConnectorRow>($"SELECT {ConnectorsApi.Columns} FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
-        ?? throw Problems.NotFound("The connector");
+    private static Task<ConnectorsApi.ConnectorRow> ConnectorAsync(RequestDb db, Guid connectorId, CancellationToken ct) => ConnectorsApi.Find(db, connectorId, ct);
 
     /// <summary>Stops scheduled syncs (a running one finishes); the frequency is kept for resume.</summary>
     private static async Task<IResult> Pause(Guid connectorId, RequestDb db, CancellationToken ct)
