@@ -39,9 +39,9 @@ public class SyncTests
         var items = Enumerable.Range(after + 1, Math.Max(0, Math.Min(pageSize, total - after))).Select(i => new
         {
             id = i,
-            title = $"Issue {i}",
+            title = i == 3 ? "Issue tok-secret-9" : $"Issue {i}",
             body = i == 3 ? "leaks tok-secret-9" : $"Body of {i}",
-            state = i % 2 == 0 ? "closed" : "open",
+            state = i == 3 ? "tok-secret-9" : i % 2 == 0 ? "closed" : "open",
             updated_at = $"2026-11-{10 + i:00}T08:00:00Z",
         }).ToList();
         return Results.Json(new { items, next = after + items.Count < total ? (after + items.Count).ToString(System.Globalization.CultureInfo.InvariantCulture) : null });
@@ -67,7 +67,10 @@ public class SyncTests
         Assert.Equal("text/markdown", second.ContentType);
         Assert.Equal("Body of 2", second.Content);
         Assert.Equal("""{"state":"closed","number":2}""", second.MetadataJson);
-        Assert.Equal("leaks ***", stream.Records[2].Content); // a secret in a response never reaches a document
+        // A secret in a response never reaches a document: not its content, title or metadata.
+        Assert.Equal("leaks ***", stream.Records[2].Content);
+        Assert.Equal("#3 Issue ***", stream.Records[2].Title);
+        Assert.Equal("""{"state":"***","number":3}""", stream.Records[2].MetadataJson);
         Assert.Equal("2026-11-15T08:00:00Z", stream.Cursor);
         Assert.Equal(3, result.Pages);
         Assert.Equal(3, result.Requests);
@@ -108,6 +111,23 @@ public class SyncTests
         var failed = await SyncAsync(Manifest(stub.Url + "/missing"), new SyncRequest(false, new Dictionary<string, string>()));
         Assert.Equal(RunStatus.Failed, failed.Status);
         Assert.False(failed.Complete);
+        Assert.Empty(failed.Streams);
+    }
+
+    [Fact]
+    public async Task Numeric_cursors_compare_as_numbers_and_an_empty_primary_key_fails_the_sync()
+    {
+        await using var stub = await Source(total: 10, pageSize: 10);
+        var numeric = Manifest(stub.Url).Replace("{{ record.updated_at }}", "{{ record.id }}", StringComparison.Ordinal);
+        var result = await SyncAsync(numeric, new SyncRequest(false, new Dictionary<string, string>()));
+        Assert.True(result.Status == RunStatus.Succeeded, result.Error);
+        Assert.Equal("10", Assert.Single(result.Streams).Cursor); // as text, "9" would be later
+
+        var emptyKey = Manifest(stub.Url).Replace("primary_key: \"{{ record.id }}\"", "primary_key: \"{{ record.missing }}\"", StringComparison.Ordinal);
+        Assert.Contains("record.missing", emptyKey, StringComparison.Ordinal);
+        var failed = await SyncAsync(emptyKey, new SyncRequest(false, new Dictionary<string, string>()));
+        Assert.Equal(RunStatus.Failed, failed.Status);
+        Assert.Contains("rendered empty", failed.Error, StringComparison.Ordinal);
         Assert.Empty(failed.Streams);
     }
 
