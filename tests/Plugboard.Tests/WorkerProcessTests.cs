@@ -155,8 +155,13 @@ public sealed class WorkerProcessTests : IAsyncLifetime
             return Results.Json(new { ok = true });
         }));
         var (workspaceId, connectorId) = await ConnectorAsync(stub.Url);
-        StartWorker(0);
-        StartWorker(1);
+        int[] pids = [StartWorker(0).Id, StartWorker(1).Id];
+        // Both have started (each beats once it is up), so neither can drain the queue before the other exists.
+        await WaitAsync(async () =>
+        {
+            await using var connection = await _db.Service.OpenConnectionAsync();
+            return await connection.ExecuteScalarAsync<long>("SELECT count(DISTINCT pid) FROM worker_heartbeats WHERE pid = ANY(@pids)", new { pids }) == 2;
+        }, TimeSpan.FromSeconds(60), () => "both workers did not start");
         const int total = 200;
         for (var n = 0; n < total; n++)
         {
