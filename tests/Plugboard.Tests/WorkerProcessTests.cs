@@ -44,7 +44,9 @@ public sealed class WorkerProcessTests : IAsyncLifetime
         await _db.DisposeAsync();
     }
 
-    private Process StartWorker(int index)
+    /// <summary>A worker process; the crash test wants a short lease (a killed worker's job is taken over soon), the
+    /// sharing test the default one (on a loaded machine a 2 s lease can expire between renewals).</summary>
+    private Process StartWorker(int index, int leaseSeconds = 2)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "plugboard.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -54,7 +56,7 @@ public sealed class WorkerProcessTests : IAsyncLifetime
         start.Environment["PLUGBOARD_DB_ROLE_PASSWORD"] = _settings.RolePassword ?? "";
         start.Environment["PLUGBOARD_KEYS"] = _keys.ToJson();
         start.Environment["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32";
-        start.Environment["PLUGBOARD_WORKER_LEASE_SECONDS"] = "2";
+        start.Environment["PLUGBOARD_WORKER_LEASE_SECONDS"] = leaseSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["PLUGBOARD_HOME"] = Directory.CreateTempSubdirectory("plugboard-worker").FullName;
         var process = Process.Start(start)!;
         var lines = _output.GetOrAdd(index, _ => new ConcurrentQueue<string>());
@@ -155,7 +157,7 @@ public sealed class WorkerProcessTests : IAsyncLifetime
             return Results.Json(new { ok = true });
         }));
         var (workspaceId, connectorId) = await ConnectorAsync(stub.Url);
-        int[] pids = [StartWorker(0).Id, StartWorker(1).Id];
+        int[] pids = [StartWorker(0, leaseSeconds: 30).Id, StartWorker(1, leaseSeconds: 30).Id];
         // Both have started (each beats once it is up), so neither can drain the queue before the other exists.
         await WaitAsync(async () =>
         {
