@@ -13,6 +13,21 @@ public sealed class ScannerTests
     }
 
     [Fact]
+    public void The_consent_url_and_its_parameters_are_public_but_a_secret_named_parameter_must_be_templated()
+    {
+        Assert.Empty(LiteralSecretScanner.Scan(JsonNode.Parse("""
+            {"auth": {"type": "oauth2_authorization_code", "authorization_url": "https://accounts.example.test/o/oauth2/auth",
+                      "token_url": "https://oauth2.example.test/token", "client_id": "{{ credentials.client_id }}",
+                      "client_secret": "{{ credentials.client_secret }}", "authorization_params": {"access_type": "offline", "prompt": "consent"}}}
+            """)));
+        var issues = LiteralSecretScanner.Scan(JsonNode.Parse("""
+            {"auth": {"type": "oauth2_authorization_code", "authorization_url": "https://a.test/auth", "token_url": "https://a.test/token",
+                      "client_id": "id", "authorization_params": {"client_secret": "s3cr3t-value"}}}
+            """));
+        Assert.Equal("/auth/authorization_params/client_secret", Assert.Single(issues).Pointer);
+    }
+
+    [Fact]
     public void Literal_public_identifiers_are_accepted_and_literal_secrets_refused()
     {
         var accepted = LiteralSecretScanner.Scan(JsonNode.Parse("""

@@ -94,10 +94,10 @@ public sealed class IsolationTests(PlugboardServer server)
                     var updated = await connection.ExecuteAsync($"UPDATE {table} SET {setColumn} WHERE {column} = ANY(@others)", new { others });
                     Assert.True(updated == 0, $"{table}: updated {updated} foreign rows");
                 }
-                if (table == "api_keys")
+                if (table is "api_keys" or "oauth_authorizations")
                 {
-                    // Keys are revoked, never deleted, by the API: no DELETE grant at all.
-                    var denied = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync("SAVEPOINT s; DELETE FROM api_keys"));
+                    // Keys are revoked, never deleted, by the API; OAuth attempts are pruned by the server: no DELETE grant at all.
+                    var denied = await Assert.ThrowsAsync<PostgresException>(() => connection.ExecuteAsync($"SAVEPOINT s; DELETE FROM {table}"));
                     Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, denied.SqlState);
                     await connection.ExecuteAsync("ROLLBACK TO SAVEPOINT s");
                     continue;
@@ -135,6 +135,7 @@ public sealed class IsolationTests(PlugboardServer server)
             ["file_upload_batch_failures"] = "INSERT INTO file_upload_batch_failures (workspace_id, id, batch_id, file_name, reason) VALUES (@other, gen_random_uuid(), @batch, 'x', 'x')",
             ["document_chunks"] = "INSERT INTO document_chunks (workspace_id, document_id, ordinal, content, char_start, char_end, token_count, search) VALUES (@other, @document, 9, 'x', 0, 1, 1, ''::tsvector)",
             ["connector_stream_states"] = "INSERT INTO connector_stream_states (workspace_id, connector_id, stream) VALUES (@other, @connector, 'x')",
+            ["oauth_authorizations"] = "INSERT INTO oauth_authorizations (workspace_id, id, state_hash, created_by, manifest, credential_name, encrypted_payload, redirect_uri, expires_at) VALUES (@other, gen_random_uuid(), sha256('x'::bytea), @user, '{}', 'x', 'pb1:k:x', 'http://x', now())",
             ["pending_objects"] = "INSERT INTO pending_objects (object_key, workspace_id) VALUES ('workspaces/' || @other || '/documents/00000000000000000000000000000000', @other)",
         };
         Assert.Equal(Seed.TenantTables.Order(), inserts.Keys.Order());

@@ -18,7 +18,7 @@ public static partial class LiteralSecretScanner
     private static readonly HashSet<string> NonSecretAuthFields = new(StringComparer.OrdinalIgnoreCase)
     {
         // Public identifiers and endpoints: a literal client id, user name or token URL is not a secret.
-        "type", "in", "name", "header", "header_name", "query_param", "scheme", "prefix", "token_url", "authorize_url", "url", "scopes", "scope",
+        "type", "in", "name", "header", "header_name", "query_param", "scheme", "prefix", "token_url", "authorize_url", "authorization_url", "url", "scopes", "scope",
         "client_id", "username",
         "audience", "grant_type", "method", "path", "token_path", "expires_in_path", "refresh_token_path", "client_auth", "content_type", "body_format",
     };
@@ -47,6 +47,12 @@ public static partial class LiteralSecretScanner
                     {
                         // A session login request is an ordinary request: only credential-bearing headers/query must be templated.
                         Walk(child, childPointer, key, inAuth: false, issues);
+                        continue;
+                    }
+                    if (inAuth && key.Equals("authorization_params", StringComparison.OrdinalIgnoreCase))
+                    {
+                        // Query parameters of the consent URL, which the browser sees: checked as any request's query.
+                        Walk(child, childPointer, "query", inAuth: false, issues);
                         continue;
                     }
                     if (child is JsonValue value && value.TryGetValue<string>(out var text))

@@ -48,6 +48,10 @@ public sealed record AuthSpec(string Type)
     public string? Username { get; init; }
     public string? Password { get; init; }
     public string? TokenUrl { get; init; }
+
+    /// <summary><c>oauth2_authorization_code</c>: where the user is sent to consent, and extra query parameters for it.</summary>
+    public string? AuthorizationUrl { get; init; }
+    public IReadOnlyDictionary<string, string> AuthorizationParams { get; init; } = new Dictionary<string, string>();
     public string? ClientId { get; init; }
     public string? ClientSecret { get; init; }
     public string? RefreshToken { get; init; }
@@ -57,6 +61,11 @@ public sealed record AuthSpec(string Type)
     /// <summary><c>body</c> (default: client id and secret in the form) or <c>basic</c>.</summary>
     public string ClientAuth { get; init; } = "body";
     public SessionSpec? Session { get; init; }
+
+    /// <summary>A scheme whose access token expires and is renewed at the token endpoint.</summary>
+    public bool IsOAuth2 => Type is "oauth2_client_credentials" or "oauth2_refresh_token" or AuthorizationCode;
+
+    public const string AuthorizationCode = "oauth2_authorization_code";
 }
 
 public sealed record SessionSpec(

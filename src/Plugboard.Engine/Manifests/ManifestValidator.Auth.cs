@@ -42,6 +42,19 @@ public static partial class ManifestParser
                         Audience = type == "oauth2_client_credentials" ? T("audience") : null,
                         ClientAuth = Str(obj, "client_auth") ?? "body",
                     };
+                case AuthSpec.AuthorizationCode:
+                    // Connected through the platform's authorization-code flow: the tokens it stored are credential fields.
+                    return spec with
+                    {
+                        AuthorizationUrl = T("authorization_url"),
+                        TokenUrl = T("token_url"),
+                        ClientId = T("client_id"),
+                        ClientSecret = T("client_secret"),
+                        RefreshToken = "{{ credentials.refresh_token }}",
+                        Scopes = StrList(obj, "scopes"),
+                        ClientAuth = Str(obj, "client_auth") ?? "body",
+                        AuthorizationParams = Obj(obj["authorization_params"]) is null ? new Dictionary<string, string>() : StrMap(obj, "authorization_params", "/auth", scope),
+                    };
                 case "session":
                     var login = Obj(obj["login"]);
                     if (login is null)

@@ -107,24 +107,7 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
 
         public async Task<JsonNode?> ExecuteAsync()
         {
-            var inputs = Arguments("input", manifest.Inputs, request.Inputs);
-            var config = Arguments("config", manifest.Config, request.Config);
-            _model = new TemplateModel
-            {
-                Inputs = inputs,
-                Config = config,
-                Credentials = CredentialsObject(_credentials),
-                ExecutionId = request.ExecutionId,
-                Sync = request.Sync is { } sync ? SyncObject(sync) : null,
-            };
-            var baseUrl = (await _templates.RenderAsync(manifest.BaseUrl, _model).ConfigureAwait(false)).Trim();
-            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var parsed) || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps))
-            {
-                throw new RunFailedException($"base_url '{baseUrl}' is not an absolute http(s) URL.");
-            }
-            _baseUrl = parsed;
-            _basePath = parsed.GetLeftPart(UriPartial.Path).TrimEnd('/');
-            _authHosts = new HashSet<string>(manifest.AllowedHosts.Select(h => h.Trim().ToLowerInvariant()), StringComparer.OrdinalIgnoreCase) { HostName(parsed) };
+            await InitializeAsync().ConfigureAwait(false);
             await PrepareAuthAsync(force: false, rejected: null).ConfigureAwait(false);
 
             for (var i = 0; i < manifest.Steps.Count; i++)
@@ -143,6 +126,30 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
             var output = await _templates.EvaluateTreeAsync(runner._outputs.GetValue(manifest, static m => JsonInterop.ToToken(m.Output)), _model).ConfigureAwait(false);
             RedactSecretsIn(output);
             return JsonInterop.ToNode(output);
+        }
+
+        /// <summary>The model (inputs and config checked, defaults applied), the base URL and the hosts that may see credentials.</summary>
+        /// <param name="withInputs">False for the code exchange of a connected account, which runs no step.</param>
+        private async Task InitializeAsync(bool withInputs = true)
+        {
+            var inputs = withInputs ? Arguments("input", manifest.Inputs, request.Inputs) : [];
+            var config = Arguments("config", manifest.Config, request.Config);
+            _model = new TemplateModel
+            {
+                Inputs = inputs,
+                Config = config,
+                Credentials = CredentialsObject(_credentials),
+                ExecutionId = request.ExecutionId,
+                Sync = request.Sync is { } sync ? SyncObject(sync) : null,
+            };
+            var baseUrl = (await _templates.RenderAsync(manifest.BaseUrl, _model).ConfigureAwait(false)).Trim();
+            if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var parsed) || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps))
+            {
+                throw new RunFailedException($"base_url '{baseUrl}' is not an absolute http(s) URL.");
+            }
+            _baseUrl = parsed;
+            _basePath = parsed.GetLeftPart(UriPartial.Path).TrimEnd('/');
+            _authHosts = new HashSet<string>(manifest.AllowedHosts.Select(h => h.Trim().ToLowerInvariant()), StringComparer.OrdinalIgnoreCase) { HostName(parsed) };
         }
 
         private static JObject CredentialsObject(Dictionary<string, string> fields)

@@ -30,7 +30,7 @@ public sealed partial class ConnectorRunner
 
         private async ValueTask<AuthMaterial?> CurrentAuthAsync()
         {
-            if (manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials" && _authExpiresAt - TimeSpan.FromSeconds(60) <= DateTimeOffset.UtcNow)
+            if (manifest.Auth.IsOAuth2 && _authExpiresAt - TimeSpan.FromSeconds(60) <= DateTimeOffset.UtcNow)
             {
                 await PrepareAuthAsync(force: false, rejected: null).ConfigureAwait(false);
             }
@@ -62,6 +62,7 @@ public sealed partial class ConnectorRunner
                     return;
                 case "oauth2_client_credentials":
                 case "oauth2_refresh_token":
+                case AuthSpec.AuthorizationCode:
                     await _authGate.Value.WaitAsync(ct).ConfigureAwait(false);
                     try
                     {
@@ -118,7 +119,8 @@ public sealed partial class ConnectorRunner
 
         private async Task RefreshTokenAsync(AuthSpec auth, bool force, string? rejected)
         {
-            if (!force && Valid(_credentials) is { } existing)
+            var connected = auth.Type == AuthSpec.AuthorizationCode;
+            if (!force && Valid(_credentials, connected) is { } existing)
             {
                 Adopt(_credentials, existing);
                 return;
@@ -126,13 +128,17 @@ public sealed partial class ConnectorRunner
             async Task<IReadOnlyDictionary<string, string>> Refresh(IReadOnlyDictionary<string, string> fresh, CancellationToken token)
             {
                 var freshFields = new Dictionary<string, string>(fresh, StringComparer.Ordinal);
-                if (Valid(freshFields) is { } valid && valid.Token != rejected && (!force || fresh.GetValueOrDefault("access_token") != rejected))
+                if (Valid(freshFields, connected) is { } valid && valid.Token != rejected && (!force || fresh.GetValueOrDefault("access_token") != rejected))
                 {
                     return fresh; // another run or process refreshed already
                 }
                 foreach (var value in fresh.Values)
                 {
                     redactor.Add(value);
+                }
+                if (connected && !freshFields.ContainsKey("refresh_token"))
+                {
+                    throw new RunFailedException("The provider refused the access token (or it expired) and the credential holds no refresh token: connect the account again (POST …/credentials/oauth/start).");
                 }
                 var refreshToken = await RenderSecretAsync(auth.RefreshToken!, freshFields).ConfigureAwait(false);
                 var (accessToken, expiresIn, rotated) = await TokenRequestAsync(auth,
@@ -153,7 +159,7 @@ public sealed partial class ConnectorRunner
             {
                 redactor.Add(value);
             }
-            Adopt(updated, Valid(updated) ?? throw new RunFailedException("The token endpoint did not return a usable access token."));
+            Adopt(updated, Valid(updated, connected) ?? throw new RunFailedException("The token endpoint did not return a usable access token."));
         }
 
         private void Adopt(Dictionary<string, string> credentials, (string Token, DateTimeOffset ExpiresAt) access)
@@ -164,8 +170,14 @@ public sealed partial class ConnectorRunner
             Volatile.Write(ref _auth, Bearer(access.Token));
         }
 
-        private static (string Token, DateTimeOffset ExpiresAt)? Valid(IReadOnlyDictionary<string, string> fields)
+        /// <param name="connected">A connected account (authorization code): a token stored without an expiry never expires
+        /// (Notion, Slack and GitHub apps issue such tokens); it is renewed only when the provider refuses it.</param>
+        private static (string Token, DateTimeOffset ExpiresAt)? Valid(IReadOnlyDictionary<string, string> fields, bool connected)
         {
+            if (connected && fields.TryGetValue("access_token", out var lasting) && lasting.Length > 0 && !fields.ContainsKey("access_token_expires_at"))
+            {
+                return (lasting, DateTimeOffset.MaxValue);
+            }
             if (fields.TryGetValue("access_token", out var token) && token.Length > 0
                 && fields.TryGetValue("access_token_expires_at", out var expires)
                 && DateTimeOffset.TryParse(expires, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at)
@@ -205,8 +217,9 @@ public sealed partial class ConnectorRunner
             var form = string.Join('&', fields.Select(f => $"{Uri.EscapeDataString(f.Key)}={Uri.EscapeDataString(f.Value)}"));
             var prepared = new PreparedRequest(HttpMethod.Post, tokenUrl, headers, new RequestBody(Encoding.UTF8.GetBytes(form), "application/x-www-form-urlencoded"), SensitiveBody: true);
             // A refresh grant is never re-sent after a timeout or 5xx: the provider may have rotated the refresh token
-            // already, and resending the old one would lose it. The run fails; the next run refreshes again.
-            var retry = fields.Exists(f => f is { Key: "grant_type", Value: "refresh_token" }) ? BuildPipeline(null, refreshGrant: true) : BuildPipeline(null);
+            // already, and resending the old one would lose it. The run fails; the next run refreshes again. An
+            // authorization code is single use: resending it could only fail.
+            var retry = fields.Exists(f => f is { Key: "grant_type", Value: "refresh_token" or "authorization_code" }) ? BuildPipeline(null, refreshGrant: true) : BuildPipeline(null);
             var outcome = await SendAsync(prepared, retry, new LogContext("auth", null, null), _options.DefaultStepTimeout, applyAuth: false).ConfigureAwait(false);
             if (outcome.Status is < 200 or >= 300)
             {

@@ -217,7 +217,7 @@ public sealed partial class ConnectorRunner
             var context = new LogContext(step.Id, page, item);
             var timeout = StepTimeout(step);
             var outcome = await SendAsync(prepared, pipeline, context, timeout, applyAuth: true).ConfigureAwait(false);
-            if (outcome.Status == 401 && outcome.AuthToken is not null && manifest.Auth.Type is "oauth2_refresh_token" or "oauth2_client_credentials")
+            if (outcome.Status == 401 && outcome.AuthToken is not null && manifest.Auth.IsOAuth2)
             {
                 // The token was refused before its expiry: refresh once (one refresh at a time) and send again.
                 await PrepareAuthAsync(force: true, rejected: outcome.AuthToken).ConfigureAwait(false);

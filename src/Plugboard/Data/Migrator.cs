@@ -50,6 +50,9 @@ public sealed class DocumentsMigration : SqlScriptMigration;
 [Migration(9, "syncs")]
 public sealed class SyncsMigration : SqlScriptMigration;
 
+[Migration(10, "oauth")]
+public sealed class OAuthMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

@@ -174,6 +174,17 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
         return role;
     }
 
+    /// <summary>
+    /// Acts as a user the server identified by other means than a key: an OAuth callback, whose single-use state names
+    /// who started the connection. No platform role; the workspace is then entered as for any caller.
+    /// </summary>
+    public async Task ActAsUserAsync(Guid userId, CancellationToken ct)
+    {
+        await ExecuteAsync("SELECT set_config('app.user_id', @userId, true), set_config('app.platform_role', '', true)", new { userId = userId.ToString() }, ct);
+        UserId = userId;
+        PlatformRole = null;
+    }
+
     /// <summary>Sets the workspace context directly (used when the caller just created the workspace).</summary>
     public async Task SetWorkspaceAsync(string workspaceId, string role, CancellationToken ct)
     {

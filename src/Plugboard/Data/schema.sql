@@ -580,6 +580,33 @@ CREATE TABLE public.key_ring_canary (
 
 ALTER TABLE ONLY public.key_ring_canary FORCE ROW LEVEL SECURITY;
 
+CREATE TABLE public.oauth_authorizations (
+    workspace_id text NOT NULL,
+    id uuid NOT NULL,
+    state_hash bytea NOT NULL,
+    created_by uuid NOT NULL,
+    connector_id uuid,
+    template_id uuid,
+    manifest jsonb NOT NULL,
+    config jsonb DEFAULT '{}'::jsonb NOT NULL,
+    credential_name text NOT NULL,
+    encrypted_payload text NOT NULL,
+    redirect_uri text NOT NULL,
+    redirect_to text,
+    status text DEFAULT 'pending'::text NOT NULL,
+    credential_id uuid,
+    error text,
+    expires_at timestamp with time zone NOT NULL,
+    completed_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT oauth_authorizations_credential_name_check CHECK (((length(credential_name) >= 1) AND (length(credential_name) <= 200))),
+    CONSTRAINT oauth_authorizations_encrypted_payload_check CHECK ((encrypted_payload ~~ 'pb1:%'::text)),
+    CONSTRAINT oauth_authorizations_state_hash_check CHECK ((length(state_hash) = 32)),
+    CONSTRAINT oauth_authorizations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'exchanging'::text, 'completed'::text, 'failed'::text])))
+);
+
+ALTER TABLE ONLY public.oauth_authorizations FORCE ROW LEVEL SECURITY;
+
 CREATE TABLE public.pending_objects (
     object_key text NOT NULL,
     workspace_id text NOT NULL,
@@ -640,7 +667,7 @@ CREATE TABLE public.workspace_api_credentials (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     row_version bigint DEFAULT 1 NOT NULL,
     refreshing_until timestamp with time zone,
-    CONSTRAINT workspace_api_credentials_auth_type_check CHECK ((auth_type = ANY (ARRAY['api_key'::text, 'bearer'::text, 'basic'::text, 'oauth2_client_credentials'::text, 'oauth2_refresh_token'::text, 'session'::text, 'custom'::text]))),
+    CONSTRAINT workspace_api_credentials_auth_type_check CHECK ((auth_type = ANY (ARRAY['api_key'::text, 'bearer'::text, 'basic'::text, 'oauth2_client_credentials'::text, 'oauth2_refresh_token'::text, 'oauth2_authorization_code'::text, 'session'::text, 'custom'::text]))),
     CONSTRAINT workspace_api_credentials_encrypted_payload_check CHECK ((encrypted_payload ~~ 'pb1:%'::text)),
     CONSTRAINT workspace_api_credentials_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200)))
 );
@@ -720,6 +747,12 @@ ALTER TABLE ONLY public.jobs
 
 ALTER TABLE ONLY public.key_ring_canary
     ADD CONSTRAINT key_ring_canary_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.oauth_authorizations
+    ADD CONSTRAINT oauth_authorizations_pkey PRIMARY KEY (workspace_id, id);
+
+ALTER TABLE ONLY public.oauth_authorizations
+    ADD CONSTRAINT oauth_authorizations_state_hash_key UNIQUE (state_hash);
 
 ALTER TABLE ONLY public.pending_objects
     ADD CONSTRAINT pending_objects_pkey PRIMARY KEY (object_key);
@@ -816,6 +849,8 @@ CREATE INDEX jobs_lease_idx ON public.jobs USING btree (lease_expires_at) WHERE 
 CREATE INDEX jobs_running_key_idx ON public.jobs USING btree (concurrency_key) WHERE (state = 'running'::text);
 
 CREATE INDEX jobs_workspace_due_idx ON public.jobs USING btree (COALESCE(workspace_id, ''::text) COLLATE "C", priority DESC, run_at) WHERE (state = 'available'::text);
+
+CREATE INDEX oauth_authorizations_expiry_idx ON public.oauth_authorizations USING btree (expires_at);
 
 CREATE INDEX pending_objects_created_idx ON public.pending_objects USING btree (created_at);
 
@@ -932,6 +967,15 @@ ALTER TABLE ONLY public.imported_documents
 ALTER TABLE ONLY public.imported_documents
     ADD CONSTRAINT imported_documents_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.oauth_authorizations
+    ADD CONSTRAINT oauth_authorizations_created_by_fkey FOREIGN KEY (created_by) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.oauth_authorizations
+    ADD CONSTRAINT oauth_authorizations_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.oauth_authorizations
+    ADD CONSTRAINT oauth_authorizations_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.saas_admin_users
     ADD CONSTRAINT saas_admin_users_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
 
@@ -1001,6 +1045,8 @@ CREATE POLICY api_insert ON public.imported_documents FOR INSERT TO plugboard_ap
 
 CREATE POLICY api_insert ON public.jobs FOR INSERT TO plugboard_api WITH CHECK ((workspace_id = public.app_workspace_id()));
 
+CREATE POLICY api_insert ON public.oauth_authorizations FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND (created_by = public.app_user_id()) AND public.app_role_at_least('admin'::text)));
+
 CREATE POLICY api_insert ON public.pending_objects FOR INSERT TO plugboard_api WITH CHECK (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text)));
 
 CREATE POLICY api_insert ON public.saas_admin_users FOR INSERT TO plugboard_api WITH CHECK ((public.app_platform_role_at_least('owner'::text) OR (public.app_platform_role_at_least('admin'::text) AND (role = 'developer'::text))));
@@ -1037,6 +1083,8 @@ CREATE POLICY api_select ON public.file_upload_batches FOR SELECT TO plugboard_a
 
 CREATE POLICY api_select ON public.imported_documents FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
+CREATE POLICY api_select ON public.oauth_authorizations FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
+
 CREATE POLICY api_select ON public.pending_objects FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_select ON public.saas_admin_users FOR SELECT TO plugboard_api USING (((user_id = public.app_user_id()) OR public.app_platform_role_at_least('admin'::text)));
@@ -1070,6 +1118,8 @@ CREATE POLICY api_update ON public.connectors FOR UPDATE TO plugboard_api USING 
 CREATE POLICY api_update ON public.file_upload_batches FOR UPDATE TO plugboard_api USING (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text))) WITH CHECK ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_update ON public.imported_documents FOR UPDATE TO plugboard_api USING (((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('member'::text))) WITH CHECK ((workspace_id = public.app_workspace_id()));
+
+CREATE POLICY api_update ON public.oauth_authorizations FOR UPDATE TO plugboard_api USING (((workspace_id = public.app_workspace_id()) AND (created_by = public.app_user_id()))) WITH CHECK ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_update ON public.saas_admin_users FOR UPDATE TO plugboard_api USING ((public.app_platform_role_at_least('owner'::text) OR (public.app_platform_role_at_least('admin'::text) AND (role = 'developer'::text)))) WITH CHECK ((public.app_platform_role_at_least('owner'::text) OR (public.app_platform_role_at_least('admin'::text) AND (role = 'developer'::text))));
 
@@ -1119,6 +1169,8 @@ ALTER TABLE public.jobs ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.key_ring_canary ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.oauth_authorizations ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.pending_objects ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.saas_admin_users ENABLE ROW LEVEL SECURITY;
@@ -1152,6 +1204,8 @@ CREATE POLICY service_all ON public.imported_documents TO plugboard_service USIN
 CREATE POLICY service_all ON public.jobs TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.key_ring_canary TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.oauth_authorizations TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.pending_objects TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -1359,6 +1413,35 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.jobs TO plugboard_service;
 GRANT INSERT ON TABLE public.jobs TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.key_ring_canary TO plugboard_service;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.oauth_authorizations TO plugboard_service;
+GRANT INSERT ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(workspace_id) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(id) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(created_by) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(connector_id) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(template_id) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(credential_name) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(redirect_to) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(status),UPDATE(status) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(credential_id),UPDATE(credential_id) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(error),UPDATE(error) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(expires_at) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(completed_at),UPDATE(completed_at) ON TABLE public.oauth_authorizations TO plugboard_api;
+
+GRANT SELECT(created_at) ON TABLE public.oauth_authorizations TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.pending_objects TO plugboard_service;
 GRANT SELECT,INSERT,DELETE ON TABLE public.pending_objects TO plugboard_api;

@@ -82,6 +82,7 @@ public static class PlugboardApp
         WorkspaceRateLimit.FromConfiguration(configuration).Dispose();
         _ = Settings.Enum(configuration, "PLUGBOARD_LOG_LEVEL", LogLevel.Information);
         _ = Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
+        _ = OAuthSettings.FromConfiguration(configuration);
     }
 
     static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
@@ -116,6 +117,7 @@ public static class PlugboardApp
 
         ConnectorEngine.Add(builder.Services, configuration);
         builder.Services.AddSingleton<ManifestCache>();
+        builder.Services.AddSingleton(OAuthSettings.FromConfiguration(configuration));
         builder.Services.AddJobHandler<ExecutionJobHandler>();
         var bucket = BucketSettings.FromConfiguration(configuration, options.Home);
         builder.Services.AddSingleton(bucket);
@@ -218,6 +220,7 @@ public static class PlugboardApp
         MembersApi.Map(workspace);
         ApiKeysApi.Map(v1, workspace);
         CredentialsApi.Map(workspace);
+        OAuthConnectApi.Map(app, workspace);
         ConnectorsApi.Map(workspace);
         TemplatesApi.Map(v1, workspace);
         AuditLogApi.Map(workspace);

@@ -16,6 +16,7 @@ public static class KeyRotation
         long total = 0;
         total += await SweepAsync(db, keys, "workspace_api_credentials", "encrypted_payload", "key_id <> @current", batchSize, report, ct);
         total += await SweepAsync(db, keys, "connectors", "webhook_secret", "webhook_secret IS NOT NULL AND split_part(webhook_secret, ':', 2) <> @current", batchSize, report, ct);
+        total += await SweepAsync(db, keys, "oauth_authorizations", "encrypted_payload", "status = 'pending' AND split_part(encrypted_payload, ':', 2) <> @current", batchSize, report, ct);
         await Features.Health.KeyRingCanary.ReencryptAsync(db, keys, ct);
         return total;
     }

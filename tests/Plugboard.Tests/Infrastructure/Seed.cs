@@ -13,6 +13,7 @@ public static class Seed
         "workspaces", "workspace_members", "api_keys", "audit_log", "connector_templates", "workspace_api_credentials", "connectors",
         "connector_executions", "connector_sync_logs", "connector_webhook_events", "file_upload_batches", "imported_documents",
         "file_upload_batch_failures", "document_chunks", "pending_objects", "connector_stream_states",
+        "oauth_authorizations",
     ];
 
     public static async Task<Rows> WorkspaceAsync(PlugboardServer server, string workspaceId, Guid userId)
@@ -36,6 +37,9 @@ public static class Seed
             INSERT INTO pending_objects (object_key, workspace_id) VALUES ('workspaces/' || @WorkspaceId || '/documents/' || replace(gen_random_uuid()::text, '-', ''), @WorkspaceId);
             INSERT INTO connector_templates (id, workspace_id, kind, slug, name, manifest) VALUES (@TemplateId, @WorkspaceId, 'community', 'seed-' || left(md5(@TemplateId::text), 8), 'Seed', '{}');
             INSERT INTO audit_log (id, workspace_id, actor_user_id, action, target_type) VALUES (gen_random_uuid(), @WorkspaceId, @UserId, 'seed', 'seed');
+            INSERT INTO oauth_authorizations (workspace_id, id, state_hash, created_by, manifest, credential_name, encrypted_payload, redirect_uri, expires_at)
+                VALUES (@WorkspaceId, gen_random_uuid(), sha256(convert_to(gen_random_uuid()::text, 'UTF8')), @UserId, '{}', 'seed', 'pb1:k:AAAA',
+                        'http://127.0.0.1/v1/oauth/callback', now() + interval '10 minutes');
             INSERT INTO api_keys (id, workspace_id, user_id, name, prefix, key_hash)
                 VALUES (gen_random_uuid(), @WorkspaceId, @UserId, 'seed', 'pb_' || left(md5(random()::text), 8), decode(md5(random()::text), 'hex'));
             """, rows);

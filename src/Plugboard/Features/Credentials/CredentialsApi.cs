@@ -26,7 +26,7 @@ public sealed record Credential
 
 public static partial class CredentialsApi
 {
-    public static readonly string[] AuthTypes = ["api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh_token", "session", "custom"];
+    public static readonly string[] AuthTypes = ["api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh_token", "oauth2_authorization_code", "session", "custom"];
 
     public static void Map(RouteGroupBuilder workspace)
     {

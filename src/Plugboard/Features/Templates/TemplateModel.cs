@@ -69,7 +69,7 @@ internal static partial class TemplateRules
         install_count, rejection_reason, published_at, created_at, updated_at, manifest::text AS manifest, xmin::text::bigint AS row_version
         """;
 
-    public static readonly string[] AuthTypes = ["none", "api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh_token", "session", "custom"];
+    public static readonly string[] AuthTypes = ["none", "api_key", "bearer", "basic", "oauth2_client_credentials", "oauth2_refresh_token", "oauth2_authorization_code", "session", "custom"];
 
     public sealed record Checked(string Slug, string Name, string Manifest, string Description, string Category, string[] Tags, string CredentialFields, string AuthType);
 
