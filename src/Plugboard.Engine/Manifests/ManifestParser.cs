@@ -153,7 +153,8 @@ public static partial class ManifestParser
         }
     }
 
-    [GeneratedRegex(@"\[[^\]]*[,:][^\]]*\]")]
+    // A slice ([0:2]) or a union ([0,1], ['a','b']); one quoted name (['dc:creator']) is neither.
+    [GeneratedRegex(@"\[(?!\s*'[^']*'\s*\]|\s*""[^""]*""\s*\])[^\]]*[,:][^\]]*\]")]
     private static partial Regex MultiIndex();
 
     [GeneratedRegex(@"\{\{.*?\}\}|\{%.*?%\}", RegexOptions.Singleline)]

@@ -73,6 +73,11 @@ public sealed partial class ConnectorRunner
             {
                 return new ResponseBody(null, null);
             }
+            if (span[0] == '<')
+            {
+                // XML (RSS, Atom, XML APIs) is read into the same tokens as JSON; anything else (HTML) stays text.
+                return new ResponseBody(null, XmlTokens.TryRead(text) ?? (JToken)new JValue(text));
+            }
             if (span[0] != '{' && span[0] != '[')
             {
                 return new ResponseBody(null, new JValue(text));
