@@ -210,4 +210,31 @@ public class SyncTests
             """).Issues;
         Assert.Contains(issues, i => i.Pointer == "/streams/1/name" && i.Message.Contains("Duplicate stream name 'a'", StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData("{ content: x, content_url: \"{{ record.url }}\" }")]
+    [InlineData("{ title: x }")]
+    [InlineData("{ content_url: \"{{ credentials.token }}\" }")]
+    public void A_document_has_either_inline_content_or_a_content_url_without_secrets(string document)
+    {
+        var issues = ManifestParser.Parse($$$"""
+            version: 1
+            base_url: "http://127.0.0.1:1"
+            steps:
+              - { id: list, request: { method: GET, path: /x }, extract: { items: "$.items[*]" } }
+            streams:
+              - { name: a, records: steps.list.items, primary_key: "{{ record.id }}", document: {{{document}}} }
+            """).Issues;
+        Assert.Contains(issues, i => i.Pointer.StartsWith("/streams/0/document", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_content_url_that_is_not_an_absolute_url_fails_the_sync()
+    {
+        await using var stub = await Source();
+        var yaml = Manifest(stub.Url).Replace("content: \"{{ record.body }}\"", "content_url: \"files/{{ record.id }}\"", StringComparison.Ordinal);
+        var result = await SyncAsync(yaml, new SyncRequest(false, new Dictionary<string, string>()));
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("not an absolute URL", result.Error, StringComparison.Ordinal);
+    }
 }

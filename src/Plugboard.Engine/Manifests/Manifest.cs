@@ -26,8 +26,10 @@ public sealed record StreamSpec(string Name, string RecordsStep, string RecordsE
 
 public sealed record StreamCursor(string Field, int LookbackSeconds);
 
+/// <summary><see cref="Content"/> is inline text; with <see cref="ContentUrl"/> the document is a file downloaded by the host.</summary>
 public sealed record DocumentMapping(string Content)
 {
+    public string? ContentUrl { get; init; }
     public string? Title { get; init; }
     public string? Url { get; init; }
     public string? ContentType { get; init; }

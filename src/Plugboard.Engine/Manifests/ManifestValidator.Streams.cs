@@ -49,7 +49,13 @@ public static partial class ManifestParser
                 var title = Str(document, "title");
                 var url = Str(document, "url");
                 var contentType = Str(document, "content_type");
+                var contentUrl = Str(document, "content_url");
+                if (document.ContainsKey("content") == document.ContainsKey("content_url"))
+                {
+                    Error($"{ptr}/document", "A document needs either content (inline text) or content_url (a file to download), not both.");
+                }
                 Template(content, $"{ptr}/document/content", scope);
+                Template(contentUrl, $"{ptr}/document/content_url", scope);
                 Template(title, $"{ptr}/document/title", scope);
                 Template(url, $"{ptr}/document/url", scope);
                 Template(contentType, $"{ptr}/document/content_type", scope);
@@ -60,7 +66,7 @@ public static partial class ManifestParser
                     continue;
                 }
                 streams.Add(new StreamSpec(name, reference.Groups[1].Value, reference.Groups[2].Value, primaryKey,
-                    new DocumentMapping(content) { Title = title, Url = url, ContentType = contentType, Metadata = metadata?.DeepClone() })
+                    new DocumentMapping(content) { ContentUrl = contentUrl, Title = title, Url = url, ContentType = contentType, Metadata = metadata?.DeepClone() })
                 {
                     Cursor = cursor,
                 });

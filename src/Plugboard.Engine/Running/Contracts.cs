@@ -33,7 +33,18 @@ public sealed record RunRequest(
 public sealed record SyncRequest(bool FullRefresh, IReadOnlyDictionary<string, string> Cursors);
 
 /// <summary>A record mapped to a document. <paramref name="Cursor"/> is the record's cursor field, when the stream has one.</summary>
-public sealed record SyncedRecord(string ExternalId, string Title, string? Url, string ContentType, string Content, string MetadataJson, string? Cursor);
+public sealed record SyncedRecord(string ExternalId, string Title, string? Url, string ContentType, string Content, string MetadataJson, string? Cursor)
+{
+    /// <summary>Set when the document is a file to download (<see cref="Content"/> is then empty).</summary>
+    public string? ContentUrl { get; init; }
+}
+
+/// <summary>A finished download: the status, the media type the server declared, and the bytes written; or what went wrong
+/// (redacted). <see cref="Permanent"/>: trying again cannot help (a 4xx other than 408/429, a file over the limit).</summary>
+public sealed record DownloadResult(int? Status, string? MediaType, long Bytes, string? Error)
+{
+    public bool Permanent { get; init; }
+}
 
 /// <summary>One stream's records, and the cursor they advance it to (the greatest seen, never below the stored one).</summary>
 public sealed record StreamRecords(string Name, IReadOnlyList<SyncedRecord> Records, string? Cursor);

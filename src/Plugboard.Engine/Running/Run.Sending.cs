@@ -157,9 +157,18 @@ public sealed partial class ConnectorRunner
                         }
                         string text;
                         byte[] utf8;
+                        long downloaded = -1;
                         try
                         {
-                            (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                            if (request.Download is { } sink && status is >= 200 and < 300)
+                            {
+                                downloaded = await DownloadIntoAsync(response, sink, attemptCts.Token).ConfigureAwait(false);
+                                (text, utf8) = ("", []);
+                            }
+                            else
+                            {
+                                (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                            }
                         }
                         catch (Exception ex)
                         {
@@ -173,7 +182,7 @@ public sealed partial class ConnectorRunner
                             }
                             throw failure;
                         }
-                        var bytes = response.Content.Headers.ContentLength ?? utf8.Length;
+                        var bytes = downloaded >= 0 ? downloaded : response.Content.Headers.ContentLength ?? utf8.Length;
                         if (Interlocked.Add(ref _responseBytes, utf8.Length) > _options.MaxRunResponseBytes)
                         {
                             throw new ResponseTooLargeException(
@@ -182,6 +191,7 @@ public sealed partial class ConnectorRunner
                         var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
                         {
                             Redirected = hop > 0,
+                            MediaType = response.Content.Headers.ContentType?.MediaType,
                         };
                         await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), bytes, attempt,
                             request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
@@ -306,6 +316,39 @@ public sealed partial class ConnectorRunner
             // Other charsets: decoded as HttpContent does, and re-encoded for the JSON reader.
             var text = await response.Content.ReadAsStringAsync(token).ConfigureAwait(false);
             return (text, Encoding.UTF8.GetBytes(text));
+        }
+
+        /// <summary>Streams a download's body into its sink (emptied first: a retry starts over), refusing more than its limit.</summary>
+        private static async Task<long> DownloadIntoAsync(HttpResponseMessage response, DownloadSink sink, CancellationToken token)
+        {
+            if (response.Content.Headers.ContentLength is { } length && length > sink.MaxBytes)
+            {
+                throw new ResponseTooLargeException($"The file is {length} bytes, more than the limit of {sink.MaxBytes} bytes.");
+            }
+            sink.Destination.SetLength(0);
+            sink.Destination.Position = 0;
+            await using var body = await response.Content.ReadAsStreamAsync(token).ConfigureAwait(false);
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(81_920);
+            try
+            {
+                long total = 0;
+                int read;
+                while ((read = await body.ReadAsync(buffer, token).ConfigureAwait(false)) > 0)
+                {
+                    total += read;
+                    if (total > sink.MaxBytes)
+                    {
+                        throw new ResponseTooLargeException($"The file exceeded the limit of {sink.MaxBytes} bytes; stopped reading.");
+                    }
+                    await sink.Destination.WriteAsync(buffer.AsMemory(0, read), token).ConfigureAwait(false);
+                }
+                await sink.Destination.FlushAsync(token).ConfigureAwait(false);
+                return total;
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
 
         private async ValueTask LogAsync(StepLogEntry entry)

@@ -76,8 +76,15 @@ public sealed partial class ConnectorRunner
             var document = stream.Document;
             var title = document.Title is null ? "" : await RenderAsync(document.Title);
             var url = document.Url is null ? null : await RenderAsync(document.Url);
-            var contentType = document.ContentType is null ? "text/plain" : await RenderAsync(document.ContentType);
-            var content = await RenderAsync(document.Content);
+            // A file's type is what its bytes say; a content_type given for it is a declaration checked against them.
+            var fallbackType = document.ContentUrl is null ? "text/plain" : "application/octet-stream";
+            var contentType = document.ContentType is null ? fallbackType : await RenderAsync(document.ContentType);
+            var content = document.ContentUrl is null ? await RenderAsync(document.Content) : "";
+            var contentUrl = document.ContentUrl is null ? null : await RenderAsync(document.ContentUrl);
+            if (document.ContentUrl is not null && !Uri.TryCreate(contentUrl, UriKind.Absolute, out _))
+            {
+                throw new RunFailedException($"Stream '{stream.Name}': record {id}'s content_url rendered '{contentUrl}', not an absolute URL.");
+            }
             var metadata = "{}";
             if (document.Metadata is not null)
             {
@@ -86,8 +93,9 @@ public sealed partial class ConnectorRunner
                 metadata = tree.ToString(Newtonsoft.Json.Formatting.None);
             }
             var cursor = stream.Cursor is null ? null : await RenderAsync(stream.Cursor.Field);
-            return new SyncedRecord(id, title, string.IsNullOrWhiteSpace(url) ? null : url, string.IsNullOrWhiteSpace(contentType) ? "text/plain" : contentType,
-                content, metadata, string.IsNullOrEmpty(cursor) ? null : cursor);
+            return new SyncedRecord(id, title, string.IsNullOrWhiteSpace(url) ? null : url, string.IsNullOrWhiteSpace(contentType) ? fallbackType : contentType,
+                content, metadata, string.IsNullOrEmpty(cursor) ? null : cursor)
+            { ContentUrl = contentUrl };
 
             async Task<string> RenderAsync(string template) =>
                 redactor.RedactSecretValues((await _templates.RenderAsync(template, model).ConfigureAwait(false)).Trim());

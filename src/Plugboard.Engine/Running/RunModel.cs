@@ -24,13 +24,21 @@ public sealed partial class ConnectorRunner
         public HashSet<string>? SecretQuery { get; init; }
         public bool SecretInUrl => SecretInPath || SecretQuery is not null;
         public bool SecretInBody { get; init; }
+
+        /// <summary>Set for a download: a 2xx body is streamed here (at most MaxBytes), not read into memory.</summary>
+        public DownloadSink? Download { get; init; }
     }
+
+    private sealed record DownloadSink(Stream Destination, long MaxBytes);
 
     private sealed record AuthMaterial(List<KeyValuePair<string, string>> Headers, List<KeyValuePair<string, string>> Query, string? Token);
 
     private sealed record HttpOutcome(int Status, Uri Url, string Body, ResponseBody Parsed, TimeSpan? RetryAfter, string[] Link, string? AuthToken, long Bytes)
     {
         public int Attempts { get; init; } = 1;
+
+        /// <summary>The media type the response declared (downloads).</summary>
+        public string? MediaType { get; init; }
 
         /// <summary>The answer of a hop after a redirect: the first hop reached the server.</summary>
         public bool Redirected { get; init; }

@@ -53,6 +53,9 @@ public sealed class SyncsMigration : SqlScriptMigration;
 [Migration(10, "oauth")]
 public sealed class OAuthMigration : SqlScriptMigration;
 
+[Migration(11, "sync_files")]
+public sealed class SyncFilesMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

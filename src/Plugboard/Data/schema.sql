@@ -530,6 +530,8 @@ CREATE TABLE public.imported_documents (
     change_seq bigint,
     last_action text,
     last_changed_at timestamp with time zone,
+    download_url text,
+    CONSTRAINT imported_documents_download_url_check CHECK ((length(download_url) <= 8192)),
     CONSTRAINT imported_documents_file_name_check CHECK ((length(file_name) <= 1024)),
     CONSTRAINT imported_documents_last_action_check CHECK ((last_action = ANY (ARRAY['added'::text, 'updated'::text, 'deleted'::text]))),
     CONSTRAINT imported_documents_processing_status_check CHECK ((processing_status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text]))),

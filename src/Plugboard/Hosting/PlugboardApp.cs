@@ -125,6 +125,7 @@ public static class PlugboardApp
         builder.Services.AddSingleton(DocumentPipelineOptions.FromConfiguration(configuration, options.Home, bucket));
         builder.Services.AddSingleton<DocumentUploads>();
         builder.Services.AddSingleton<ObjectSweeper>();
+        builder.Services.AddSingleton<SyncedFileDownloader>();
         builder.Services.AddJobHandler<DocumentJobHandler>();
         builder.Services.AddSingleton(SyncSchedulerOptions.FromConfiguration(configuration));
         builder.Services.AddSingleton<SyncScheduler>();

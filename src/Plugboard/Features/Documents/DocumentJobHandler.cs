@@ -14,14 +14,14 @@ namespace Plugboard.Features.Documents;
 /// document that can never be read fails at once with its reason; other errors are retried, and the last attempt
 /// fails the document with what went wrong. A batch counts the document processed or failed exactly once.
 /// </summary>
-public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptions options, ILogger<DocumentJobHandler> logger) : IJobHandler
+public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptions options, SyncedFileDownloader downloader, ILogger<DocumentJobHandler> logger) : IJobHandler
 {
     private readonly Chunker _chunker = new(options.Chunking);
 
     public string Kind => DocumentJob.Kind;
 
     private sealed record Target(Guid Id, string Source, string? StoragePath, string? ContentType, string? Content, string? ContentHash, string? ProcessedHash,
-        string ProcessingStatus, Guid? BatchId, string Title, string? FileName);
+        string ProcessingStatus, Guid? BatchId, string Title, string? FileName, Guid? ConnectorId, string? DownloadUrl);
 
     public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
     {
@@ -35,7 +35,8 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         await using var connection = await context.OpenConnectionAsync(ct);
         var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
             """
-            SELECT id, source, storage_path, content_type, content, content_hash, processed_hash, processing_status, batch_id, title, file_name
+            SELECT id, source, storage_path, content_type, content, content_hash, processed_hash, processing_status, batch_id, title, file_name,
+                   connector_id, download_url
               FROM imported_documents WHERE workspace_id = @WorkspaceId AND id = @DocumentId
             """, payload, cancellationToken: ct));
         if (target is null || (!payload.Force && target.ProcessingStatus == "completed" && target.ProcessedHash == target.ContentHash))
@@ -48,6 +49,10 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         string? title;
         try
         {
+            if (target.DownloadUrl is not null && target.ConnectorId is { } connectorId && (target.StoragePath is null || target.ProcessedHash != target.ContentHash))
+            {
+                target = await DownloadAsync(connection, payload, target, connectorId, ct);
+            }
             (chunks, title) = await ExtractAsync(target, ct);
         }
         catch (DocumentUnreadableException e)
@@ -77,6 +82,42 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
             logger.LogWarning(e, "Document {DocumentId} could not be stored on its last attempt", payload.DocumentId);
             await FailAsync(connection, context, payload, target, $"The document's chunks could not be stored after {job.Attempt} attempts: {e.Message}", ct);
         }
+    }
+
+    /// <summary>
+    /// A synced file new or changed since it was last processed: downloaded into a new object, which replaces the
+    /// document's previous one in one transaction with the object's intent removed; the previous object is deleted after.
+    /// </summary>
+    private async Task<Target> DownloadAsync(NpgsqlConnection connection, DocumentJob.Payload payload, Target target, Guid connectorId, CancellationToken ct)
+    {
+        var file = await downloader.DownloadAsync(connection, payload.WorkspaceId, payload.DocumentId, connectorId, target.DownloadUrl!, target.ContentType, ct);
+        await using (var transaction = await connection.BeginTransactionAsync(ct))
+        {
+            var recorded = await connection.ExecuteAsync(new CommandDefinition(
+                """
+                UPDATE imported_documents SET storage_path = @Key, content_type = @MediaType, file_size = @Size
+                 WHERE workspace_id = @WorkspaceId AND id = @DocumentId AND download_url = @url
+                """, new { file.Key, file.MediaType, file.Size, payload.WorkspaceId, payload.DocumentId, url = target.DownloadUrl }, transaction, cancellationToken: ct));
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, transaction, cancellationToken: ct));
+            if (recorded == 0)
+            {
+                await transaction.RollbackAsync(ct);
+                throw new IOException("The document changed while its file was downloaded; it will be downloaded again.");
+            }
+            await transaction.CommitAsync(ct);
+        }
+        if (target.StoragePath is { } previous && previous != file.Key)
+        {
+            try
+            {
+                await store.DeleteAsync(previous, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                logger.LogWarning(e, "Document {DocumentId}: its previous file {Key} could not be deleted", payload.DocumentId, previous);
+            }
+        }
+        return target with { StoragePath = file.Key, ContentType = file.MediaType };
     }
 
     private async Task<(IReadOnlyList<Chunk> Chunks, string? Title)> ExtractAsync(Target target, CancellationToken ct)

@@ -21,7 +21,7 @@ public static class SyncImport
     private const string ImportSql =
         """
         WITH incoming AS (
-            SELECT * FROM unnest(@ids, @titles, @urls, @types, @contents, @metadata, @hashes) AS t(external_id, title, url, content_type, content, metadata, hash)
+            SELECT * FROM unnest(@ids, @titles, @urls, @types, @contents, @downloads, @metadata, @hashes) AS t(external_id, title, url, content_type, content, download, metadata, hash)
         ),
         existing AS (
             SELECT d.external_id, d.content_hash, d.is_deleted
@@ -41,13 +41,14 @@ public static class SyncImport
         ),
         written AS (
             INSERT INTO imported_documents AS d (workspace_id, id, connector_id, external_id, stream, source, title, external_url, content_type,
-                                                 content, file_size, content_hash, source_metadata, processing_status, change_seq, last_action, last_changed_at)
+                                                 content, download_url, file_size, content_hash, source_metadata, processing_status, change_seq, last_action, last_changed_at)
             SELECT @workspaceId, gen_random_uuid(), @connectorId, c.external_id, @stream, 'sync', c.title, c.url, c.content_type,
-                   c.content, octet_length(c.content), c.hash, c.metadata::jsonb, 'pending', (SELECT base FROM seq) + c.rn, 'added', now()
+                   c.content, c.download, octet_length(c.content), c.hash, c.metadata::jsonb, 'pending', (SELECT base FROM seq) + c.rn, 'added', now()
               FROM changed c
             ON CONFLICT (workspace_id, connector_id, external_id) WHERE external_id IS NOT NULL DO UPDATE
                SET stream = excluded.stream, source = 'sync', title = excluded.title, external_url = excluded.external_url,
-                   content_type = excluded.content_type, content = excluded.content, file_size = excluded.file_size,
+                   content_type = excluded.content_type, content = excluded.content, download_url = excluded.download_url,
+                   file_size = CASE WHEN excluded.download_url IS NULL THEN excluded.file_size ELSE d.file_size END,
                    source_metadata = excluded.source_metadata, is_deleted = false, deleted_at = NULL,
                    processing_status = CASE WHEN d.content_hash IS DISTINCT FROM excluded.content_hash THEN 'pending' ELSE d.processing_status END,
                    content_hash = excluded.content_hash, change_seq = excluded.change_seq, last_action = 'updated', last_changed_at = now()
@@ -104,7 +105,8 @@ public static class SyncImport
         parameters.Add("titles", records.Select(r => Jsonb.CleanText(r.Title)).ToArray());
         parameters.Add("urls", records.Select(r => r.Url is null ? null : Jsonb.CleanText(r.Url)).ToArray());
         parameters.Add("types", records.Select(r => r.ContentType).ToArray());
-        parameters.Add("contents", records.Select(r => Jsonb.CleanText(r.Content)).ToArray());
+        parameters.Add("contents", records.Select(r => r.ContentUrl is null ? Jsonb.CleanText(r.Content) : null).ToArray());
+        parameters.Add("downloads", records.Select(r => r.ContentUrl is null ? null : Jsonb.CleanText(r.ContentUrl)).ToArray());
         parameters.Add("metadata", records.Select(r => Jsonb.CleanJson(r.MetadataJson)).ToArray());
         parameters.Add("hashes", records.Select(Hash).ToArray());
         var counts = await connection.QuerySingleAsync<(int Created, int Updated, int Queued)>(new CommandDefinition(ImportSql, parameters, tx, cancellationToken: ct));
@@ -121,6 +123,11 @@ public static class SyncImport
     {
         var normalized = string.Join('\u001f', record.Title, record.Url ?? "", record.ContentType, record.MetadataJson,
             record.Content.ReplaceLineEndings("\n").Trim());
+        if (record.ContentUrl is not null)
+        {
+            // A file is known by its URL and metadata (a template puts the provider's modified time or version there).
+            normalized += "\u001f" + record.ContentUrl;
+        }
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(normalized)));
     }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE imported_documents DROP COLUMN download_url;
