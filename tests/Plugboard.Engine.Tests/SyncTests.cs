@@ -237,4 +237,34 @@ public class SyncTests
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("not an absolute URL", result.Error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_mapping_reads_what_a_for_each_step_fetched_for_its_record_by_index()
+    {
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/pages", () => Results.Json(new { results = new[] { new { id = "p1" }, new { id = "p2" }, new { id = "p3" } } }));
+            app.MapGet("/pages/{id}/blocks", (string id) => Results.Json(new { results = new[] { new { text = $"{id} first" }, new { text = $"{id} second" } } }));
+        });
+        var manifest = $$$"""
+            version: 1
+            base_url: "{{{stub.Url}}}"
+            steps:
+              - { id: list, request: { method: GET, path: /pages }, extract: { pages: "$.results[*]" } }
+              - id: blocks
+                for_each: steps.list.pages
+                concurrency: 3
+                request: { method: GET, path: "/pages/{{ item.id }}/blocks" }
+                extract: { texts: "$.results[*].text" }
+            streams:
+              - name: pages
+                records: steps.list.pages
+                primary_key: "{{ record.id }}"
+                document: { content: "{{ steps.blocks.texts[index] | join: ' / ' }}" }
+            """;
+        var result = await SyncAsync(manifest, new SyncRequest(false, new Dictionary<string, string>()));
+        Assert.True(result.Status == RunStatus.Succeeded, result.Error);
+        Assert.Equal(["p1: p1 first / p1 second", "p2: p2 first / p2 second", "p3: p3 first / p3 second"],
+            result.Streams.Single().Records.Select(r => $"{r.ExternalId}: {r.Content}"));
+    }
 }

@@ -145,4 +145,41 @@ public sealed class XmlResponseTests
         Engine.Succeeded(result);
         Assert.Null(result.Output!["deep"]!["first"]);
     }
+
+    [Theory]
+    [InlineData("rss")]
+    [InlineData("atom")]
+    [InlineData("rss-one")]
+    public async Task One_union_path_reads_rss_items_and_atom_entries_alike(string kind)
+    {
+        var body = kind switch
+        {
+            "rss" => Rss,
+            "atom" => Atom,
+            _ => "<rss><channel><title>t</title><item><guid>only</guid><title>Only item</title></item></channel></rss>",
+        };
+        await using var stub = await Serve("/feed", body, "application/xml");
+        var manifest = Engine.Manifest($$$"""
+            version: 1
+            base_url: "{{{stub.Url}}}"
+            steps:
+              - { id: feed, request: { method: GET, path: /feed }, extract: { entries: "$..['item','entry']" } }
+            streams:
+              - name: entries
+                records: steps.feed.entries
+                primary_key: "{% if record.guid %}{{ record.guid['#text'] | default: record.guid }}{% else %}{{ record.id }}{% endif %}"
+                document: { title: "{{ record.title['#text'] | default: record.title }}", content: "{{ record['dc:creator'] }}" }
+            """);
+        var sync = await new ConnectorRunner(Engine.Client(), Engine.FastOptions).SyncAsync(manifest,
+            new RunRequest([], [], new Dictionary<string, string>()) { Sync = new SyncRequest(false, new Dictionary<string, string>()) }, null, CancellationToken.None);
+        Assert.True(sync.Status == RunStatus.Succeeded, sync.Error);
+        var records = sync.Streams.Single().Records;
+        var expected = kind switch
+        {
+            "rss" => new[] { "rel-21|Version 2.1|Ada", "rel-20|Version 2.0|Grace" },
+            "atom" => ["urn:uuid:1|One entry only|"],
+            _ => ["only|Only item|"],
+        };
+        Assert.Equal(expected, records.Select(r => $"{r.ExternalId}|{r.Title}|{r.Content}"));
+    }
 }

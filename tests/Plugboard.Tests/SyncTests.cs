@@ -429,6 +429,7 @@ public sealed class SyncTests(PlugboardServer server)
         }
         var manual = await ConnectorAsync(team, Manifest(source.Stub.Url));
         var schedulers = Enumerable.Range(0, 4).Select(_ => new SyncScheduler(server.Service<Db>(), server.Service<SyncSchedulerOptions>(),
+            server.Service<Plugboard.Features.Retention.RetentionPruner>(), server.Service<Plugboard.Features.Retention.RetentionOptions>(),
             Microsoft.Extensions.Logging.Abstractions.NullLogger<SyncScheduler>.Instance)).ToList();
         using var barrier = new Barrier(schedulers.Count);
         await Task.WhenAll(schedulers.Select(s => Task.Run(async () =>

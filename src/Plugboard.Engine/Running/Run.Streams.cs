@@ -44,6 +44,9 @@ public sealed partial class ConnectorRunner
                 var found = _model.Steps[stream.RecordsStep]?[stream.RecordsExtraction];
                 IEnumerable<JToken> records = found switch
                 {
+                    // A union over names that are a list in one response and a single value in another
+                    // ($..['item','entry'] over RSS or Atom) matches [[records]]: that is the list of records.
+                    JArray { Count: 1 } array when array[0] is JArray inner => inner,
                     JArray array => array,
                     null or { Type: JTokenType.Null } => throw new RunFailedException(
                         $"Stream '{stream.Name}': steps.{stream.RecordsStep}.{stream.RecordsExtraction} holds nothing (the step was skipped, or its JSONPath matched nothing in the response); " +
@@ -56,7 +59,7 @@ public sealed partial class ConnectorRunner
                 foreach (var record in records)
                 {
                     ct.ThrowIfCancellationRequested();
-                    var item = await MapAsync(stream, record).ConfigureAwait(false);
+                    var item = await MapAsync(stream, record, mapped.Count).ConfigureAwait(false);
                     cursor = LaterCursor(cursor, item.Cursor);
                     mapped.Add(item);
                 }
@@ -65,9 +68,11 @@ public sealed partial class ConnectorRunner
             return streams;
         }
 
-        private async Task<SyncedRecord> MapAsync(StreamSpec stream, JToken record)
+        /// <param name="index">The record's position in its stream: a for_each step's extractions are lists in the same
+        /// order as the items it ran over, so <c>steps.blocks.text[index]</c> is what was fetched for this record.</param>
+        private async Task<SyncedRecord> MapAsync(StreamSpec stream, JToken record, int index)
         {
-            var model = _model.With(record: record);
+            var model = _model.With(record: record, index: index);
             var id = redactor.RedactSecretValues((await _templates.RenderAsync(stream.PrimaryKey, model).ConfigureAwait(false)).Trim());
             if (id.Length == 0 || System.Text.Encoding.UTF8.GetByteCount(id) > 1024)
             {

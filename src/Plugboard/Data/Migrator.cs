@@ -56,6 +56,9 @@ public sealed class OAuthMigration : SqlScriptMigration;
 [Migration(11, "sync_files")]
 public sealed class SyncFilesMigration : SqlScriptMigration;
 
+[Migration(12, "retention")]
+public sealed class RetentionMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

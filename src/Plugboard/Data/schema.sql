@@ -796,9 +796,13 @@ CREATE INDEX connector_executions_active_idx ON public.connector_executions USIN
 
 CREATE INDEX connector_executions_connector_idx ON public.connector_executions USING btree (workspace_id, connector_id, created_at DESC);
 
+CREATE INDEX connector_executions_finished_idx ON public.connector_executions USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+
 CREATE INDEX connector_executions_status_idx ON public.connector_executions USING btree (workspace_id, status, id DESC);
 
 CREATE INDEX connector_executions_workspace_idx ON public.connector_executions USING btree (workspace_id, id DESC);
+
+CREATE INDEX connector_sync_logs_completed_idx ON public.connector_sync_logs USING btree (completed_at) WHERE (completed_at IS NOT NULL);
 
 CREATE INDEX connector_sync_logs_connector_idx ON public.connector_sync_logs USING btree (workspace_id, connector_id, started_at DESC);
 
@@ -813,6 +817,8 @@ CREATE UNIQUE INDEX connector_templates_official_slug_key ON public.connector_te
 CREATE INDEX connector_templates_tags_idx ON public.connector_templates USING gin (tags);
 
 CREATE UNIQUE INDEX connector_webhook_events_dedupe_key ON public.connector_webhook_events USING btree (workspace_id, connector_id, external_id) WHERE (external_id IS NOT NULL);
+
+CREATE INDEX connector_webhook_events_processed_idx ON public.connector_webhook_events USING btree (processed_at) WHERE processed;
 
 CREATE INDEX connector_webhook_events_unprocessed_idx ON public.connector_webhook_events USING btree (received_at) WHERE (NOT processed);
 
@@ -845,6 +851,8 @@ CREATE UNIQUE INDEX imported_documents_upload_hash_key ON public.imported_docume
 CREATE INDEX jobs_dead_idx ON public.jobs USING btree (id DESC) WHERE (state = 'dead'::text);
 
 CREATE INDEX jobs_due_idx ON public.jobs USING btree (priority DESC, run_at) WHERE (state = 'available'::text);
+
+CREATE INDEX jobs_finished_idx ON public.jobs USING btree (finished_at) WHERE (state = ANY (ARRAY['dead'::text, 'cancelled'::text]));
 
 CREATE INDEX jobs_lease_idx ON public.jobs USING btree (lease_expires_at) WHERE (state = 'running'::text);
 

@@ -21,6 +21,7 @@ using Plugboard.Features.Manifests;
 using Plugboard.Features.Health;
 using Plugboard.Features.Jobs;
 using Plugboard.Features.Members;
+using Plugboard.Features.Retention;
 using Plugboard.Features.Search;
 using Plugboard.Features.Syncs;
 using Plugboard.Features.Templates;
@@ -83,6 +84,7 @@ public static class PlugboardApp
         _ = Settings.Enum(configuration, "PLUGBOARD_LOG_LEVEL", LogLevel.Information);
         _ = Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
         _ = OAuthSettings.FromConfiguration(configuration);
+        _ = Features.Retention.RetentionOptions.FromConfiguration(configuration);
     }
 
     static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
@@ -128,6 +130,8 @@ public static class PlugboardApp
         builder.Services.AddSingleton<SyncedFileDownloader>();
         builder.Services.AddJobHandler<DocumentJobHandler>();
         builder.Services.AddSingleton(SyncSchedulerOptions.FromConfiguration(configuration));
+        builder.Services.AddSingleton(RetentionOptions.FromConfiguration(configuration));
+        builder.Services.AddSingleton<RetentionPruner>();
         builder.Services.AddSingleton<SyncScheduler>();
         builder.Services.AddJobHandler<SyncJobHandler>();
         var runWorkers = options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);

@@ -1,5 +1,6 @@
 using Dapper;
 using Plugboard.Data;
+using Plugboard.Features.Retention;
 using Plugboard.Hosting;
 
 namespace Plugboard.Features.Syncs;
@@ -25,13 +26,15 @@ public sealed record SchedulerTick(int Started, int AlreadyRunning, int Spread, 
 /// skipped, not queued). Starts missed while no scheduler ran (downtime) are not made up one by one: each such
 /// connector is rescheduled at a random point of the catch-up window, so a backlog starts spread out, not in a burst.
 /// </summary>
-public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, ILogger<SyncScheduler> logger) : BackgroundService
+public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, RetentionPruner pruner, RetentionOptions retention, ILogger<SyncScheduler> logger)
+    : BackgroundService
 {
     private const int Batch = 100;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.Poll);
+        var nextPrune = DateTime.UtcNow;
         do
         {
             try
@@ -41,6 +44,18 @@ public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, ILogger<S
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 logger.LogWarning(e, "Starting due syncs failed; the scheduler tries again at its next tick");
+            }
+            if (DateTime.UtcNow >= nextPrune)
+            {
+                nextPrune = DateTime.UtcNow + retention.Interval;
+                try
+                {
+                    await pruner.PruneAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning(e, "Pruning by retention failed; it runs again in {Minutes} minutes", retention.Interval.TotalMinutes);
+                }
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));

@@ -1,0 +1,4 @@
+DROP INDEX connector_executions_finished_idx;
+DROP INDEX connector_sync_logs_completed_idx;
+DROP INDEX connector_webhook_events_processed_idx;
+DROP INDEX jobs_finished_idx;
