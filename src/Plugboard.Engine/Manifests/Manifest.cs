@@ -22,6 +22,9 @@ public sealed record Manifest(
 public sealed record StreamSpec(string Name, string RecordsStep, string RecordsExtraction, string PrimaryKey, DocumentMapping Document)
 {
     public StreamCursor? Cursor { get; init; }
+
+    /// <summary>Records for which this renders falsy are not imported (a full refresh then counts them as gone).</summary>
+    public string? When { get; init; }
 }
 
 public sealed record StreamCursor(string Field, int LookbackSeconds);

@@ -37,6 +37,8 @@ public static partial class ManifestParser
                 }
                 var primaryKey = Str(obj, "primary_key") ?? "";
                 Template(primaryKey, $"{ptr}/primary_key", scope);
+                var when = Str(obj, "when");
+                Template(when, $"{ptr}/when", scope);
                 StreamCursor? cursor = null;
                 if (Obj(obj["cursor"]) is { } cursorObj)
                 {
@@ -69,6 +71,7 @@ public static partial class ManifestParser
                     new DocumentMapping(content) { ContentUrl = contentUrl, Title = title, Url = url, ContentType = contentType, Metadata = metadata?.DeepClone() })
                 {
                     Cursor = cursor,
+                    When = when,
                 });
             }
             return streams;

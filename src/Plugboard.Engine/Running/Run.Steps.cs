@@ -73,7 +73,7 @@ public sealed partial class ConnectorRunner
             {
                 var number = paginate.Type == "page" ? paginate.Start + i : i + 1;
                 var offset = i * (limit ?? 0);
-                var page = new JObject { ["number"] = number, ["offset"] = offset, ["limit"] = limit, ["cursor"] = cursor };
+                var page = new JObject { ["number"] = number, ["offset"] = offset, ["limit"] = limit, ["cursor"] = cursor is null ? JValue.CreateNull() : cursor };
                 var extra = new List<KeyValuePair<string, string>>();
                 switch (paginate.Type)
                 {
@@ -88,7 +88,7 @@ public sealed partial class ConnectorRunner
                             extra.Add(new(paginate.SizeParam, size.ToString(System.Globalization.CultureInfo.InvariantCulture)));
                         }
                         break;
-                    case "cursor" when cursor is not null:
+                    case "cursor" when cursor is not null && paginate.CursorParam is not null:
                         extra.Add(new(paginate.CursorParam!, cursor));
                         break;
                 }

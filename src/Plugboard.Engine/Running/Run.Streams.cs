@@ -45,8 +45,9 @@ public sealed partial class ConnectorRunner
                 IEnumerable<JToken> records = found switch
                 {
                     // A union over names that are a list in one response and a single value in another
-                    // ($..['item','entry'] over RSS or Atom) matches [[records]]: that is the list of records.
-                    JArray { Count: 1 } array when array[0] is JArray inner => inner,
+                    // ($..['item','entry'] over RSS or Atom) matches [[records]]: that is the list of records. (A for_each
+                    // step's extraction is a list per item, and each such list is one record.)
+                    JArray { Count: 1 } array when array[0] is JArray inner && IsUnion(stream) => inner,
                     JArray array => array,
                     null or { Type: JTokenType.Null } => throw new RunFailedException(
                         $"Stream '{stream.Name}': steps.{stream.RecordsStep}.{stream.RecordsExtraction} holds nothing (the step was skipped, or its JSONPath matched nothing in the response); " +
@@ -56,10 +57,16 @@ public sealed partial class ConnectorRunner
                 // A cursor never moves back: a full refresh (or one stopped at its page limit) that reaches less far keeps the stored one.
                 var cursor = request.Sync!.Cursors.GetValueOrDefault(stream.Name);
                 var mapped = new List<SyncedRecord>();
+                var index = -1;
                 foreach (var record in records)
                 {
                     ct.ThrowIfCancellationRequested();
-                    var item = await MapAsync(stream, record, mapped.Count).ConfigureAwait(false);
+                    index++;
+                    if (stream.When is not null && Falsy.Contains((await _templates.RenderAsync(stream.When, _model.With(record: record, index: index)).ConfigureAwait(false)).Trim()))
+                    {
+                        continue;
+                    }
+                    var item = await MapAsync(stream, record, index).ConfigureAwait(false);
                     cursor = LaterCursor(cursor, item.Cursor);
                     mapped.Add(item);
                 }
@@ -67,6 +74,11 @@ public sealed partial class ConnectorRunner
             }
             return streams;
         }
+
+        private bool IsUnion(StreamSpec stream) =>
+            manifest.Steps.FirstOrDefault(s => s.Id == stream.RecordsStep) is { ForEach: null } step
+            && step.Paginate is null
+            && step.Extract.TryGetValue(stream.RecordsExtraction, out var path) && ManifestParser.IsMultiPath(path);
 
         /// <param name="index">The record's position in its stream: a for_each step's extractions are lists in the same
         /// order as the items it ran over, so <c>steps.blocks.text[index]</c> is what was fetched for this record.</param>
