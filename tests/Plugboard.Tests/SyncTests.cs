@@ -22,6 +22,7 @@ public sealed class SyncTests(PlugboardServer server)
         public volatile bool Failing;
         public TaskCompletionSource? Gate;
         public TaskCompletionSource? LaterPagesGate;
+        public volatile int FailFrom = int.MaxValue;
 
         public static async Task<Source> StartAsync(int count)
         {
@@ -41,6 +42,10 @@ public sealed class SyncTests(PlugboardServer server)
                     return Results.Json(new { error = "the source is down" }, statusCode: 400);
                 }
                 var after = int.TryParse(request.Query["after"], out var a) ? a : 0;
+                if (after >= source.FailFrom)
+                {
+                    return Results.Json(new { error = "page unavailable" }, statusCode: 400);
+                }
                 if (after > 0 && source.LaterPagesGate is { } later)
                 {
                     await later.Task;
@@ -543,5 +548,62 @@ public sealed class SyncTests(PlugboardServer server)
         Assert.Equal(start.AddHours(2).AddMinutes(15), quarter.After(start, start.AddHours(2)));
         Assert.False(SyncSchedule.TryParse("0 9 * *", null, out _, out var error));
         Assert.Contains("five fields", error, StringComparison.Ordinal);
+    }
+
+    /// <summary>The test manifest with the records step's pages named as its items (so a sync checkpoints them; the test
+    /// server checkpoints every 4 records) and, optionally, the cursor declared ordered.</summary>
+    private static object CheckpointedManifest(string baseUrl, bool ordered)
+    {
+        var manifest = (Dictionary<string, object?>)Manifest(baseUrl);
+        manifest["steps"] = new[]
+        {
+            new Dictionary<string, object?>
+            {
+                ["id"] = "list",
+                ["request"] = new { method = "GET", path = "/issues", query = new { since = "{{ sync.cursor.issues }}" } },
+                ["extract"] = new { items = "$.items[*]" },
+                ["paginate"] = new { type = "cursor", cursor_param = "after", cursor_path = "$.next", items = "items" },
+            },
+        };
+        manifest["streams"] = new[]
+        {
+            new
+            {
+                name = "issues",
+                records = "steps.list.items",
+                primary_key = "{{ record.id }}",
+                cursor = new { field = "{{ record.updated_at }}", ordered },
+                document = new { title = "{{ record.title }}", content = "{{ record.body }}" },
+            },
+        };
+        return manifest;
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Pages_are_committed_as_the_sync_goes_and_a_failure_keeps_them_with_the_cursor_only_an_ordered_stream_moves(bool ordered)
+    {
+        await using var source = await Source.StartAsync(6);
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, CheckpointedManifest(source.Stub.Url, ordered));
+
+        // The third page fails: the first four records (one checkpoint) are in, the last two are not.
+        source.FailFrom = 4;
+        var response = await team.Member.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}/sync", new { });
+        var failed = await WaitForEndAsync(team.Member, (await response.AssertStatusAsync(202)).GetProperty("id").GetString() is { } id
+            ? $"/v1/workspaces/{team.Id}/connectors/{connectorId}/syncs/{id}" : "");
+        Assert.Equal("failed", failed.GetProperty("status").GetString());
+        Assert.Equal((4, 4), (failed.GetProperty("records_fetched").GetInt32(), failed.GetProperty("records_created").GetInt32()));
+        Assert.Equal(4L, await server.OwnerScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE connector_id = @id", new { id = Guid.Parse(connectorId) }));
+        var stored = await server.OwnerScalarAsync<string?>(
+            "SELECT cursor #>> '{}' FROM connector_stream_states WHERE connector_id = @id AND stream = 'issues'", new { id = Guid.Parse(connectorId) });
+        Assert.Equal(ordered ? "2026-11-14T08:00:00Z" : null, stored);
+        Assert.Equal(ordered ? "2026-11-14T08:00:00Z" : null, failed.GetProperty("cursor_after").TryGetProperty("issues", out var after) ? after.GetString() : null);
+
+        source.FailFrom = int.MaxValue;
+        Counts(await SyncAsync(team.Member, team, connectorId), fetched: 6, created: 2, updated: 0, unchanged: 4, deleted: 0);
+        Assert.Equal("2026-11-16T08:00:00Z", await server.OwnerScalarAsync<string>(
+            "SELECT cursor #>> '{}' FROM connector_stream_states WHERE connector_id = @id AND stream = 'issues'", new { id = Guid.Parse(connectorId) }));
     }
 }

@@ -27,7 +27,8 @@ public sealed record StreamSpec(string Name, string RecordsStep, string RecordsE
     public string? When { get; init; }
 }
 
-public sealed record StreamCursor(string Field, int LookbackSeconds);
+/// <param name="Ordered">Records arrive in ascending cursor order, so a committed batch's greatest cursor covers everything before it.</param>
+public sealed record StreamCursor(string Field, int LookbackSeconds, bool Ordered = false);
 
 /// <summary><see cref="Content"/> is inline text; with <see cref="ContentUrl"/> the document is a file downloaded by the host.</summary>
 public sealed record DocumentMapping(string Content)

@@ -44,7 +44,7 @@ public static partial class ManifestParser
                 {
                     var field = Str(cursorObj, "field") ?? "";
                     Template(field, $"{ptr}/cursor/field", scope);
-                    cursor = new StreamCursor(field, Int(cursorObj, "lookback_seconds") ?? 0);
+                    cursor = new StreamCursor(field, Int(cursorObj, "lookback_seconds") ?? 0, cursorObj["ordered"]?.GetValueKind() == System.Text.Json.JsonValueKind.True);
                 }
                 var document = Obj(obj["document"]) ?? [];
                 var content = Str(document, "content") ?? "";

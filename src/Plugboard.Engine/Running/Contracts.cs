@@ -30,7 +30,18 @@ public sealed record RunRequest(
 
 /// <summary>What a sync starts from: a full refresh (steps see <c>sync.full_refresh</c> true and no cursors) or each
 /// stream's stored cursor.</summary>
-public sealed record SyncRequest(bool FullRefresh, IReadOnlyDictionary<string, string> Cursors);
+public sealed record SyncRequest(bool FullRefresh, IReadOnlyDictionary<string, string> Cursors)
+{
+    /// <summary>
+    /// Receives a stream's records while its pages are still being fetched, at least <see cref="CheckpointRecords"/> at
+    /// a time, for the host to commit (with the cursor, for an ordered stream) before the run goes on. Only streams
+    /// whose records come from the manifest's last step, a paginated one, are checkpointed: no later step can change
+    /// what their mapping reads. Null: every record comes with the result.
+    /// </summary>
+    public Func<StreamRecords, CancellationToken, Task>? Checkpoint { get; init; }
+
+    public int CheckpointRecords { get; init; } = 1000;
+}
 
 /// <summary>A record mapped to a document. <paramref name="Cursor"/> is the record's cursor field, when the stream has one.</summary>
 public sealed record SyncedRecord(string ExternalId, string Title, string? Url, string ContentType, string Content, string MetadataJson, string? Cursor)
@@ -46,8 +57,13 @@ public sealed record DownloadResult(int? Status, string? MediaType, long Bytes, 
     public bool Permanent { get; init; }
 }
 
-/// <summary>One stream's records, and the cursor they advance it to (the greatest seen, never below the stored one).</summary>
-public sealed record StreamRecords(string Name, IReadOnlyList<SyncedRecord> Records, string? Cursor);
+/// <summary>One stream's records, and the cursor they advance it to (the greatest seen, never below the stored one).
+/// A checkpoint carries a cursor only for an ordered stream.</summary>
+public sealed record StreamRecords(string Name, IReadOnlyList<SyncedRecord> Records, string? Cursor)
+{
+    /// <summary>In a result: the external ids of the stream's records already handed to checkpoints (not in <see cref="Records"/>).</summary>
+    public IReadOnlyList<string> CheckpointedIds { get; init; } = [];
+}
 
 /// <summary>
 /// A sync's outcome. <paramref name="Complete"/> is true only when the run succeeded and no pagination stopped at its

@@ -96,6 +96,10 @@ public sealed partial class ConnectorRunner
                 var extracted = Extract(step, outcome);
                 first ??= extracted;
                 var items = paginate.Items is null ? null : extracted[paginate.Items];
+                if (item is null && CheckpointedBy(step) is { Count: > 0 } checkpointed)
+                {
+                    await CheckpointPageAsync(checkpointed, items).ConfigureAwait(false);
+                }
                 var count = 0;
                 switch (items)
                 {

@@ -57,12 +57,18 @@ public sealed partial class ConnectorRunner
                 // A cursor never moves back: a full refresh (or one stopped at its page limit) that reaches less far keeps the stored one.
                 var cursor = request.Sync!.Cursors.GetValueOrDefault(stream.Name);
                 var mapped = new List<SyncedRecord>();
+                if (_checkpointed?.GetValueOrDefault(stream.Name) is { } checkpointed)
+                {
+                    // Mapped page by page already: what was not handed to a checkpoint comes with the result.
+                    streams.Add(new StreamRecords(stream.Name, checkpointed.Pending, checkpointed.Cursor) { CheckpointedIds = checkpointed.Delivered });
+                    continue;
+                }
                 var index = -1;
                 foreach (var record in records)
                 {
                     ct.ThrowIfCancellationRequested();
                     index++;
-                    if (stream.When is not null && Falsy.Contains((await _templates.RenderAsync(stream.When, _model.With(record: record, index: index)).ConfigureAwait(false)).Trim()))
+                    if (await SkippedAsync(stream, record, index).ConfigureAwait(false))
                     {
                         continue;
                     }

@@ -95,6 +95,7 @@ public sealed class PlugboardServer : IAsyncLifetime
             ["PLUGBOARD_UPLOAD_MAX_MB"] = "4",
             // Tests start scheduled syncs by calling the scheduler themselves (SyncTests): its own loop ticks once, at start.
             ["PLUGBOARD_SCHEDULER_POLL_SECONDS"] = "86400",
+            ["PLUGBOARD_SYNC_CHECKPOINT_RECORDS"] = "4",
         });
         Keys = _app.Services.GetRequiredService<KeyRing>();
         await _app.StartAsync();

@@ -113,7 +113,9 @@ public static class SyncImport
         var deleted = 0;
         if (deleteMissing)
         {
-            deleted = await connection.ExecuteAsync(new CommandDefinition(DeleteMissingSql, new { workspaceId, connectorId, stream = stream.Name, ids }, tx, cancellationToken: ct));
+            // Records committed by the sync's checkpoints were returned too.
+            var seen = stream.CheckpointedIds.Count == 0 ? ids : [.. ids, .. stream.CheckpointedIds];
+            deleted = await connection.ExecuteAsync(new CommandDefinition(DeleteMissingSql, new { workspaceId, connectorId, stream = stream.Name, ids = seen }, tx, cancellationToken: ct));
         }
         return new ImportCounts(counts.Created, counts.Updated, records.Count - counts.Created - counts.Updated, deleted);
     }

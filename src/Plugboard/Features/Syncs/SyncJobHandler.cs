@@ -27,6 +27,13 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
 
     private sealed record StreamState(string Stream, string? Cursor);
 
+    /// <summary>What the sync's checkpoints committed so far (counts, and the cursors of ordered streams).</summary>
+    private sealed class Committed
+    {
+        public int Fetched, Created, Updated, Unchanged;
+        public Dictionary<string, string> Cursors { get; } = new(StringComparer.Ordinal);
+    }
+
     public async Task HandleAsync(ClaimedJob job, JobContext context, CancellationToken ct)
     {
         var payload = job.PayloadAs<SyncJob.Payload>();
@@ -55,12 +62,13 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
             "SELECT stream, cursor #>> '{}' AS cursor FROM connector_stream_states WHERE workspace_id = @WorkspaceId AND connector_id = @ConnectorId AND cursor IS NOT NULL",
             payload, cancellationToken: ct))).ToDictionary(s => s.Stream, s => s.Cursor!, StringComparer.Ordinal);
 
-        var result = await RunAsync(payload, target, states, ct);
+        var committed = new Committed();
+        var result = await RunAsync(payload, target, states, (page, token) => CheckpointAsync(context, payload, page, committed, token), ct);
         ct.ThrowIfCancellationRequested(); // lease lost or shutting down: another attempt runs it again
 
         try
         {
-            await FinishAsync(connection, context, payload, target, states, result, ct);
+            await FinishAsync(connection, context, payload, target, states, committed, result, ct);
         }
         catch (Exception e) when (e is not OperationCanceledException && job.Attempt >= job.MaxAttempts)
         {
@@ -68,7 +76,7 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
             // towards the pause, with the reason, rather than behind a dead job.
             logger.LogError(e, "Sync {SyncId}: its import failed on the last attempt", payload.SyncId);
             await using var retry = await context.OpenConnectionAsync(ct);
-            await FinishAsync(retry, context, payload, target, states,
+            await FinishAsync(retry, context, payload, target, states, committed,
                 new SyncRunResult(RunStatus.Failed, $"The records could not be imported after {job.Attempt} attempts ({e.GetType().Name}: {e.Message}).", result.Log, [], false), ct);
         }
     }
@@ -76,16 +84,16 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
     /// <summary>Applies the outcome, then completes the job last in the same transaction (its row stays locked for the
     /// shortest time: the worker renews all its jobs' leases in one statement).</summary>
     private async Task FinishAsync(NpgsqlConnection connection, JobContext context, SyncJob.Payload payload, Target target, Dictionary<string, string> states,
-        SyncRunResult result, CancellationToken ct)
+        Committed committed, SyncRunResult result, CancellationToken ct)
     {
         await using var tx = await connection.BeginTransactionAsync(ct);
         if (result.Status == RunStatus.Succeeded)
         {
-            await SucceedAsync(connection, tx, payload, target, states, result, ct);
+            await SucceedAsync(connection, tx, payload, target, states, committed, result, ct);
         }
         else
         {
-            await FailAsync(connection, tx, payload, states, result, ct);
+            await FailAsync(connection, tx, payload, states, committed, result, ct);
         }
         if (await context.CompleteAsync(connection, tx, ct))
         {
@@ -93,7 +101,47 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
         }
     }
 
-    private async Task<SyncRunResult> RunAsync(SyncJob.Payload payload, Target target, Dictionary<string, string> states, CancellationToken ct)
+    /// <summary>
+    /// Commits a batch of a stream's records while the sync goes on: imported as at the end (no deletes), the stream's
+    /// cursor moved to what the batch covers when the stream is ordered, and the log's counts updated so far.
+    /// </summary>
+    private async Task CheckpointAsync(JobContext context, SyncJob.Payload payload, StreamRecords page, Committed committed, CancellationToken ct)
+    {
+        await using var connection = await context.OpenConnectionAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        await SyncImport.EnsureCounterAsync(connection, tx, payload.WorkspaceId, ct);
+        var counts = await SyncImport.ImportAsync(connection, tx, payload.WorkspaceId, payload.ConnectorId, page, deleteMissing: false, pipeline.WorkspaceConcurrency, ct);
+        if (page.Cursor is { } cursor)
+        {
+            await StoreCursorAsync(connection, tx, payload, page.Name, cursor, ct);
+        }
+        await connection.ExecuteAsync(new CommandDefinition(
+            """
+            UPDATE connector_sync_logs
+               SET records_fetched = records_fetched + @fetched, records_processed = records_processed + @fetched, records_created = records_created + @Created,
+                   records_updated = records_updated + @Updated, records_unchanged = records_unchanged + @Unchanged
+             WHERE workspace_id = @WorkspaceId AND id = @SyncId
+            """, new { payload.WorkspaceId, payload.SyncId, fetched = page.Records.Count, counts.Created, counts.Updated, counts.Unchanged }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+        committed.Fetched += page.Records.Count;
+        committed.Created += counts.Created;
+        committed.Updated += counts.Updated;
+        committed.Unchanged += counts.Unchanged;
+        if (page.Cursor is not null)
+        {
+            committed.Cursors[page.Name] = page.Cursor;
+        }
+    }
+
+    private static Task StoreCursorAsync(NpgsqlConnection connection, NpgsqlTransaction tx, SyncJob.Payload payload, string stream, string cursor, CancellationToken ct) =>
+        connection.ExecuteAsync(new CommandDefinition(
+            """
+            INSERT INTO connector_stream_states (workspace_id, connector_id, stream, cursor) VALUES (@WorkspaceId, @ConnectorId, @stream, to_jsonb(@cursor::text))
+            ON CONFLICT (workspace_id, connector_id, stream) DO UPDATE SET cursor = excluded.cursor, updated_at = now()
+            """, new { payload.WorkspaceId, payload.ConnectorId, stream, cursor = Jsonb.CleanText(cursor) }, tx, cancellationToken: ct));
+
+    private async Task<SyncRunResult> RunAsync(SyncJob.Payload payload, Target target, Dictionary<string, string> states,
+        Func<StreamRecords, CancellationToken, Task> checkpoint, CancellationToken ct)
     {
         var parsed = manifests.Get(target.ManifestVersion, target.Manifest);
         if (parsed.Manifest is null)
@@ -112,7 +160,7 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
         var request = new RunRequest([], JsonNode.Parse(target.Config) as JsonObject ?? [], credentials, store)
         {
             ExecutionId = payload.SyncId.ToString(),
-            Sync = new SyncRequest(target.FullRefresh, states),
+            Sync = new SyncRequest(target.FullRefresh, states) { Checkpoint = checkpoint, CheckpointRecords = options.CheckpointRecords },
         };
         return await runner.SyncAsync(parsed.Manifest, request, new SyncProgress(db, payload.WorkspaceId, payload.SyncId, logger), ct);
     }
@@ -120,9 +168,9 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
     private static SyncRunResult Failed(string error) => new(RunStatus.Failed, error, [], [], false);
 
     private async Task SucceedAsync(NpgsqlConnection connection, NpgsqlTransaction tx, SyncJob.Payload payload, Target target, Dictionary<string, string> states,
-        SyncRunResult result, CancellationToken ct)
+        Committed committed, SyncRunResult result, CancellationToken ct)
     {
-        int created = 0, updated = 0, unchanged = 0, deleted = 0, fetched = 0;
+        int created = committed.Created, updated = committed.Updated, unchanged = committed.Unchanged, deleted = 0, fetched = committed.Fetched;
         var after = new JsonObject();
         await SyncImport.EnsureCounterAsync(connection, tx, payload.WorkspaceId, ct);
         foreach (var stream in result.Streams)
@@ -134,16 +182,13 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
             unchanged += counts.Unchanged;
             deleted += counts.Deleted;
             fetched += stream.Records.Count;
-            // A run stopped by its page limit may have skipped older records: its cursor would pass over them for good.
-            var cursor = result.Complete ? stream.Cursor : states.GetValueOrDefault(stream.Name);
+            // A run stopped by its page limit may have skipped older records: its cursor would pass over them for good
+            // (unless the stream is ordered: then its checkpoints moved it only as far as what they committed).
+            var cursor = result.Complete ? stream.Cursor : committed.Cursors.GetValueOrDefault(stream.Name) ?? states.GetValueOrDefault(stream.Name);
             after[stream.Name] = cursor;
             if (cursor is not null && result.Complete)
             {
-                await connection.ExecuteAsync(new CommandDefinition(
-                    """
-                    INSERT INTO connector_stream_states (workspace_id, connector_id, stream, cursor) VALUES (@WorkspaceId, @ConnectorId, @stream, to_jsonb(@cursor::text))
-                    ON CONFLICT (workspace_id, connector_id, stream) DO UPDATE SET cursor = excluded.cursor, updated_at = now()
-                    """, new { payload.WorkspaceId, payload.ConnectorId, stream = stream.Name, cursor = Jsonb.CleanText(cursor) }, tx, cancellationToken: ct));
+                await StoreCursorAsync(connection, tx, payload, stream.Name, cursor, ct);
             }
         }
         await connection.ExecuteAsync(new CommandDefinition(
@@ -177,15 +222,21 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
             payload.SyncId, fetched, created, updated, unchanged, deleted);
     }
 
-    private async Task FailAsync(NpgsqlConnection connection, NpgsqlTransaction tx, SyncJob.Payload payload, Dictionary<string, string> states, SyncRunResult result,
-        CancellationToken ct)
+    /// <summary>A failed sync keeps what its checkpoints committed (their counts stay in the log) and nothing else.</summary>
+    private async Task FailAsync(NpgsqlConnection connection, NpgsqlTransaction tx, SyncJob.Payload payload, Dictionary<string, string> states, Committed committed,
+        SyncRunResult result, CancellationToken ct)
     {
         var error = Jsonb.CleanText(result.Error ?? result.Status.ToString());
+        var after = new Dictionary<string, string>(states, StringComparer.Ordinal);
+        foreach (var (stream, cursor) in committed.Cursors)
+        {
+            after[stream] = cursor;
+        }
         var paused = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
             """
             UPDATE connector_sync_logs
                SET status = CASE WHEN @status = 'Cancelled' THEN 'cancelled' ELSE 'failed' END, completed_at = now(), error_message = @error,
-                   pages = @pages, requests = @requests, cursor_before = @before::jsonb, cursor_after = @before::jsonb
+                   pages = @pages, requests = @requests, cursor_before = @before::jsonb, cursor_after = @after::jsonb
              WHERE workspace_id = @WorkspaceId AND id = @SyncId;
             UPDATE connectors
                SET last_sync_at = now(), error_count = error_count + 1, last_error = @error, last_error_at = now(),
@@ -204,6 +255,7 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
                 pages = result.Pages,
                 requests = result.Requests,
                 before = JsonSerializer.Serialize(states),
+                after = JsonSerializer.Serialize(after),
                 maxFailures = options.MaxConsecutiveFailures,
             }, tx, cancellationToken: ct));
         if (paused)

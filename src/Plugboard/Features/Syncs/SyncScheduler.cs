@@ -5,13 +5,15 @@ using Plugboard.Hosting;
 
 namespace Plugboard.Features.Syncs;
 
-/// <summary>How the scheduler runs (PLUGBOARD_SCHEDULER_POLL_SECONDS, PLUGBOARD_SYNC_CATCHUP_SECONDS, PLUGBOARD_SYNC_MAX_FAILURES).</summary>
-public sealed record SyncSchedulerOptions(TimeSpan Poll, TimeSpan CatchUpWindow, int MaxConsecutiveFailures)
+/// <summary>How the scheduler and syncs run (PLUGBOARD_SCHEDULER_POLL_SECONDS, PLUGBOARD_SYNC_CATCHUP_SECONDS, PLUGBOARD_SYNC_MAX_FAILURES,
+/// PLUGBOARD_SYNC_CHECKPOINT_RECORDS).</summary>
+public sealed record SyncSchedulerOptions(TimeSpan Poll, TimeSpan CatchUpWindow, int MaxConsecutiveFailures, int CheckpointRecords = 1000)
 {
     public static SyncSchedulerOptions FromConfiguration(IConfiguration configuration) => new(
         TimeSpan.FromSeconds(Settings.Number(configuration, "PLUGBOARD_SCHEDULER_POLL_SECONDS", 5, 0.1, 86_400)),
         TimeSpan.FromSeconds(Settings.Number(configuration, "PLUGBOARD_SYNC_CATCHUP_SECONDS", 300, 0, 86_400)),
-        Settings.Int(configuration, "PLUGBOARD_SYNC_MAX_FAILURES", 5, 1, 1000));
+        Settings.Int(configuration, "PLUGBOARD_SYNC_MAX_FAILURES", 5, 1, 1000),
+        Settings.Int(configuration, "PLUGBOARD_SYNC_CHECKPOINT_RECORDS", 1000, 1, 1_000_000));
 
     /// <summary>A start later than this is a missed one (downtime), caught up spread over the window rather than at once.</summary>
     public TimeSpan MissedAfter => TimeSpan.FromSeconds(Math.Clamp(3 * Poll.TotalSeconds, 60, 3600));
