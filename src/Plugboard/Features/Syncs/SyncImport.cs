@@ -97,19 +97,20 @@ public static class SyncImport
         bool deleteMissing, int documentConcurrency, CancellationToken ct)
     {
         // The last record of a key wins: one statement cannot write the same row twice.
-        var records = stream.Records.Select(r => r with { ExternalId = Jsonb.CleanText(r.ExternalId), ContentType = Jsonb.CleanText(r.ContentType) })
+        var all = stream.Records.Select(r => r with { ExternalId = Jsonb.CleanText(r.ExternalId), ContentType = Jsonb.CleanText(r.ContentType) })
             .GroupBy(r => r.ExternalId, StringComparer.Ordinal).Select(g => g.Last()).ToList();
-        var ids = records.Select(r => r.ExternalId).ToArray();
-        var parameters = new DynamicParameters(new { workspaceId, connectorId, stream = stream.Name, documentConcurrency });
-        parameters.Add("ids", ids);
-        parameters.Add("titles", records.Select(r => Jsonb.CleanText(r.Title)).ToArray());
-        parameters.Add("urls", records.Select(r => r.Url is null ? null : Jsonb.CleanText(r.Url)).ToArray());
-        parameters.Add("types", records.Select(r => r.ContentType).ToArray());
-        parameters.Add("contents", records.Select(r => r.ContentUrl is null ? Jsonb.CleanText(r.Content) : null).ToArray());
-        parameters.Add("downloads", records.Select(r => r.ContentUrl is null ? null : Jsonb.CleanText(r.ContentUrl)).ToArray());
-        parameters.Add("metadata", records.Select(r => Jsonb.CleanJson(r.MetadataJson)).ToArray());
-        parameters.Add("hashes", records.Select(Hash).ToArray());
-        var counts = await connection.QuerySingleAsync<(int Created, int Updated, int Queued)>(new CommandDefinition(ImportSql, parameters, tx, cancellationToken: ct));
+        var ids = all.Select(r => r.ExternalId).ToArray();
+        var hashes = all.Select(Hash).ToArray();
+        // What is stored already is read first (ids out, hashes back), so an unchanged record is never sent to the
+        // server again: a re-sync where nothing changed costs one index scan, not a statement over every record.
+        var stored = (await connection.QueryAsync<(string ExternalId, string? ContentHash, bool IsDeleted)>(new CommandDefinition(
+            "SELECT external_id, content_hash, is_deleted FROM imported_documents WHERE workspace_id = @workspaceId AND connector_id = @connectorId AND external_id = ANY(@ids)",
+            new { workspaceId, connectorId, ids }, tx, cancellationToken: ct))).ToDictionary(r => r.ExternalId, StringComparer.Ordinal);
+        var changed = Enumerable.Range(0, all.Count)
+            .Where(i => !stored.TryGetValue(ids[i], out var row) || row.IsDeleted || row.ContentHash != hashes[i]).ToList();
+        var records = changed.Select(i => all[i]).ToList();
+        var counts = records.Count == 0 ? (Created: 0, Updated: 0, Queued: 0) : await WriteAsync(connection, tx, workspaceId, connectorId, stream.Name, records,
+            changed.Select(i => hashes[i]).ToArray(), documentConcurrency, ct);
         var deleted = 0;
         if (deleteMissing)
         {
@@ -117,7 +118,22 @@ public static class SyncImport
             var seen = stream.CheckpointedIds.Count == 0 ? ids : [.. ids, .. stream.CheckpointedIds];
             deleted = await connection.ExecuteAsync(new CommandDefinition(DeleteMissingSql, new { workspaceId, connectorId, stream = stream.Name, ids = seen }, tx, cancellationToken: ct));
         }
-        return new ImportCounts(counts.Created, counts.Updated, records.Count - counts.Created - counts.Updated, deleted);
+        return new ImportCounts(counts.Created, counts.Updated, all.Count - counts.Created - counts.Updated, deleted);
+    }
+
+    private static async Task<(int Created, int Updated, int Queued)> WriteAsync(NpgsqlConnection connection, NpgsqlTransaction tx, string workspaceId, Guid connectorId,
+        string stream, List<SyncedRecord> records, string[] hashes, int documentConcurrency, CancellationToken ct)
+    {
+        var parameters = new DynamicParameters(new { workspaceId, connectorId, stream, documentConcurrency });
+        parameters.Add("ids", records.Select(r => r.ExternalId).ToArray());
+        parameters.Add("titles", records.Select(r => Jsonb.CleanText(r.Title)).ToArray());
+        parameters.Add("urls", records.Select(r => r.Url is null ? null : Jsonb.CleanText(r.Url)).ToArray());
+        parameters.Add("types", records.Select(r => r.ContentType).ToArray());
+        parameters.Add("contents", records.Select(r => r.ContentUrl is null ? Jsonb.CleanText(r.Content) : null).ToArray());
+        parameters.Add("downloads", records.Select(r => r.ContentUrl is null ? null : Jsonb.CleanText(r.ContentUrl)).ToArray());
+        parameters.Add("metadata", records.Select(r => Jsonb.CleanJson(r.MetadataJson)).ToArray());
+        parameters.Add("hashes", hashes);
+        return await connection.QuerySingleAsync<(int Created, int Updated, int Queued)>(new CommandDefinition(ImportSql, parameters, tx, cancellationToken: ct));
     }
 
     /// <summary>SHA-256 of the normalized document (line endings unified, outer whitespace trimmed), as lower-case hex.</summary>
