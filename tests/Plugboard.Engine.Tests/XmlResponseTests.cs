@@ -182,4 +182,25 @@ public sealed class XmlResponseTests
         };
         Assert.Equal(expected, records.Select(r => $"{r.ExternalId}|{r.Title}|{r.Content}"));
     }
+
+    [Fact]
+    public async Task Whitespace_before_the_declaration_is_read_and_a_body_of_too_many_elements_stays_text()
+    {
+        var many = "<r>" + string.Concat(Enumerable.Repeat("<b/>", 100_001)) + "</r>";
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/spaced", () => Results.Text("\n  " + Rss, "application/rss+xml"));
+            app.MapGet("/many", () => Results.Text(many, "application/xml"));
+        });
+        var result = await Engine.RunAsync($$$"""
+            version: 1
+            base_url: "{{{stub.Url}}}"
+            steps:
+              - { id: spaced, request: { method: GET, path: /spaced }, extract: { title: "$.rss.channel.title" } }
+              - { id: many, request: { method: GET, path: /many }, extract: { root: "$.r" } }
+            """);
+        Engine.Succeeded(result);
+        Assert.Equal("Release notes", result.Output!["spaced"]!["title"]!.GetValue<string>());
+        Assert.Null(result.Output!["many"]!["root"]);
+    }
 }

@@ -328,4 +328,21 @@ public sealed class OAuthConnectTests(PlugboardServer server)
         Assert.Contains("connect the account again", refused.GetProperty("error").GetString());
         Assert.Equal(0, provider.Refreshes);
     }
+
+    [Fact]
+    public async Task A_callback_for_someone_no_longer_an_admin_stores_nothing_and_is_forbidden()
+    {
+        await using var provider = await Provider.StartAsync();
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, provider);
+        var started = await StartAsync(team.Admin, team, Client(connectorId));
+        await server.OwnerExecuteAsync("UPDATE workspace_members SET role = 'member' WHERE workspace_id = @ws AND user_id = @user",
+            new { ws = team.Id, user = team.Admin.UserId });
+        using var browser = Browser();
+        var problem = await (await browser.GetAsync(await ConsentAsync(started))).AssertProblemAsync(403, "forbidden");
+        Assert.Contains("no longer an admin", problem.GetProperty("detail").GetString());
+        Assert.Equal(0L, await server.OwnerScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE workspace_id = @ws", new { ws = team.Id }));
+        Assert.Equal("failed", await server.OwnerScalarAsync<string>("SELECT status FROM oauth_authorizations WHERE id = @id",
+            new { id = Guid.Parse(started.GetProperty("id").GetString()!) }));
+    }
 }

@@ -118,6 +118,9 @@ public sealed record PaginateSpec(string Type)
     public string? CursorPath { get; init; }
     public string? NextUrlPath { get; init; }
     public string? Items { get; init; }
+
+    /// <summary>Other extractions concatenated across pages as <see cref="Items"/> is (the rest keep the first page's value).</summary>
+    public IReadOnlyList<string> Accumulate { get; init; } = [];
     public bool StopWhenEmpty { get; init; } = true;
     public int? MaxPages { get; init; }
 }

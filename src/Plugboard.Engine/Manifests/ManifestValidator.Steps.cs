@@ -74,6 +74,7 @@ public static partial class ManifestParser
                 CursorPath = Str(obj, "cursor_path"),
                 NextUrlPath = Str(obj, "next_url_path"),
                 Items = Str(obj, "items"),
+                Accumulate = StrList(obj, "accumulate"),
                 StopWhenEmpty = Bool(obj, "stop_when_empty") ?? true,
                 MaxPages = Int(obj, "max_pages"),
             };
@@ -82,6 +83,10 @@ public static partial class ManifestParser
             if (spec.Items is not null && !extract.ContainsKey(spec.Items))
             {
                 Error($"{ptr}/items", $"'items' names '{spec.Items}', which is not one of this step's extractions ({string.Join(", ", extract.Keys)}).");
+            }
+            foreach (var name in spec.Accumulate.Where(n => !extract.ContainsKey(n)))
+            {
+                Error($"{ptr}/accumulate", $"'accumulate' names '{name}', which is not one of this step's extractions ({string.Join(", ", extract.Keys)}).");
             }
             if (spec.Items is null && extract.Count > 1)
             {

@@ -63,7 +63,8 @@ public sealed partial class ConnectorRunner
                 return new DownloadResult(outcome.Status, null, 0,
                     $"The download of {Shown(prepared, outcome.Url)} returned HTTP {outcome.Status}: {redactor.RedactTruncated(outcome.Body, 300)}")
                 {
-                    Permanent = outcome.Status is >= 400 and < 500 and not 408 and not 429,
+                    // 403 is also how some providers rate-limit (Google's userRateLimitExceeded): the document job tries again.
+                    Permanent = outcome.Status is >= 400 and < 500 and not 403 and not 408 and not 429,
                 };
             }
             return new DownloadResult(outcome.Status, outcome.MediaType, outcome.Bytes, null);

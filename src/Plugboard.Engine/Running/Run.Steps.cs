@@ -67,6 +67,7 @@ public sealed partial class ConnectorRunner
             var limit = paginate.Limit ?? paginate.Size;
             var accumulated = new JArray();
             JObject? first = null;
+            Dictionary<string, JArray>? more = null;
             string? cursor = null;
             Uri? nextUrl = null;
             for (var i = 0; i < maxPages; i++)
@@ -96,6 +97,10 @@ public sealed partial class ConnectorRunner
                 var extracted = Extract(step, outcome);
                 first ??= extracted;
                 var items = paginate.Items is null ? null : extracted[paginate.Items];
+                foreach (var name in paginate.Accumulate)
+                {
+                    Concatenate(more ??= paginate.Accumulate.ToDictionary(n => n, _ => new JArray(), StringComparer.Ordinal), name, extracted[name]);
+                }
                 if (item is null && CheckpointedBy(step) is { Count: > 0 } checkpointed)
                 {
                     await CheckpointPageAsync(checkpointed, items).ConfigureAwait(false);
@@ -119,7 +124,7 @@ public sealed partial class ConnectorRunner
                 }
                 if (paginate.StopWhenEmpty && count == 0)
                 {
-                    return Finish(first, paginate, accumulated);
+                    return Finish(first, paginate, accumulated, more);
                 }
                 switch (paginate.Type)
                 {
@@ -128,7 +133,7 @@ public sealed partial class ConnectorRunner
                         var nextCursor = next is null or { Type: JTokenType.Null } ? null : next.ToString();
                         if (string.IsNullOrEmpty(nextCursor) || nextCursor == cursor)
                         {
-                            return Finish(first, paginate, accumulated);
+                            return Finish(first, paginate, accumulated, more);
                         }
                         cursor = nextCursor;
                         break;
@@ -136,7 +141,7 @@ public sealed partial class ConnectorRunner
                         nextUrl = NextLink(outcome);
                         if (nextUrl is null)
                         {
-                            return Finish(first, paginate, accumulated);
+                            return Finish(first, paginate, accumulated, more);
                         }
                         break;
                     case "next_url":
@@ -144,7 +149,7 @@ public sealed partial class ConnectorRunner
                         var text = value is null or { Type: JTokenType.Null } ? null : value.ToString();
                         if (string.IsNullOrWhiteSpace(text) || !Uri.TryCreate(outcome.Url, text, out var resolved) || resolved == outcome.Url)
                         {
-                            return Finish(first, paginate, accumulated);
+                            return Finish(first, paginate, accumulated, more);
                         }
                         nextUrl = resolved;
                         break;
@@ -152,16 +157,38 @@ public sealed partial class ConnectorRunner
             }
             // Stopped by the page limit, not by the API: there may be more, so a sync must not take what is missing as deleted.
             Truncated = true;
-            return Finish(first ?? [], paginate, accumulated);
+            return Finish(first ?? [], paginate, accumulated, more);
         }
 
-        private static JObject Finish(JObject first, PaginateSpec paginate, JArray accumulated)
+        private static JObject Finish(JObject first, PaginateSpec paginate, JArray accumulated, Dictionary<string, JArray>? more)
         {
             if (paginate.Items is not null)
             {
                 first[paginate.Items] = accumulated;
             }
+            foreach (var (name, values) in more ?? [])
+            {
+                first[name] = values;
+            }
             return first;
+        }
+
+        private static void Concatenate(Dictionary<string, JArray> lists, string name, JToken? values)
+        {
+            switch (values)
+            {
+                case JArray array:
+                    foreach (var element in array)
+                    {
+                        lists[name].Add(element);
+                    }
+                    break;
+                case null or { Type: JTokenType.Null }:
+                    break;
+                default:
+                    lists[name].Add(values);
+                    break;
+            }
         }
 
         private static Uri? NextLink(HttpOutcome outcome)

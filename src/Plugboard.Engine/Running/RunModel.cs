@@ -84,7 +84,7 @@ public sealed partial class ConnectorRunner
             if (span[0] == '<')
             {
                 // XML (RSS, Atom, XML APIs) is read into the same tokens as JSON; anything else (HTML) stays text.
-                return new ResponseBody(null, XmlTokens.TryRead(text) ?? (JToken)new JValue(text));
+                return new ResponseBody(null, XmlTokens.TryRead(span.ToString()) ?? (JToken)new JValue(text));
             }
             if (span[0] != '{' && span[0] != '[')
             {

@@ -9,11 +9,16 @@ namespace Plugboard.Engine.Running;
 /// <c>{"rss": {"@version": "2.0", "channel": {"title": "…", "item": [{…}, {…}]}}}</c>. An element with only text is
 /// its text; otherwise an object of its attributes (<c>@name</c>), child elements by qualified name (<c>dc:creator</c>)
 /// and any text beside them (<c>#text</c>). A child name that occurs more than once is an array; once, the value itself.
-/// DTDs are refused (no entity expansion, no external resources); deeper than 64 levels is not read as XML.
+/// DTDs are refused (no entity expansion, no external resources); deeper than 64 levels or more than 100,000 elements
+/// is not read as XML.
 /// </summary>
 internal static class XmlTokens
 {
     private const int MaxDepth = 64;
+
+    /// <summary>Tokens cost far more than the bytes they come from (an empty element is an object, a value and a slot):
+    /// a body with more elements than this stays text, so a hostile feed cannot turn 10 MB into gigabytes.</summary>
+    private const int MaxElements = 100_000;
 
     private static readonly XmlReaderSettings Settings = new()
     {
@@ -40,11 +45,16 @@ internal static class XmlTokens
             using var reader = XmlReader.Create(new StringReader(text), Settings);
             var open = new Stack<Element>();
             JObject? root = null;
+            var elements = 0;
             while (reader.Read())
             {
                 switch (reader.NodeType)
                 {
                     case XmlNodeType.Element:
+                        if (++elements > MaxElements)
+                        {
+                            return null;
+                        }
                         var element = new Element(reader.Name);
                         if (reader.MoveToFirstAttribute())
                         {

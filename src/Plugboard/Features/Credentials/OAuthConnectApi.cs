@@ -121,10 +121,7 @@ public static class OAuthConnectApi
         var clientSecret = Secret(body.ClientSecret, "client_secret", required: false);
         var name = Validate.Name(body.Name ?? defaultName);
         var redirectTo = body.RedirectTo is null ? null : RedirectTarget(body.RedirectTo);
-        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
-        {
-            return replay;
-        }
+        // No Idempotency-Key replay here: it would store the answer, and with it the state, in the clear.
 
         var state = Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
         var verifier = Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
@@ -135,7 +132,7 @@ public static class OAuthConnectApi
         {
             authorizationUrl = await runner.AuthorizationUrlAsync(manifest, (JsonObject)JsonColumns.Node(configJson)!, new AuthorizationRequest(clientId, redirectUri, state, challenge));
         }
-        catch (RunFailedException e)
+        catch (Exception e) when (e is RunFailedException or Engine.Templating.TemplateException)
         {
             throw Problems.Invalid(e.Message, "/manifest/auth/authorization_url");
         }
@@ -169,8 +166,8 @@ public static class OAuthConnectApi
                 lifetime = settings.StateLifetime,
             }, ct);
         await Audit.WriteAsync(db, "credential.oauth_started", "oauth_authorization", id.ToString(), new { connector_id = body.ConnectorId, template_id = body.TemplateId, name }, ct);
-        return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/credentials/oauth/{id}",
-            row! with { AuthorizationUrl = authorizationUrl.AbsoluteUri, RedirectUri = redirectUri }, ct);
+        return TypedResults.Created($"/v1/workspaces/{db.WorkspaceId}/credentials/oauth/{id}",
+            row! with { AuthorizationUrl = authorizationUrl.AbsoluteUri, RedirectUri = redirectUri });
     }
 
     private static async Task<IResult> Get(Guid authorizationId, RequestDb db, CancellationToken ct)
@@ -222,6 +219,7 @@ public static class OAuthConnectApi
         var code = query["code"].ToString();
         var providerError = query["error"].ToString();
         string? failure = null;
+        var failureStatus = 400;
         Guid credentialId = default;
         if (providerError.Length > 0)
         {
@@ -234,45 +232,32 @@ public static class OAuthConnectApi
         }
         else
         {
-            await db.ActAsUserAsync(claimed.CreatedBy, ct);
-            if (!Roles.AtLeast(await db.EnterWorkspaceAsync(claimed.WorkspaceId, ct), "admin"))
+            try
             {
-                failure = "The person who started this connection is no longer an admin of the workspace.";
+                // From here on the browser leaving does not stop anything: the code is spent, and the tokens it buys are kept.
+                (failure, failureStatus, credentialId) = await ExchangeAndStoreAsync(db, keys, runner, claimed, code, CancellationToken.None);
             }
-            else
+            catch (Exception e)
             {
-                var secret = JsonSerializer.Deserialize<Dictionary<string, string>>(
-                    keys.Decrypt(claimed.EncryptedPayload, KeyRing.Aad(claimed.WorkspaceId, "oauth_authorizations", claimed.Id, "encrypted_payload")))!;
-                var verifier = secret["code_verifier"];
-                secret.Remove("code_verifier");
-                var manifest = ManifestParser.Parse(JsonColumns.Node(claimed.Manifest)).Manifest!;
-                var exchange = await runner.ExchangeCodeAsync(manifest, new RunRequest([], (JsonObject)JsonColumns.Node(claimed.Config)!, secret), code, verifier, claimed.RedirectUri, ct);
-                if (exchange.Fields is null)
-                {
-                    failure = Truncate($"The token exchange failed: {exchange.Error}", 1000);
-                }
-                else
-                {
-                    credentialId = await StoreAsync(db, keys, claimed, new Dictionary<string, string>(exchange.Fields), ct);
-                }
+                // Never left "exchanging": the attempt says it failed, and the error is answered as any other.
+                await MarkFailedAsync(database, claimed, "The connection could not be completed because of a server error; start it again.");
+                logs.CreateLogger("Plugboard.OAuth").LogError(e, "OAuth connection {AuthorizationId} failed", claimed.Id);
+                throw;
             }
         }
 
         if (failure is not null)
         {
-            await using var service = await database.Service.OpenConnectionAsync(ct);
-            await service.ExecuteAsync(new CommandDefinition(
-                "UPDATE oauth_authorizations SET status = 'failed', error = @failure, completed_at = now() WHERE workspace_id = @WorkspaceId AND id = @Id",
-                new { failure, claimed.WorkspaceId, claimed.Id }, cancellationToken: ct));
+            await MarkFailedAsync(database, claimed, failure);
             logs.CreateLogger("Plugboard.OAuth").LogWarning("OAuth connection {AuthorizationId} failed: {Failure}", claimed.Id, failure);
             if (claimed.RedirectTo is not null)
             {
                 return Results.Redirect(WithQuery(claimed.RedirectTo, ("oauth_id", claimed.Id.ToString()), ("status", "failed"), ("error", failure)));
             }
-            throw new ProblemException(400, "oauth-failed", "Account not connected", failure,
+            throw new ProblemException(failureStatus, failureStatus == 403 ? "forbidden" : "oauth-failed", "Account not connected", failure,
                 new Dictionary<string, object?> { ["oauth_id"] = claimed.Id });
         }
-        await db.CommitAsync(ct);
+        await db.CommitAsync(CancellationToken.None);
         if (claimed.RedirectTo is not null)
         {
             return Results.Redirect(WithQuery(claimed.RedirectTo, ("oauth_id", claimed.Id.ToString()), ("status", "completed"), ("credential_id", credentialId.ToString())));
@@ -280,6 +265,36 @@ public static class OAuthConnectApi
         http.Response.Headers.ContentSecurityPolicy = "default-src 'none'";
         return Results.Content("<!doctype html><html><head><meta charset=\"utf-8\"><title>Account connected</title></head>" +
                                "<body><h1>Account connected</h1><p>Plugboard stored the credential. You can close this window.</p></body></html>", "text/html; charset=utf-8");
+    }
+
+    private static async Task<(string? Failure, int Status, Guid CredentialId)> ExchangeAndStoreAsync(RequestDb db, KeyRing keys, ConnectorRunner runner,
+        ClaimedState claimed, string code, CancellationToken ct)
+    {
+        await db.ActAsUserAsync(claimed.CreatedBy, ct);
+        if (!Roles.AtLeast(await db.EnterWorkspaceAsync(claimed.WorkspaceId, ct), "admin"))
+        {
+            return ("The person who started this connection is no longer an admin of the workspace.", 403, default);
+        }
+        var secret = JsonSerializer.Deserialize<Dictionary<string, string>>(
+            keys.Decrypt(claimed.EncryptedPayload, KeyRing.Aad(claimed.WorkspaceId, "oauth_authorizations", claimed.Id, "encrypted_payload")))!;
+        var verifier = secret["code_verifier"];
+        secret.Remove("code_verifier");
+        var manifest = ManifestParser.Parse(JsonColumns.Node(claimed.Manifest)).Manifest
+                       ?? throw new InvalidOperationException("The manifest stored with the authorization no longer parses.");
+        var exchange = await runner.ExchangeCodeAsync(manifest, new RunRequest([], (JsonObject)JsonColumns.Node(claimed.Config)!, secret), code, verifier, claimed.RedirectUri, ct);
+        if (exchange.Fields is null)
+        {
+            return (Truncate($"The token exchange failed: {exchange.Error}", 1000), 400, default);
+        }
+        return (null, 0, await StoreAsync(db, keys, claimed, new Dictionary<string, string>(exchange.Fields), ct));
+    }
+
+    private static async Task MarkFailedAsync(Db database, ClaimedState claimed, string failure)
+    {
+        await using var service = await database.Service.OpenConnectionAsync(CancellationToken.None);
+        await service.ExecuteAsync(new CommandDefinition(
+            "UPDATE oauth_authorizations SET status = 'failed', error = @failure, completed_at = now() WHERE workspace_id = @WorkspaceId AND id = @Id",
+            new { failure, claimed.WorkspaceId, claimed.Id }));
     }
 
     /// <summary>
@@ -299,7 +314,8 @@ public static class OAuthConnectApi
             var payload = keys.Encrypt(JsonSerializer.Serialize(fields), KeyRing.Aad(claimed.WorkspaceId, "workspace_api_credentials", id, "encrypted_payload"));
             await db.ExecuteAsync(
                 """
-                UPDATE workspace_api_credentials SET encrypted_payload = @payload, key_id = @keyId, masked_hint = @hint, secret_fields = @fields, credentials_updated_at = now()
+                UPDATE workspace_api_credentials SET encrypted_payload = @payload, key_id = @keyId, masked_hint = @hint, secret_fields = @fields, credentials_updated_at = now(),
+                       refreshing_until = NULL -- a refresh of the old account in flight cannot write its tokens back over these
                  WHERE id = @id
                 """, new { id, payload, keyId = keys.CurrentKeyId, hint = CredentialsApi.MaskedHint(fields), fields = fields.Keys.Order().ToArray() }, ct);
             await db.ExecuteAsync("UPDATE connectors SET credentials_updated_at = now() WHERE credential_id = @id", new { id }, ct);

@@ -93,17 +93,22 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         var file = await downloader.DownloadAsync(connection, payload.WorkspaceId, payload.DocumentId, connectorId, target.DownloadUrl!, target.ContentType, ct);
         await using (var transaction = await connection.BeginTransactionAsync(ct))
         {
+            // Compare and swap on the object it replaces: of two jobs of one document downloading at once, one records
+            // its object and the other removes its own (its intent stays until then, so the sweeper would too).
             var recorded = await connection.ExecuteAsync(new CommandDefinition(
                 """
                 UPDATE imported_documents SET storage_path = @Key, content_type = @MediaType, file_size = @Size
-                 WHERE workspace_id = @WorkspaceId AND id = @DocumentId AND download_url = @url
-                """, new { file.Key, file.MediaType, file.Size, payload.WorkspaceId, payload.DocumentId, url = target.DownloadUrl }, transaction, cancellationToken: ct));
-            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, transaction, cancellationToken: ct));
+                 WHERE workspace_id = @WorkspaceId AND id = @DocumentId AND download_url = @url AND storage_path IS NOT DISTINCT FROM @previous
+                """, new { file.Key, file.MediaType, file.Size, payload.WorkspaceId, payload.DocumentId, url = target.DownloadUrl, previous = target.StoragePath },
+                transaction, cancellationToken: ct));
             if (recorded == 0)
             {
                 await transaction.RollbackAsync(ct);
+                await store.DeleteAsync(file.Key, ct);
+                await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, cancellationToken: ct));
                 throw new IOException("The document changed while its file was downloaded; it will be downloaded again.");
             }
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, transaction, cancellationToken: ct));
             await transaction.CommitAsync(ct);
         }
         if (target.StoragePath is { } previous && previous != file.Key)

@@ -45,7 +45,9 @@ public sealed class SyncJobHandler(Db db, KeyRing keys, ConnectorRunner runner, 
         var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
             """
             WITH s AS (
-                UPDATE connector_sync_logs SET status = 'running', started_at = coalesce(started_at, now())
+                UPDATE connector_sync_logs SET status = 'running', started_at = coalesce(started_at, now()),
+                       -- Counts describe this attempt (a crashed one's checkpoints are then counted as unchanged).
+                       records_fetched = 0, records_processed = 0, records_created = 0, records_updated = 0, records_unchanged = 0
                  WHERE workspace_id = @WorkspaceId AND id = @SyncId AND status IN ('queued', 'running')
              RETURNING workspace_id, connector_id, full_refresh)
             SELECT s.full_refresh, c.manifest::text AS manifest, c.id::text || ':' || c.row_version AS manifest_version, c.config::text AS config,

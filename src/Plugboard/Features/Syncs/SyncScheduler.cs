@@ -37,6 +37,7 @@ public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, Retention
     {
         using var timer = new PeriodicTimer(options.Poll);
         var nextPrune = DateTime.UtcNow;
+        var pruning = Task.CompletedTask;
         do
         {
             try
@@ -47,17 +48,21 @@ public sealed class SyncScheduler(Db db, SyncSchedulerOptions options, Retention
             {
                 logger.LogWarning(e, "Starting due syncs failed; the scheduler tries again at its next tick");
             }
-            if (DateTime.UtcNow >= nextPrune)
+            if (DateTime.UtcNow >= nextPrune && pruning.IsCompleted)
             {
+                // Beside the ticks, not in them: a large first backlog never holds up due syncs.
                 nextPrune = DateTime.UtcNow + retention.Interval;
-                try
+                pruning = Task.Run(async () =>
                 {
-                    await pruner.PruneAsync(stoppingToken);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    logger.LogWarning(e, "Pruning by retention failed; it runs again in {Minutes} minutes", retention.Interval.TotalMinutes);
-                }
+                    try
+                    {
+                        await pruner.PruneAsync(stoppingToken);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        logger.LogWarning(e, "Pruning by retention failed; it runs again in {Minutes} minutes", retention.Interval.TotalMinutes);
+                    }
+                }, stoppingToken);
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
