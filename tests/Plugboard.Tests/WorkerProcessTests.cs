@@ -46,7 +46,7 @@ public sealed class WorkerProcessTests : IAsyncLifetime
 
     /// <summary>A worker process; the crash test wants a short lease (a killed worker's job is taken over soon), the
     /// sharing test the default one (on a loaded machine a 2 s lease can expire between renewals).</summary>
-    private Process StartWorker(int index, int leaseSeconds = 2)
+    private Process StartWorker(int index, int leaseSeconds = 2, string schedulerPollSeconds = "86400")
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "plugboard.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -57,6 +57,7 @@ public sealed class WorkerProcessTests : IAsyncLifetime
         start.Environment["PLUGBOARD_KEYS"] = _keys.ToJson();
         start.Environment["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32";
         start.Environment["PLUGBOARD_WORKER_LEASE_SECONDS"] = leaseSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment["PLUGBOARD_SCHEDULER_POLL_SECONDS"] = schedulerPollSeconds;
         start.Environment["PLUGBOARD_HOME"] = Directory.CreateTempSubdirectory("plugboard-worker").FullName;
         var process = Process.Start(start)!;
         var lines = _output.GetOrAdd(index, _ => new ConcurrentQueue<string>());
@@ -176,5 +177,63 @@ public sealed class WorkerProcessTests : IAsyncLifetime
         var perWorker = _output.ToDictionary(o => o.Key, o => o.Value.Count(l => l.Contains("succeeded in", StringComparison.Ordinal)));
         Assert.Equal(total, perWorker.Values.Sum());
         Assert.All(perWorker.Values, count => Assert.True(count > 0, "both workers should have run executions: " + JsonSerializer.Serialize(perWorker)));
+    }
+
+    [Fact]
+    public async Task The_schedulers_of_two_worker_processes_start_each_due_sync_once_and_never_two_of_one_connector()
+    {
+        var concurrent = new ConcurrentDictionary<string, int>();
+        var overlaps = 0;
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/items/{connector}", async (string connector) =>
+        {
+            if (concurrent.AddOrUpdate(connector, 1, (_, c) => c + 1) > 1)
+            {
+                Interlocked.Increment(ref overlaps);
+            }
+            await Task.Delay(100);
+            concurrent.AddOrUpdate(connector, 0, (_, c) => c - 1);
+            return Results.Json(new { items = new[] { new { id = 1, text = "one" }, new { id = 2, text = "two" } } });
+        }));
+        var workspaceId = "ws_sched" + Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant();
+        var connectors = Enumerable.Range(0, 8).Select(_ => Guid.CreateVersion7()).ToList();
+        await using (var connection = await _db.Service.OpenConnectionAsync())
+        {
+            await connection.ExecuteAsync("INSERT INTO workspaces (id, name) VALUES (@workspaceId, 'sched')", new { workspaceId });
+            foreach (var id in connectors)
+            {
+                var manifest = JsonSerializer.Serialize(new
+                {
+                    version = 1,
+                    base_url = stub.Url,
+                    steps = new[] { new { id = "list", request = new { method = "GET", path = $"/items/{id}" }, extract = new { items = "$.items[*]" } } },
+                    streams = new[] { new { name = "items", records = "steps.list.items", primary_key = "{{ record.id }}", document = new { content = "{{ record.text }}" } } },
+                });
+                // Due a few seconds from now: both schedulers poll (every 0.2 s) before and as it falls due.
+                await connection.ExecuteAsync(
+                    """
+                    INSERT INTO connectors (workspace_id, id, name, manifest, sync_frequency, next_sync_at)
+                    VALUES (@workspaceId, @id, 'c-' || @id, @manifest::jsonb, 'hourly', now() + interval '4 seconds')
+                    """, new { workspaceId, id, manifest });
+            }
+        }
+        StartWorker(0, leaseSeconds: 30, schedulerPollSeconds: "0.2");
+        StartWorker(1, leaseSeconds: 30, schedulerPollSeconds: "0.2");
+        async Task<long> Completed()
+        {
+            await using var connection = await _db.Service.OpenConnectionAsync();
+            return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM connector_sync_logs WHERE workspace_id = @workspaceId AND status = 'completed'", new { workspaceId });
+        }
+        await WaitAsync(async () => await Completed() == connectors.Count, TimeSpan.FromSeconds(90), () => "the due syncs did not all complete");
+        await Task.Delay(1500); // several more polls of both schedulers: nothing more may start
+        await using var check = await _db.Service.OpenConnectionAsync();
+        var perConnector = (await check.QueryAsync<(Guid ConnectorId, long Syncs, string Triggers)>(
+            "SELECT connector_id, count(*), string_agg(DISTINCT trigger, ',') FROM connector_sync_logs WHERE workspace_id = @workspaceId GROUP BY connector_id",
+            new { workspaceId })).ToList();
+        Assert.Equal(connectors.Count, perConnector.Count);
+        Assert.All(perConnector, c => Assert.Equal((1L, "schedule"), (c.Syncs, c.Triggers)));
+        Assert.Equal(0, overlaps);
+        Assert.Equal(connectors.Count * 2, await check.ExecuteScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE workspace_id = @workspaceId", new { workspaceId }));
+        Assert.True(await check.ExecuteScalarAsync<bool>(
+            "SELECT bool_and(next_sync_at > now() + interval '50 minutes') FROM connectors WHERE workspace_id = @workspaceId", new { workspaceId }));
     }
 }
