@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Plugboard.Data;
 using Plugboard.Features.Syncs;
 using Plugboard.Testing;
@@ -288,6 +289,32 @@ public sealed class SyncTests(PlugboardServer server)
         await (await other.Admin.Http.GetAsync($"/v1/workspaces/{other.Id}/connectors/{connectorId}/records")).AssertProblemAsync(404);
         var connector = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}")).AssertStatusAsync(200);
         Assert.Equal("completed", connector.GetProperty("last_sync_status").GetString());
+
+        // Another API process (as after a restart) reads the same feed from the same cursor.
+        var restarted = Plugboard.Hosting.PlugboardApp.Build([], new Plugboard.Hosting.PlugboardHostOptions(Directory.CreateTempSubdirectory("pb-restart").FullName,
+            "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: Plugboard.Hosting.HostMode.Api), new Dictionary<string, string?>
+            {
+                ["DATABASE_URL"] = server.Settings.OwnerConnectionString,
+                ["PLUGBOARD_DB_ROLE_PASSWORD"] = server.Settings.RolePassword,
+                ["PLUGBOARD_KEYS"] = server.Keys.ToJson(),
+            });
+        await restarted.StartAsync();
+        try
+        {
+            var address = restarted.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
+                .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
+            using var again = new HttpClient { BaseAddress = new Uri(address) };
+            again.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", team.Viewer.Key);
+            var replayed = await (await again.GetAsync($"{feed}?cursor={caughtUp}")).AssertStatusAsync(200);
+            Assert.Equal(changes.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("external_id").GetString()),
+                replayed.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("external_id").GetString()));
+            Assert.Equal(changes.GetProperty("next_cursor").GetString(), replayed.GetProperty("next_cursor").GetString());
+        }
+        finally
+        {
+            await restarted.StopAsync();
+            await restarted.DisposeAsync();
+        }
     }
 
     [Fact]
