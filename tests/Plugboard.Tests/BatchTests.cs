@@ -52,6 +52,44 @@ public sealed class BatchTests(PlugboardServer server)
         Assert.Contains("create a new batch", late.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The order of locks an upload into a batch takes matches a document job's (its document, then its batch): a
+    /// transaction holding a document of the same bytes that then locks the batch row — as a job completing such a
+    /// document does — and an upload of those bytes into the batch both go through, where taking the batch row first
+    /// deadlocked (answered 409 concurrent-update).
+    /// </summary>
+    [Fact]
+    public async Task A_duplicate_upload_waiting_on_the_same_bytes_never_holds_the_batch_row_meanwhile()
+    {
+        var team = await server.TeamAsync();
+        var batchId = await CreateBatchAsync(team.Member, team.Id, 2);
+        var bytes = "the same ferry timetable"u8.ToArray();
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        await using var other = new NpgsqlConnection(server.Settings.OwnerConnectionString);
+        await other.OpenAsync();
+        await using var tx = await other.BeginTransactionAsync();
+        var documentId = Guid.CreateVersion7();
+        await other.ExecuteAsync(
+            "INSERT INTO imported_documents (workspace_id, id, source, title, content_hash, processing_status) VALUES (@ws, @documentId, 'upload', 'ferry', @hash, 'completed')",
+            new { ws = team.Id, documentId, hash }, tx);
+
+        var upload = team.Member.Http.UploadAsync(team.Id, "ferry.txt", bytes, null, batchId);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (await server.OwnerScalarAsync<long>(
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> @pid", new { pid = other.ProcessID }) == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the upload never waited on the same bytes");
+            await Task.Delay(20);
+        }
+        await other.ExecuteAsync("SELECT 1 FROM file_upload_batches WHERE id = @batchId FOR UPDATE", new { batchId }, tx, commandTimeout: 10);
+        await tx.CommitAsync();
+
+        var answer = await (await upload).AssertStatusAsync(200);
+        Assert.Equal(("duplicate", documentId), (answer.GetProperty("files")[0].GetProperty("outcome").GetString(), answer.GetProperty("files")[0].GetProperty("document_id").GetGuid()));
+        var batch = await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}/uploads/batches/{batchId}")).AssertStatusAsync(200);
+        Assert.Equal((1, 1), (batch.GetProperty("received_files").GetInt32(), batch.GetProperty("processed_files").GetInt32()));
+    }
+
     [Fact]
     public async Task An_open_batch_grows_with_its_files_and_completes_once_closed()
     {

@@ -109,10 +109,6 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         string sha256, CancellationToken ct)
     {
         await using var session = await WorkspaceSession.BeginAsync(db, context, ct);
-        if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
-        {
-            return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
-        }
         var title = Path.GetFileNameWithoutExtension(name) is { Length: > 0 } stem ? stem : name;
         var parameters = new Dapper.DynamicParameters(new { id, batchId, title, name, mediaType, key, size, sha256 });
         JobQueue.AddInsertParameters(parameters, DocumentJob.Request(context.WorkspaceId, id, concurrency: pipeline.WorkspaceConcurrency));
@@ -126,6 +122,13 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             job AS ({JobQueue.InsertOneSelectSql} WHERE EXISTS (SELECT FROM doc))
             SELECT id FROM doc
             """, parameters, ct);
+        // The batch row is locked after the document row, in the order a document job takes them (its document, then
+        // its batch's counters): the insert may wait for a job finishing a document of the same bytes, and that job must
+        // not be waiting for this batch row meanwhile (a deadlock). A batch that is full rolls the insert back.
+        if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
+        {
+            return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
+        }
         if (inserted is null)
         {
             // Another upload of the same bytes won the race: this one is its duplicate (its object and intent are removed after).
