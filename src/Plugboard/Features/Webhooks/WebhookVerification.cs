@@ -1,0 +1,190 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Plugboard.Features.Webhooks;
+
+/// <summary>An inbound request as the verifiers see it: the raw body bytes (never parsed first) and its headers.</summary>
+public sealed class WebhookRequest(IReadOnlyDictionary<string, string> headers, byte[] body, DateTimeOffset receivedAt)
+{
+    private readonly Dictionary<string, string> _headers = new(headers, StringComparer.OrdinalIgnoreCase);
+
+    public byte[] Body { get; } = body;
+    public DateTimeOffset ReceivedAt { get; } = receivedAt;
+
+    public string? Header(string name) => _headers.TryGetValue(name, out var value) && value.Length > 0 ? value : null;
+}
+
+/// <summary>What verification concluded: valid (with the provider's event id when it sends one), or why not.</summary>
+public sealed record WebhookVerdict(bool Valid, string? EventId, string? Failure)
+{
+    public static WebhookVerdict Accepted(string? eventId) => new(true, eventId, null);
+    public static WebhookVerdict Refused(string failure) => new(false, null, failure);
+}
+
+/// <summary>
+/// Verifies an inbound webhook over its raw body bytes with one or more secrets (several while a rotation overlaps),
+/// comparing in constant time. Timestamped schemes refuse a request more than <see cref="Tolerance"/> away from its
+/// arrival (a replay, or a clock far off).
+/// </summary>
+public abstract class WebhookVerifier
+{
+    public static readonly TimeSpan Tolerance = TimeSpan.FromMinutes(5);
+
+    public abstract string Scheme { get; }
+
+    public abstract WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets);
+
+    public static WebhookVerifier For(string scheme) => scheme switch
+    {
+        "standard" => new StandardWebhooksVerifier(),
+        "github" => new GitHubVerifier(),
+        "zoom" => new VersionZeroVerifier("zoom", "x-zm-signature", "x-zm-request-timestamp"),
+        "slack" => new VersionZeroVerifier("slack", "x-slack-signature", "x-slack-request-timestamp"),
+        _ => throw new ArgumentOutOfRangeException(nameof(scheme), scheme, "Unknown webhook verification scheme."),
+    };
+
+    protected static bool FixedTimeEquals(string expected, string given) =>
+        CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(expected), Encoding.ASCII.GetBytes(given));
+
+    protected static byte[] Concat(params byte[][] parts)
+    {
+        var all = new byte[parts.Sum(p => p.Length)];
+        var offset = 0;
+        foreach (var part in parts)
+        {
+            part.CopyTo(all, offset);
+            offset += part.Length;
+        }
+        return all;
+    }
+
+    /// <summary>A Unix-seconds timestamp within the tolerance of the arrival, or why not.</summary>
+    protected static string? CheckTimestamp(string? text, DateTimeOffset receivedAt, string header)
+    {
+        if (text is null || !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return $"The {header} header is missing or not a Unix time in seconds.";
+        }
+        var sent = DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, -62135596800, 253402300799));
+        return (receivedAt - sent).Duration() > Tolerance
+            ? $"The {header} header is more than {Tolerance.TotalMinutes:0} minutes away from the time it arrived: a replay, or a clock far off."
+            : null;
+    }
+}
+
+/// <summary>
+/// Standard Webhooks (and Svix, whose header names it also takes): HMAC-SHA256 with the base64 key after <c>whsec_</c>
+/// over <c>{id}.{timestamp}.{body}</c>; the signature header lists one or more <c>v1,&lt;base64&gt;</c> entries.
+/// </summary>
+public sealed class StandardWebhooksVerifier : WebhookVerifier
+{
+    public override string Scheme => "standard";
+
+    public override WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets)
+    {
+        var id = request.Header("webhook-id") ?? request.Header("svix-id");
+        var timestamp = request.Header("webhook-timestamp") ?? request.Header("svix-timestamp");
+        var signatures = request.Header("webhook-signature") ?? request.Header("svix-signature");
+        if (id is null || signatures is null)
+        {
+            return WebhookVerdict.Refused("The webhook-id and webhook-signature headers are required.");
+        }
+        if (CheckTimestamp(timestamp, request.ReceivedAt, "webhook-timestamp") is { } stale)
+        {
+            return WebhookVerdict.Refused(stale);
+        }
+        var signed = Concat(Encoding.UTF8.GetBytes($"{id}.{timestamp}."), request.Body);
+        var given = signatures.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Where(s => s.StartsWith("v1,", StringComparison.Ordinal)).Select(s => s[3..]).ToList();
+        foreach (var secret in secrets)
+        {
+            if (Key(secret) is not { } key)
+            {
+                continue;
+            }
+            var expected = Convert.ToBase64String(HMACSHA256.HashData(key, signed));
+            foreach (var signature in given)
+            {
+                if (FixedTimeEquals(expected, signature))
+                {
+                    return WebhookVerdict.Accepted(id);
+                }
+            }
+        }
+        return WebhookVerdict.Refused("No v1 signature in webhook-signature matches the endpoint's secret.");
+    }
+
+    private static byte[]? Key(string secret)
+    {
+        var encoded = secret.StartsWith("whsec_", StringComparison.Ordinal) ? secret[6..] : secret;
+        try
+        {
+            return Convert.FromBase64String(encoded);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>GitHub: <c>X-Hub-Signature-256: sha256=&lt;hex HMAC-SHA256(secret, body)&gt;</c>; the event id is
+/// <c>X-GitHub-Delivery</c>. GitHub sends no timestamp: repeated deliveries are caught by that id.</summary>
+public sealed class GitHubVerifier : WebhookVerifier
+{
+    public override string Scheme => "github";
+
+    public override WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets)
+    {
+        if (request.Header("x-hub-signature-256") is not { } header || !header.StartsWith("sha256=", StringComparison.Ordinal))
+        {
+            return WebhookVerdict.Refused("The X-Hub-Signature-256 header is missing or not sha256=….");
+        }
+        var given = header[7..].ToLowerInvariant();
+        foreach (var secret in secrets)
+        {
+            if (FixedTimeEquals(Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), request.Body)), given))
+            {
+                return WebhookVerdict.Accepted(request.Header("x-github-delivery"));
+            }
+        }
+        return WebhookVerdict.Refused("X-Hub-Signature-256 does not match the endpoint's secret.");
+    }
+}
+
+/// <summary>
+/// Zoom and Slack: <c>v0=&lt;hex HMAC-SHA256(secret, "v0:{timestamp}:{body}")&gt;</c>, the timestamp in its own header.
+/// Neither sends an event id in a header; the event's id is read from the body by the endpoint's mapping.
+/// </summary>
+public sealed class VersionZeroVerifier(string scheme, string signatureHeader, string timestampHeader) : WebhookVerifier
+{
+    public override string Scheme => scheme;
+
+    public override WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets)
+    {
+        var timestamp = request.Header(timestampHeader);
+        if (CheckTimestamp(timestamp, request.ReceivedAt, timestampHeader) is { } stale)
+        {
+            return WebhookVerdict.Refused(stale);
+        }
+        if (request.Header(signatureHeader) is not { } header || !header.StartsWith("v0=", StringComparison.Ordinal))
+        {
+            return WebhookVerdict.Refused($"The {signatureHeader} header is missing or not v0=….");
+        }
+        var signed = Concat(Encoding.UTF8.GetBytes($"v0:{timestamp}:"), request.Body);
+        var given = header[3..].ToLowerInvariant();
+        foreach (var secret in secrets)
+        {
+            if (FixedTimeEquals(Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), signed)), given))
+            {
+                return WebhookVerdict.Accepted(null);
+            }
+        }
+        return WebhookVerdict.Refused($"{signatureHeader} does not match the endpoint's secret.");
+    }
+
+    /// <summary>Zoom's <c>endpoint.url_validation</c> answer: the plain token and its hex HMAC-SHA256 under the secret.</summary>
+    public static (string PlainToken, string EncryptedToken) ZoomValidation(string plainToken, string secret) =>
+        (plainToken, Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(plainToken))));
+}
