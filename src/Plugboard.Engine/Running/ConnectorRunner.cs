@@ -74,6 +74,42 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
         }
     }
 
+    /// <summary>
+    /// One piece of work outside a run's steps (a code exchange, a download) with a run's guarded HTTP, auth and
+    /// redaction, cut off after <paramref name="timeout"/>. A failure becomes <paramref name="failed"/>'s result, with the
+    /// message redacted and whether it came from a response over its size limit; the caller's cancellation propagates.
+    /// </summary>
+    private async Task<T> RunAloneAsync<T>(Manifest manifest, RunRequest request, IEnumerable<string?> secrets, TimeSpan timeout,
+        Func<Run, Task<T>> work, Func<string, bool, T> failed, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(request);
+        var redactor = new Redactor(secrets);
+        using var execution = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        execution.CancelAfter(timeout);
+        var run = new Run(this, manifest, request, redactor, [], null, execution.Token);
+        try
+        {
+            return await work(run).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            return failed($"It did not finish within {timeout.TotalSeconds:0.###} s.", false);
+        }
+        catch (Exception ex)
+        {
+            return failed(redactor.Redact(ex), ex is ResponseTooLargeException);
+        }
+        finally
+        {
+            run.DisposeSpareSources();
+        }
+    }
+
     private static List<StepLogEntry> Snapshot(List<StepLogEntry> log)
     {
         lock (log)

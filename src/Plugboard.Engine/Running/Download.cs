@@ -11,35 +11,10 @@ public sealed partial class ConnectorRunner
     /// base_url's or allowed_hosts; dropped on a redirect elsewhere) and streams a 2xx body into
     /// <paramref name="destination"/> (seekable; emptied first), at most <paramref name="maxBytes"/>.
     /// </summary>
-    public async Task<DownloadResult> DownloadAsync(Manifest manifest, RunRequest request, string url, Stream destination, long maxBytes, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(manifest);
-        ArgumentNullException.ThrowIfNull(request);
-        var redactor = new Redactor(request.Credentials.Values);
-        using var execution = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        execution.CancelAfter(options.ExecutionTimeout);
-        var run = new Run(this, manifest, request, redactor, [], null, execution.Token);
-        try
-        {
-            return await run.DownloadAsync(url, destination, maxBytes).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            return new DownloadResult(null, null, 0, $"The download did not finish within {options.ExecutionTimeout.TotalSeconds:0.###} s.");
-        }
-        catch (Exception ex)
-        {
-            return new DownloadResult(null, null, 0, redactor.Redact(ex)) { Permanent = ex is ResponseTooLargeException };
-        }
-        finally
-        {
-            run.DisposeSpareSources();
-        }
-    }
+    public Task<DownloadResult> DownloadAsync(Manifest manifest, RunRequest request, string url, Stream destination, long maxBytes, CancellationToken ct) =>
+        RunAloneAsync(manifest, request, request?.Credentials.Values ?? [], options.ExecutionTimeout,
+            run => run.DownloadAsync(url, destination, maxBytes),
+            (error, tooLarge) => new DownloadResult(null, null, 0, error) { Permanent = tooLarge }, ct);
 
     private sealed partial class Run
     {

@@ -56,35 +56,10 @@ public sealed partial class ConnectorRunner
 
     /// <summary>Exchanges an authorization code (with its PKCE verifier) at the manifest's token endpoint.
     /// <paramref name="request"/> carries the config and the client's credential fields (client_id, client_secret).</summary>
-    public async Task<CodeExchangeResult> ExchangeCodeAsync(Manifest manifest, RunRequest request, string code, string codeVerifier, string redirectUri, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(manifest);
-        ArgumentNullException.ThrowIfNull(request);
-        var redactor = new Redactor([.. request.Credentials.Values, code, codeVerifier]);
-        using var execution = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        execution.CancelAfter(options.DefaultStepTimeout);
-        var run = new Run(this, manifest, request, redactor, [], null, execution.Token);
-        try
-        {
-            return new CodeExchangeResult(await run.ExchangeCodeAsync(code, codeVerifier, redirectUri).ConfigureAwait(false), null);
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            return new CodeExchangeResult(null, $"The token endpoint did not answer within {options.DefaultStepTimeout.TotalSeconds:0.###} s.");
-        }
-        catch (Exception ex)
-        {
-            return new CodeExchangeResult(null, redactor.Redact(ex));
-        }
-        finally
-        {
-            run.DisposeSpareSources();
-        }
-    }
+    public Task<CodeExchangeResult> ExchangeCodeAsync(Manifest manifest, RunRequest request, string code, string codeVerifier, string redirectUri, CancellationToken ct) =>
+        RunAloneAsync(manifest, request, [.. request?.Credentials.Values ?? [], code, codeVerifier], options.DefaultStepTimeout,
+            async run => new CodeExchangeResult(await run.ExchangeCodeAsync(code, codeVerifier, redirectUri).ConfigureAwait(false), null),
+            (error, _) => new CodeExchangeResult(null, error), ct);
 
     private sealed partial class Run
     {

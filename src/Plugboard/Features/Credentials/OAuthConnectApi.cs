@@ -358,17 +358,8 @@ public static class OAuthConnectApi
             ? uri.AbsoluteUri
             : throw Problems.Invalid("redirect_to must be an absolute http(s) URL without a fragment (at most 2048 characters).", "/redirect_to");
 
-    private static string WithQuery(string url, params (string Name, string Value)[] parameters)
-    {
-        var builder = new UriBuilder(url);
-        var query = builder.Query.TrimStart('?');
-        foreach (var (name, value) in parameters)
-        {
-            query += (query.Length == 0 ? "" : "&") + Uri.EscapeDataString(name) + "=" + Uri.EscapeDataString(value);
-        }
-        builder.Query = query;
-        return builder.Uri.AbsoluteUri;
-    }
+    private static string WithQuery(string url, params (string Name, string Value)[] parameters) =>
+        Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(url, parameters.Select(p => KeyValuePair.Create(p.Name, (string?)p.Value)));
 
     private static string Truncate(string text, int max) => text.Length <= max ? text : text[..max];
 }
