@@ -15,7 +15,35 @@ public sealed record Manifest(
 {
     /// <summary>What a sync imports (none: the connector cannot sync).</summary>
     public IReadOnlyList<StreamSpec> Streams { get; init; } = [];
+
+    /// <summary>How inbound webhooks are verified and what their events trigger (none: the connector takes no webhooks).</summary>
+    public WebhookSpec? Webhooks { get; init; }
 }
+
+/// <summary>A connector's inbound webhooks. Templates (<see cref="EventType"/>, <see cref="EventId"/>, inputs) see <c>event</c>.</summary>
+public sealed record WebhookSpec(string Verify)
+{
+    /// <summary><c>generated</c> (Plugboard makes the signing secret) or <c>provided</c> (the provider issues it).</summary>
+    public string Secret { get; init; } = DefaultSecret(Verify);
+    public HmacSpec? Hmac { get; init; }
+    public string? EventType { get; init; }
+    public string? EventId { get; init; }
+
+    /// <summary>Event type, or <c>*</c> for any other, to what it triggers.</summary>
+    public IReadOnlyDictionary<string, WebhookAction> Events { get; init; } = new Dictionary<string, WebhookAction>();
+
+    public static string DefaultSecret(string verify) => verify is "github" or "zoom" or "slack" ? "provided" : "generated";
+
+    /// <summary>What an event of this type triggers: its own entry, else <c>*</c>, else nothing.</summary>
+    public WebhookAction? ActionFor(string eventType) =>
+        Events.TryGetValue(eventType, out var action) || Events.TryGetValue("*", out action) ? action : null;
+}
+
+/// <param name="Signed">What is signed: <c>{body}</c>, <c>{timestamp}</c> and <c>{id}</c> stand for the raw body and the headers' values.</param>
+public sealed record HmacSpec(string Header, string Algorithm, string Encoding, string Prefix, string Signed, string? TimestampHeader, string? IdHeader);
+
+/// <param name="Action"><c>sync</c>, <c>execution</c> or <c>ignore</c>.</param>
+public sealed record WebhookAction(string Action, bool FullRefresh = false, JsonNode? Inputs = null);
 
 /// <summary>A stream: the records of one step extraction (<c>steps.id.name</c>), each mapped to a document by templates
 /// that see <c>record</c>.</summary>

@@ -61,7 +61,8 @@ public static partial class ManifestParser
                 TemplateTree(outputNode, "/output", new StepScope(int.MaxValue, true) { SecretsAllowed = false });
             }
             var streams = Streams(root);
-            return new Manifest(version ?? 0, baseUrl, allowedHosts, auth, inputs, config, steps, output) { Streams = streams };
+            var webhooks = Webhooks(root, inputs);
+            return new Manifest(version ?? 0, baseUrl, allowedHosts, auth, inputs, config, steps, output) { Streams = streams, Webhooks = webhooks };
         }
     }
 }

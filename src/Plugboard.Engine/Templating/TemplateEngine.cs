@@ -64,6 +64,9 @@ public sealed class TemplateModel
 
     /// <summary>What a sync tells its steps (<c>{{ sync.full_refresh }}</c>, <c>{{ sync.cursor.stream }}</c>); null outside syncs.</summary>
     public JObject? Sync { get; init; }
+
+    /// <summary>The inbound webhook event a mapping renders (<c>{{ event.payload.id }}</c>, <c>{{ event.headers['x-github-event'] }}</c>).</summary>
+    public JToken? Event { get; init; }
     public int? Index { get; init; }
 
     /// <summary>The execution's id (<c>{{ execution.id }}</c>): the same on every attempt of the execution, so it can key
@@ -77,7 +80,7 @@ public sealed class TemplateModel
     public DateTimeOffset Now { get; init; } = DateTimeOffset.UtcNow;
 
     // Fluid views of the model, built once per model (they wrap the live JSON, so later step results are visible).
-    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _record, _sync, _now, _root;
+    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _record, _sync, _event, _now, _root;
 
     internal FluidValue InputsValue => _inputs ??= TemplateEngine.ToFluid(Inputs);
     internal FluidValue ConfigValue => _config ??= TemplateEngine.ToFluid(Config);
@@ -88,6 +91,7 @@ public sealed class TemplateModel
     internal FluidValue ItemValue => _item ??= TemplateEngine.ToFluid(Item);
     internal FluidValue RecordValue => _record ??= TemplateEngine.ToFluid(Record);
     internal FluidValue SyncValue => _sync ??= TemplateEngine.ToFluid(Sync);
+    internal FluidValue EventValue => _event ??= TemplateEngine.ToFluid(Event);
     internal FluidValue NowValue => _now ??= new DateTimeValue(Now);
 
     /// <summary>The template context's model: the top-level names resolve here, so a render sets no scope values.</summary>
@@ -101,7 +105,7 @@ public sealed class TemplateModel
 
     private sealed class RootIndexable(TemplateModel model, SecretReads? reads) : IFluidIndexable
     {
-        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now", "execution", "step", "record", "sync"];
+        private static readonly string[] Names = ["inputs", "config", "steps", "credentials", "session", "page", "item", "index", "now", "execution", "step", "record", "sync", "event"];
 
         public int Count => Names.Length;
         public IEnumerable<string> Keys => Names;
@@ -127,6 +131,7 @@ public sealed class TemplateModel
                 "step" => IdObject(model.StepId),
                 "record" => model.RecordValue,
                 "sync" => model.SyncValue,
+                "event" => model.EventValue,
                 _ => null,
             };
             value = found ?? NilValue.Instance;
@@ -139,6 +144,7 @@ public sealed class TemplateModel
         {
             Record = record ?? Record,
             Sync = Sync,
+            Event = Event,
             ExecutionId = ExecutionId,
             StepId = stepId ?? StepId,
             Inputs = Inputs,

@@ -59,6 +59,9 @@ public sealed class SyncFilesMigration : SqlScriptMigration;
 [Migration(12, "retention")]
 public sealed class RetentionMigration : SqlScriptMigration;
 
+[Migration(13, "webhooks")]
+public sealed class WebhooksMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

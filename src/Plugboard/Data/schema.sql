@@ -139,6 +139,18 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.connectors_keep_previous_webhook_secret() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.webhook_secret IS DISTINCT FROM OLD.webhook_secret
+       AND NEW.webhook_secret_previous_until IS DISTINCT FROM OLD.webhook_secret_previous_until THEN
+        NEW.webhook_secret_previous := OLD.webhook_secret;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION public.ensure_user(p_email text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -211,6 +223,10 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION public.new_webhook_token() RETURNS text
+    LANGUAGE sql
+    AS $$ SELECT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '') $$;
 
 CREATE FUNCTION public.record_template_install(p_template_id uuid) RETURNS void
     LANGUAGE sql SECURITY DEFINER
@@ -403,10 +419,26 @@ CREATE TABLE public.connector_webhook_events (
     processed boolean DEFAULT false NOT NULL,
     processed_at timestamp with time zone,
     error text,
-    received_at timestamp with time zone DEFAULT now() NOT NULL
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    verification text DEFAULT ''::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    result jsonb,
+    note text,
+    CONSTRAINT connector_webhook_events_note_check CHECK ((length(note) <= 2000)),
+    CONSTRAINT connector_webhook_events_verification_check CHECK ((length(verification) <= 100))
 );
 
 ALTER TABLE ONLY public.connector_webhook_events FORCE ROW LEVEL SECURITY;
+
+CREATE TABLE public.connector_webhook_failures (
+    workspace_id text NOT NULL,
+    connector_id uuid NOT NULL,
+    failed_verifications bigint DEFAULT 0 NOT NULL,
+    last_failure text,
+    last_failure_at timestamp with time zone
+);
+
+ALTER TABLE ONLY public.connector_webhook_failures FORCE ROW LEVEL SECURITY;
 
 CREATE TABLE public.connectors (
     workspace_id text NOT NULL,
@@ -425,7 +457,6 @@ CREATE TABLE public.connectors (
     sync_frequency text DEFAULT 'manual'::text NOT NULL,
     next_sync_at timestamp with time zone,
     last_sync_at timestamp with time zone,
-    webhook_url text,
     webhook_secret text,
     webhook_active boolean DEFAULT false NOT NULL,
     error_count integer DEFAULT 0 NOT NULL,
@@ -440,11 +471,17 @@ CREATE TABLE public.connectors (
     webhook_secret_set boolean GENERATED ALWAYS AS ((webhook_secret IS NOT NULL)) STORED,
     sync_timezone text DEFAULT 'UTC'::text NOT NULL,
     sync_paused_at timestamp with time zone,
+    webhook_token text DEFAULT public.new_webhook_token() NOT NULL,
+    webhook_secret_previous text,
+    webhook_secret_previous_until timestamp with time zone,
+    webhook_url text GENERATED ALWAYS AS (('/v1/hooks/'::text || webhook_token)) STORED,
     CONSTRAINT connectors_max_concurrency_check CHECK (((max_concurrency >= 1) AND (max_concurrency <= 100))),
     CONSTRAINT connectors_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
     CONSTRAINT connectors_sync_frequency_check CHECK (((length(sync_frequency) >= 1) AND (length(sync_frequency) <= 100))),
     CONSTRAINT connectors_sync_timezone_check CHECK (((length(sync_timezone) >= 1) AND (length(sync_timezone) <= 64))),
-    CONSTRAINT connectors_webhook_secret_check CHECK (((webhook_secret IS NULL) OR (webhook_secret ~~ 'pb1:%'::text)))
+    CONSTRAINT connectors_webhook_secret_check CHECK (((webhook_secret IS NULL) OR (webhook_secret ~~ 'pb1:%'::text))),
+    CONSTRAINT connectors_webhook_secret_previous_check CHECK (((webhook_secret_previous IS NULL) OR (webhook_secret_previous ~~ 'pb1:%'::text))),
+    CONSTRAINT connectors_webhook_token_check CHECK ((webhook_token ~ '^[A-Za-z0-9_-]{32,128}$'::text))
 );
 
 ALTER TABLE ONLY public.connectors FORCE ROW LEVEL SECURITY;
@@ -726,6 +763,9 @@ ALTER TABLE ONLY public.connector_templates
 ALTER TABLE ONLY public.connector_webhook_events
     ADD CONSTRAINT connector_webhook_events_pkey PRIMARY KEY (workspace_id, id);
 
+ALTER TABLE ONLY public.connector_webhook_failures
+    ADD CONSTRAINT connector_webhook_failures_pkey PRIMARY KEY (workspace_id, connector_id);
+
 ALTER TABLE ONLY public.connectors
     ADD CONSTRAINT connectors_pkey PRIMARY KEY (workspace_id, id);
 
@@ -816,6 +856,8 @@ CREATE UNIQUE INDEX connector_templates_official_slug_key ON public.connector_te
 
 CREATE INDEX connector_templates_tags_idx ON public.connector_templates USING gin (tags);
 
+CREATE INDEX connector_webhook_events_connector_idx ON public.connector_webhook_events USING btree (workspace_id, connector_id, id DESC);
+
 CREATE UNIQUE INDEX connector_webhook_events_dedupe_key ON public.connector_webhook_events USING btree (workspace_id, connector_id, external_id) WHERE (external_id IS NOT NULL);
 
 CREATE INDEX connector_webhook_events_processed_idx ON public.connector_webhook_events USING btree (processed_at) WHERE processed;
@@ -827,6 +869,8 @@ CREATE INDEX connectors_credential_idx ON public.connectors USING btree (workspa
 CREATE UNIQUE INDEX connectors_name_key ON public.connectors USING btree (workspace_id, name);
 
 CREATE INDEX connectors_next_sync_idx ON public.connectors USING btree (next_sync_at) WHERE (next_sync_at IS NOT NULL);
+
+CREATE UNIQUE INDEX connectors_webhook_token_key ON public.connectors USING btree (webhook_token);
 
 CREATE INDEX document_chunks_search_idx ON public.document_chunks USING gin (workspace_id, search);
 
@@ -886,6 +930,8 @@ CREATE TRIGGER connector_sync_logs_updated_at BEFORE UPDATE ON public.connector_
 
 CREATE TRIGGER connector_templates_updated_at BEFORE UPDATE ON public.connector_templates FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
+CREATE TRIGGER connectors_keep_previous_webhook_secret BEFORE UPDATE OF webhook_secret ON public.connectors FOR EACH ROW EXECUTE FUNCTION public.connectors_keep_previous_webhook_secret();
+
 CREATE TRIGGER connectors_row_version BEFORE UPDATE ON public.connectors FOR EACH ROW EXECUTE FUNCTION public.bump_row_version();
 
 CREATE TRIGGER connectors_updated_at BEFORE UPDATE ON public.connectors FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
@@ -937,6 +983,9 @@ ALTER TABLE ONLY public.connector_templates
 
 ALTER TABLE ONLY public.connector_webhook_events
     ADD CONSTRAINT connector_webhook_events_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.connector_webhook_failures
+    ADD CONSTRAINT connector_webhook_failures_workspace_id_connector_id_fkey FOREIGN KEY (workspace_id, connector_id) REFERENCES public.connectors(workspace_id, id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.connectors
     ADD CONSTRAINT connectors_created_by_fkey FOREIGN KEY (created_by) REFERENCES public.users(id) ON DELETE SET NULL;
@@ -1083,6 +1132,8 @@ CREATE POLICY api_select ON public.connector_templates FOR SELECT TO plugboard_a
 
 CREATE POLICY api_select ON public.connector_webhook_events FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
+CREATE POLICY api_select ON public.connector_webhook_failures FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
+
 CREATE POLICY api_select ON public.connectors FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
 
 CREATE POLICY api_select ON public.document_chunks FOR SELECT TO plugboard_api USING ((workspace_id = public.app_workspace_id()));
@@ -1153,6 +1204,8 @@ ALTER TABLE public.connector_templates ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.connector_webhook_events ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.connector_webhook_failures ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.connectors ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY definer_all ON public.api_keys TO plugboard_definer USING (true) WITH CHECK (true);
@@ -1198,6 +1251,8 @@ CREATE POLICY service_all ON public.connector_sync_logs TO plugboard_service USI
 CREATE POLICY service_all ON public.connector_templates TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.connector_webhook_events TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.connector_webhook_failures TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.connectors TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -1344,6 +1399,9 @@ GRANT UPDATE(published_at) ON TABLE public.connector_templates TO plugboard_api;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_webhook_events TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_webhook_events TO plugboard_api;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_webhook_failures TO plugboard_service;
+GRANT SELECT ON TABLE public.connector_webhook_failures TO plugboard_api;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connectors TO plugboard_service;
 GRANT INSERT,DELETE,UPDATE ON TABLE public.connectors TO plugboard_api;
 
@@ -1379,8 +1437,6 @@ GRANT SELECT(next_sync_at) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT(last_sync_at) ON TABLE public.connectors TO plugboard_api;
 
-GRANT SELECT(webhook_url) ON TABLE public.connectors TO plugboard_api;
-
 GRANT SELECT(webhook_active) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT(error_count) ON TABLE public.connectors TO plugboard_api;
@@ -1406,6 +1462,10 @@ GRANT SELECT(webhook_secret_set) ON TABLE public.connectors TO plugboard_api;
 GRANT SELECT(sync_timezone) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT(sync_paused_at) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(webhook_secret_previous_until) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT(webhook_url) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.document_chunks TO plugboard_service;
 GRANT SELECT ON TABLE public.document_chunks TO plugboard_api;

@@ -25,6 +25,7 @@ using Plugboard.Features.Retention;
 using Plugboard.Features.Search;
 using Plugboard.Features.Syncs;
 using Plugboard.Features.Templates;
+using Plugboard.Features.Webhooks;
 using Plugboard.Features.Workspaces;
 using Plugboard.Http;
 using Plugboard.Jobs;
@@ -54,7 +55,7 @@ public static class PlugboardApp
     /// body before reading the answer gets the problem rather than a reset connection.</summary>
     public const long MaxDrainedBodyBytes = 8 * 1024 * 1024;
 
-    private static async Task DrainAsync(HttpContext http)
+    internal static async Task DrainAsync(HttpContext http)
     {
         if (http.Request.ContentLength > MaxDrainedBodyBytes || http.Features.Get<IHttpMaxRequestBodySizeFeature>() is not { IsReadOnly: false } limit)
         {
@@ -80,11 +81,12 @@ public static class PlugboardApp
         _ = JobWorkerOptions.FromConfiguration(configuration);
         _ = ConnectorEngine.RunnerOptionsFrom(configuration);
         _ = ConnectorEngine.SsrfOptionsFrom(configuration["PLUGBOARD_OUTBOUND_ALLOW"], configuration["PLUGBOARD_OUTBOUND_PROXY"]);
-        WorkspaceRateLimit.FromConfiguration(configuration).Dispose();
+        RateLimitBuckets.FromConfiguration(configuration).Dispose();
         _ = Settings.Enum(configuration, "PLUGBOARD_LOG_LEVEL", LogLevel.Information);
         _ = Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
         _ = OAuthSettings.FromConfiguration(configuration);
         _ = Features.Retention.RetentionOptions.FromConfiguration(configuration);
+        _ = WebhookSettings.FromConfiguration(configuration);
     }
 
     static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
@@ -134,6 +136,10 @@ public static class PlugboardApp
         builder.Services.AddSingleton<RetentionPruner>();
         builder.Services.AddSingleton<SyncScheduler>();
         builder.Services.AddJobHandler<SyncJobHandler>();
+        builder.Services.AddSingleton(WebhookSettings.FromConfiguration(configuration));
+        builder.Services.AddSingleton<WebhookEndpoints>();
+        builder.Services.AddSingleton<WebhookReceiver>();
+        builder.Services.AddJobHandler<WebhookJobHandler>();
         var runWorkers = options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);
         if (runWorkers)
         {
@@ -141,7 +147,7 @@ public static class PlugboardApp
             builder.Services.AddHostedService(sp => sp.GetRequiredService<SyncScheduler>());
         }
         builder.Services.AddPlugboardJobs(configuration, runWorkers);
-        WorkspaceRateLimit.Add(builder.Services, configuration);
+        RateLimitBuckets.Add(builder.Services, configuration);
 
         builder.Services.Configure<JsonOptions>(o => ApiJson.Configure(o.SerializerOptions));
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -179,9 +185,10 @@ public static class PlugboardApp
         app.UseStatusCodePages();
         app.Use(async (http, next) =>
         {
-            if (http.GetEndpoint()?.Metadata.GetMetadata<StreamedUploadMetadata>() is not null)
+            if (http.GetEndpoint()?.Metadata is { } metadata
+                && (metadata.GetMetadata<StreamedUploadMetadata>() is not null || metadata.GetMetadata<RawBodyMetadata>() is not null))
             {
-                // A file upload: multipart, streamed file by file; its handler lifts the body limit once the caller may upload.
+                // A file upload (multipart, streamed file by file) or a webhook (raw bytes): the handler bounds its own body.
                 Paging.BindList(http.Request.Path);
                 await next(http);
                 return;
@@ -236,6 +243,8 @@ public static class PlugboardApp
         SearchApi.Map(workspace);
         SyncsApi.Map(workspace);
         RecordsApi.Map(workspace);
+        WebhooksApi.Map(workspace);
+        WebhookReceiver.Map(app);
         ManifestsApi.Map(app, v1);
         JobsAdminApi.Map(v1);
         return app;

@@ -16,12 +16,16 @@ public static class KeyRotation
         long total = 0;
         total += await SweepAsync(db, keys, "workspace_api_credentials", "encrypted_payload", "key_id <> @current", batchSize, report, ct);
         total += await SweepAsync(db, keys, "connectors", "webhook_secret", "webhook_secret IS NOT NULL AND split_part(webhook_secret, ':', 2) <> @current", batchSize, report, ct);
+        // A rotated-out secret keeps the associated data it was written with (the database moved it aside unchanged).
+        total += await SweepAsync(db, keys, "connectors", "webhook_secret_previous",
+            "webhook_secret_previous IS NOT NULL AND split_part(webhook_secret_previous, ':', 2) <> @current", batchSize, report, ct, aadColumn: "webhook_secret");
         total += await SweepAsync(db, keys, "oauth_authorizations", "encrypted_payload", "status = 'pending' AND split_part(encrypted_payload, ':', 2) <> @current", batchSize, report, ct);
         await Features.Health.KeyRingCanary.ReencryptAsync(db, keys, ct);
         return total;
     }
 
-    private static async Task<long> SweepAsync(Db db, KeyRing keys, string table, string column, string stale, int batchSize, Action<Progress> report, CancellationToken ct)
+    private static async Task<long> SweepAsync(Db db, KeyRing keys, string table, string column, string stale, int batchSize, Action<Progress> report, CancellationToken ct,
+        string? aadColumn = null)
     {
         var current = keys.CurrentKeyId;
         long done = 0;
@@ -41,7 +45,7 @@ public static class KeyRotation
                 }
                 foreach (var row in rows)
                 {
-                    var aad = KeyRing.Aad(row.WorkspaceId, table, row.Id, column);
+                    var aad = KeyRing.Aad(row.WorkspaceId, table, row.Id, aadColumn ?? column);
                     var reencrypted = keys.Encrypt(keys.Decrypt(row.Value, aad), aad);
                     var keyColumn = table == "workspace_api_credentials" ? ", key_id = @current" : "";
                     await counter.ExecuteAsync(new CommandDefinition(

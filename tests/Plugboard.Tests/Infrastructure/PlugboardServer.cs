@@ -96,6 +96,10 @@ public sealed class PlugboardServer : IAsyncLifetime
             // Tests start scheduled syncs by calling the scheduler themselves (SyncTests): its own loop ticks once, at start.
             ["PLUGBOARD_SCHEDULER_POLL_SECONDS"] = "86400",
             ["PLUGBOARD_SYNC_CHECKPOINT_RECORDS"] = "4",
+            // Webhook tests reach these limits on purpose; each endpoint has its own bucket.
+            ["PLUGBOARD_WEBHOOK_RATE_LIMIT"] = "20",
+            ["PLUGBOARD_WEBHOOK_RATE_BURST"] = "60",
+            ["PLUGBOARD_WEBHOOK_MAX_BYTES"] = "65536",
         });
         Keys = _app.Services.GetRequiredService<KeyRing>();
         await _app.StartAsync();

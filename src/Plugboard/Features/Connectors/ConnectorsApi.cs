@@ -35,7 +35,6 @@ public sealed record UpdateConnectorRequest(
     JsonElement? Metadata = null,
     string? SyncFrequency = null,
     bool? WebhookActive = null,
-    bool? RotateWebhookSecret = null,
     int? MaxConcurrency = null,
     string? SyncTimezone = null);
 
@@ -45,7 +44,7 @@ public sealed record Connector(
     Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion,
     JsonElement Manifest, JsonElement Config, Guid? CredentialId, bool IsActive, JsonElement Filters, JsonElement Metadata,
     string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt, DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive,
-    bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
+    bool WebhookSecretSet, long WebhookFailedVerifications, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
     DateTime CreatedAt, DateTime UpdatedAt, ConnectorStats? Stats = null);
 
 public static class ConnectorsApi
@@ -67,7 +66,10 @@ public static class ConnectorsApi
         sync_paused_at,
         (SELECT l.status FROM connector_sync_logs l WHERE l.workspace_id = connectors.workspace_id AND l.connector_id = connectors.id ORDER BY l.id DESC LIMIT 1)
             AS last_sync_status,
-        webhook_url, webhook_active, webhook_secret_set, max_concurrency, error_count, last_error, last_error_at,
+        webhook_url, webhook_active, webhook_secret_set,
+        coalesce((SELECT f.failed_verifications FROM connector_webhook_failures f WHERE f.workspace_id = connectors.workspace_id AND f.connector_id = connectors.id), 0)
+            AS webhook_failed_verifications,
+        max_concurrency, error_count, last_error, last_error_at,
         credentials_updated_at, created_at, updated_at, row_version
         """;
 
@@ -124,15 +126,14 @@ public static class ConnectorsApi
             await EnsureCredentialAsync(db, credentialId, ct);
         }
         var id = Guid.CreateVersion7();
-        var webhookSecret = keys.Encrypt(NewWebhookSecret(), KeyRing.Aad(db.WorkspaceId!, "connectors", id, "webhook_secret"));
         var row = await db.QuerySingleOrDefaultAsync<ConnectorRow>(
             $"""
             INSERT INTO connectors (workspace_id, id, name, description, manifest, config, credential_id, is_active, filters, metadata,
-                                    sync_frequency, sync_timezone, next_sync_at, webhook_url, webhook_secret, webhook_active, template_id, template_version,
+                                    sync_frequency, sync_timezone, next_sync_at, webhook_active, template_id, template_version,
                                     credentials_updated_at, created_by, max_concurrency)
             VALUES (app_workspace_id(), @id, @Name, @Description, @Manifest::jsonb, @Config::jsonb, @CredentialId, @IsActive, @Filters::jsonb, @Metadata::jsonb,
                     @syncFrequency, @syncTimezone, @nextSyncAt,
-                    '/v1/webhooks/' || app_workspace_id() || '/' || @id, @webhookSecret, @WebhookActive, @TemplateId, @TemplateVersion,
+                    @WebhookActive, @TemplateId, @TemplateVersion,
                     CASE WHEN @CredentialId::uuid IS NULL THEN NULL ELSE now() END, app_user_id(), @MaxConcurrency)
             RETURNING {Columns}
             """,
@@ -150,7 +151,6 @@ public static class ConnectorsApi
                 syncFrequency = c.Schedule.Frequency,
                 syncTimezone = c.Schedule.TimeZone,
                 nextSyncAt = c.IsActive ? c.Schedule.Next(DateTimeOffset.UtcNow, null) : null,
-                webhookSecret,
                 c.WebhookActive,
                 c.TemplateId,
                 c.TemplateVersion,
@@ -178,9 +178,6 @@ public static class ConnectorsApi
         // A new frequency or time zone is read with the other's current value; next_sync_at follows it at once (none while paused).
         var schedule = body.SyncFrequency is null && body.SyncTimezone is null ? null
             : Schedule(body.SyncFrequency ?? existing.SyncFrequency, body.SyncTimezone ?? existing.SyncTimezone);
-        var webhookSecret = body.RotateWebhookSecret == true
-            ? keys.Encrypt(NewWebhookSecret(), KeyRing.Aad(db.WorkspaceId!, "connectors", connectorId, "webhook_secret"))
-            : null;
         var row = await db.QuerySingleOrDefaultAsync<ConnectorRow>(
             $"""
             UPDATE connectors SET
@@ -198,7 +195,6 @@ public static class ConnectorsApi
                 next_sync_at = CASE WHEN NOT coalesce(@isActive, is_active) OR sync_paused_at IS NOT NULL THEN NULL
                                     WHEN @rescheduled THEN @nextSyncAt ELSE next_sync_at END,
                 webhook_active = coalesce(@webhookActive, webhook_active),
-                {(webhookSecret is null ? "" : "webhook_secret = @webhookSecret,")}
                 max_concurrency = coalesce(@maxConcurrency, max_concurrency)
              WHERE id = @connectorId AND (@ifMatch::bigint[] IS NULL OR row_version = ANY(@ifMatch))
             RETURNING {Columns}
@@ -220,12 +216,11 @@ public static class ConnectorsApi
                 rescheduled = schedule is not null || body.IsActive == true,
                 nextSyncAt = (schedule ?? Schedule(existing.SyncFrequency, existing.SyncTimezone)).Next(DateTimeOffset.UtcNow, existing.LastSyncAt is { } last ? new DateTimeOffset(last, TimeSpan.Zero) : null),
                 webhookActive = body.WebhookActive,
-                webhookSecret,
                 maxConcurrency = MaxConcurrency(body.MaxConcurrency),
                 ifMatch,
             }, ct) ?? throw Problems.PreconditionFailed("The connector changed since you read it: GET it again and retry with the new ETag.");
         await Audit.WriteAsync(db, "connector.updated", "connector", connectorId.ToString(),
-            new { changed = ChangedFields(body), webhook_secret_rotated = webhookSecret is not null }, ct);
+            new { changed = ChangedFields(body) }, ct);
         ETags.Set(http, row.RowVersion);
         return TypedResults.Ok(row.ToConnector());
     }
@@ -309,19 +304,17 @@ public static class ConnectorsApi
     private static int? MaxConcurrency(int? value) =>
         value is null or (>= 1 and <= 100) ? value : throw Problems.Invalid("max_concurrency must be between 1 and 100.", "/max_concurrency");
 
-    private static string NewWebhookSecret() => "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
-
     private static string[] ChangedFields(UpdateConnectorRequest body) =>
         typeof(UpdateConnectorRequest).GetProperties().Where(p => p.GetValue(body) is not null).Select(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name)).ToArray();
 
     internal sealed record ConnectorRow(
         Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion, string Manifest, string Config,
         Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt,
-        DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt,
-        DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
+        DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, long WebhookFailedVerifications, int MaxConcurrency, int ErrorCount, string? LastError,
+        DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
     {
         public Connector ToConnector() => new(Id, Name, Description, ConnectorType, TemplateId, TemplateVersion, JsonColumns.Element(Manifest),
             JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, SyncTimezone, NextSyncAt,
-            LastSyncAt, SyncPausedAt, LastSyncStatus, WebhookUrl, WebhookActive, WebhookSecretSet, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
+            LastSyncAt, SyncPausedAt, LastSyncStatus, WebhookUrl, WebhookActive, WebhookSecretSet, WebhookFailedVerifications, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
     }
 }

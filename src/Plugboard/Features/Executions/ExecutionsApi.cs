@@ -37,7 +37,7 @@ public static class ExecutionsApi
             ListAsync(db, connectorId, status, trigger, since, until, limit, cursor, ct)).WithTags("Executions").Produces<Page<Execution>>();
     }
 
-    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, WorkspaceRateLimit rateLimit, ManifestCache manifests,
+    private static async Task<IResult> Create(Guid connectorId, CreateExecutionRequest? body, RequestDb db, RateLimitBuckets rateLimit, ManifestCache manifests,
         HttpContext http, CancellationToken ct)
     {
         db.RequireRole("member", "run connectors");

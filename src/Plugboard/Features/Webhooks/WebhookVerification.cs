@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using Plugboard.Engine.Manifests;
 
 namespace Plugboard.Features.Webhooks;
 
@@ -15,10 +16,11 @@ public sealed class WebhookRequest(IReadOnlyDictionary<string, string> headers, 
     public string? Header(string name) => _headers.TryGetValue(name, out var value) && value.Length > 0 ? value : null;
 }
 
-/// <summary>What verification concluded: valid (with the provider's event id when it sends one), or why not.</summary>
-public sealed record WebhookVerdict(bool Valid, string? EventId, string? Failure)
+/// <summary>What verification concluded: valid (with the provider's event id when it sends one, and which of the
+/// secrets matched: 0 the current one, 1 the previous one during a rotation's overlap), or why not.</summary>
+public sealed record WebhookVerdict(bool Valid, string? EventId, string? Failure, int SecretIndex = 0)
 {
-    public static WebhookVerdict Accepted(string? eventId) => new(true, eventId, null);
+    public static WebhookVerdict Accepted(string? eventId, int secretIndex) => new(true, eventId, null, secretIndex);
     public static WebhookVerdict Refused(string failure) => new(false, null, failure);
 }
 
@@ -41,8 +43,11 @@ public abstract class WebhookVerifier
         "github" => new GitHubVerifier(),
         "zoom" => new VersionZeroVerifier("zoom", "x-zm-signature", "x-zm-request-timestamp"),
         "slack" => new VersionZeroVerifier("slack", "x-slack-signature", "x-slack-request-timestamp"),
+        "graph" => new GraphVerifier(),
         _ => throw new ArgumentOutOfRangeException(nameof(scheme), scheme, "Unknown webhook verification scheme."),
     };
+
+    public static WebhookVerifier For(WebhookSpec spec) => spec.Verify == "hmac" ? new HmacVerifier(spec.Hmac!) : For(spec.Verify);
 
     protected static bool FixedTimeEquals(string expected, string given) =>
         CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(expected), Encoding.ASCII.GetBytes(given));
@@ -97,9 +102,9 @@ public sealed class StandardWebhooksVerifier : WebhookVerifier
         var signed = Concat(Encoding.UTF8.GetBytes($"{id}.{timestamp}."), request.Body);
         var given = signatures.Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Where(s => s.StartsWith("v1,", StringComparison.Ordinal)).Select(s => s[3..]).ToList();
-        foreach (var secret in secrets)
+        for (var index = 0; index < secrets.Count; index++)
         {
-            if (Key(secret) is not { } key)
+            if (Key(secrets[index]) is not { } key)
             {
                 continue;
             }
@@ -108,7 +113,7 @@ public sealed class StandardWebhooksVerifier : WebhookVerifier
             {
                 if (FixedTimeEquals(expected, signature))
                 {
-                    return WebhookVerdict.Accepted(id);
+                    return WebhookVerdict.Accepted(id, index);
                 }
             }
         }
@@ -142,11 +147,11 @@ public sealed class GitHubVerifier : WebhookVerifier
             return WebhookVerdict.Refused("The X-Hub-Signature-256 header is missing or not sha256=….");
         }
         var given = header[7..].ToLowerInvariant();
-        foreach (var secret in secrets)
+        for (var index = 0; index < secrets.Count; index++)
         {
-            if (FixedTimeEquals(Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), request.Body)), given))
+            if (FixedTimeEquals(Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secrets[index]), request.Body)), given))
             {
-                return WebhookVerdict.Accepted(request.Header("x-github-delivery"));
+                return WebhookVerdict.Accepted(request.Header("x-github-delivery"), index);
             }
         }
         return WebhookVerdict.Refused("X-Hub-Signature-256 does not match the endpoint's secret.");
@@ -174,11 +179,11 @@ public sealed class VersionZeroVerifier(string scheme, string signatureHeader, s
         }
         var signed = Concat(Encoding.UTF8.GetBytes($"v0:{timestamp}:"), request.Body);
         var given = header[3..].ToLowerInvariant();
-        foreach (var secret in secrets)
+        for (var index = 0; index < secrets.Count; index++)
         {
-            if (FixedTimeEquals(Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), signed)), given))
+            if (FixedTimeEquals(Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secrets[index]), signed)), given))
             {
-                return WebhookVerdict.Accepted(null);
+                return WebhookVerdict.Accepted(null, index);
             }
         }
         return WebhookVerdict.Refused($"{signatureHeader} does not match the endpoint's secret.");
@@ -187,4 +192,95 @@ public sealed class VersionZeroVerifier(string scheme, string signatureHeader, s
     /// <summary>Zoom's <c>endpoint.url_validation</c> answer: the plain token and its hex HMAC-SHA256 under the secret.</summary>
     public static (string PlainToken, string EncryptedToken) ZoomValidation(string plainToken, string secret) =>
         (plainToken, Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(plainToken))));
+}
+
+/// <summary>
+/// Microsoft Graph change notifications carry no signature: each notification in <c>value</c> holds the
+/// <c>clientState</c> given when the subscription was created, which must equal the endpoint's secret. Graph sends
+/// no delivery id; the endpoint names each notification by its content.
+/// </summary>
+public sealed class GraphVerifier : WebhookVerifier
+{
+    public override string Scheme => "graph";
+
+    public override WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets) =>
+        WebhookVerdict.Refused("Graph notifications are verified one by one (VerifyClientState).");
+
+    /// <summary>Which secret the notification's clientState equals, or null.</summary>
+    public static int? VerifyClientState(string? clientState, IReadOnlyList<string> secrets)
+    {
+        if (clientState is null)
+        {
+            return null;
+        }
+        for (var index = 0; index < secrets.Count; index++)
+        {
+            if (FixedTimeEquals(secrets[index], clientState))
+            {
+                return index;
+            }
+        }
+        return null;
+    }
+}
+
+/// <summary>
+/// A generic HMAC as the manifest describes it: the signature in <see cref="HmacSpec.Header"/> after an optional
+/// prefix, hex or base64, over <see cref="HmacSpec.Signed"/> with <c>{body}</c> the raw bytes and <c>{timestamp}</c>
+/// and <c>{id}</c> the named headers' values.
+/// </summary>
+public sealed class HmacVerifier(HmacSpec spec) : WebhookVerifier
+{
+    public override string Scheme => "hmac";
+
+    public override WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets)
+    {
+        var timestamp = spec.TimestampHeader is { } timestampHeader ? request.Header(timestampHeader) : null;
+        if (spec.TimestampHeader is not null && CheckTimestamp(timestamp, request.ReceivedAt, spec.TimestampHeader) is { } stale)
+        {
+            return WebhookVerdict.Refused(stale);
+        }
+        var id = spec.IdHeader is { } idHeader ? request.Header(idHeader) : null;
+        if (spec.IdHeader is not null && id is null)
+        {
+            return WebhookVerdict.Refused($"The {spec.IdHeader} header is missing.");
+        }
+        if (request.Header(spec.Header) is not { } header || !header.StartsWith(spec.Prefix, StringComparison.Ordinal))
+        {
+            return WebhookVerdict.Refused($"The {spec.Header} header is missing" + (spec.Prefix.Length > 0 ? $" or does not start with {spec.Prefix}." : "."));
+        }
+        var given = header[spec.Prefix.Length..].Trim();
+        if (spec.Encoding == "hex")
+        {
+            given = given.ToLowerInvariant();
+        }
+        var parts = spec.Signed.Replace("{timestamp}", timestamp, StringComparison.Ordinal).Replace("{id}", id, StringComparison.Ordinal)
+            .Split("{body}");
+        var signed = new List<byte[]>();
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (i > 0)
+            {
+                signed.Add(request.Body);
+            }
+            signed.Add(Encoding.UTF8.GetBytes(parts[i]));
+        }
+        var content = Concat([.. signed]);
+        for (var index = 0; index < secrets.Count; index++)
+        {
+            var key = Encoding.UTF8.GetBytes(secrets[index]);
+            var mac = spec.Algorithm switch
+            {
+                "sha1" => HMACSHA1.HashData(key, content),
+                "sha512" => HMACSHA512.HashData(key, content),
+                _ => HMACSHA256.HashData(key, content),
+            };
+            var expected = spec.Encoding == "base64" ? Convert.ToBase64String(mac) : Convert.ToHexStringLower(mac);
+            if (FixedTimeEquals(expected, given))
+            {
+                return WebhookVerdict.Accepted(id, index);
+            }
+        }
+        return WebhookVerdict.Refused($"{spec.Header} does not match the endpoint's secret.");
+    }
 }

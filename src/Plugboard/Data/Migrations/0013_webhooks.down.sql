@@ -1,0 +1,12 @@
+DROP INDEX connector_webhook_events_connector_idx;
+ALTER TABLE connector_webhook_events DROP COLUMN verification, DROP COLUMN attempts, DROP COLUMN result, DROP COLUMN note;
+DROP TABLE connector_webhook_failures;
+DROP TRIGGER connectors_keep_previous_webhook_secret ON connectors;
+DROP FUNCTION connectors_keep_previous_webhook_secret();
+ALTER TABLE connectors DROP COLUMN webhook_url;
+ALTER TABLE connectors ADD COLUMN webhook_url text;
+UPDATE connectors SET webhook_url = '/v1/webhooks/' || workspace_id || '/' || id;
+GRANT SELECT (webhook_url) ON connectors TO plugboard_api;
+DROP INDEX connectors_webhook_token_key;
+ALTER TABLE connectors DROP COLUMN webhook_token, DROP COLUMN webhook_secret_previous, DROP COLUMN webhook_secret_previous_until;
+DROP FUNCTION new_webhook_token();

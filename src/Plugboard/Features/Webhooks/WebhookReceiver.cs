@@ -1,0 +1,281 @@
+using System.Diagnostics.Metrics;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Dapper;
+using Microsoft.AspNetCore.Http.Features;
+using Npgsql;
+using Plugboard.Data;
+using Plugboard.Http;
+
+namespace Plugboard.Features.Webhooks;
+
+/// <summary>
+/// <c>POST /v1/hooks/{token}</c>, anonymous: finds the endpoint (404 unknown, 410 switched off), takes a token of its
+/// bucket (429), reads the raw body within the limit (413), answers the provider's URL challenge, verifies the
+/// signature over the raw bytes (401, counted per endpoint), then commits each event with its processing job in one
+/// transaction before answering 2xx. A repeated event id is acknowledged without a second event. Only a failure to
+/// store answers 5xx, so the provider retries.
+/// </summary>
+public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookSettings settings, Db db, ILogger<WebhookReceiver> logger) : IDisposable
+{
+    public const string Path = "/v1/hooks/{token}";
+
+    private static readonly Meter Meter = new("Plugboard.Webhooks");
+    private static readonly Counter<long> Received = Meter.CreateCounter<long>("plugboard.webhooks.received", "{event}", "Events verified and stored.");
+    private static readonly Counter<long> Duplicates = Meter.CreateCounter<long>("plugboard.webhooks.duplicates", "{event}", "Repeated event ids acknowledged without storing.");
+    private static readonly Counter<long> Refused = Meter.CreateCounter<long>("plugboard.webhooks.failed_verifications", "{request}", "Requests whose signature did not verify.");
+
+    private readonly RateLimitBuckets _buckets = new(settings.RatePerSecond, settings.RateBurst, "This webhook endpoint is receiving requests");
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        app.MapPost(Path, (string token, HttpContext http, WebhookReceiver receiver, CancellationToken ct) => receiver.ReceiveAsync(token, http, ct))
+            .AllowAnonymous().WithTags("Webhooks").WithMetadata(new RawBodyMetadata())
+            .WithSummary("Receive a webhook").WithDescription("The endpoint a provider posts events to (a connector's webhook_url). Verified with the connector's webhooks settings.")
+            .Produces(200).Produces(202).ProducesProblem(401).ProducesProblem(404).ProducesProblem(410).ProducesProblem(413).ProducesProblem(429);
+    }
+
+    public async Task<IResult> ReceiveAsync(string token, HttpContext http, CancellationToken ct)
+    {
+        var endpoint = TokenFormat().IsMatch(token) ? await endpoints.FindAsync(token, ct) : null;
+        if (endpoint is null)
+        {
+            throw Problems.NotFound("The webhook endpoint");
+        }
+        if (!endpoint.Active || endpoint.Spec is null)
+        {
+            throw new ProblemException(410, "webhook-disabled", "Webhook endpoint switched off",
+                "This endpoint does not accept events (the connector's webhook is off, or its manifest has no webhooks section).");
+        }
+        _buckets.Take(http, endpoint.ConnectorId.ToString());
+        var body = await ReadBodyAsync(http, ct);
+        var receivedAt = DateTimeOffset.UtcNow;
+        var spec = endpoint.Spec;
+        var headers = http.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
+        var request = new WebhookRequest(headers, body, receivedAt);
+        var secrets = endpoint.SecretsAt(receivedAt);
+
+        if (spec.Verify == "graph" && http.Request.Query.TryGetValue("validationToken", out var validationToken))
+        {
+            // Graph's subscription validation: echo the (URL-decoded) token as text/plain, at once; nothing is stored.
+            var text = validationToken.ToString();
+            if (text.Length is 0 or > 4096)
+            {
+                throw Problems.BadRequest("validationToken must be 1 to 4096 characters.");
+            }
+            http.Response.Headers.XContentTypeOptions = "nosniff";
+            return TypedResults.Text(text, "text/plain", Encoding.UTF8, 200);
+        }
+        if (secrets.Count == 0)
+        {
+            throw await RefuseAsync(endpoint, "The endpoint has no signing secret yet: set one with POST …/connectors/{id}/webhook/secret.", ct);
+        }
+
+        using var document = Parse(body, http.Request.ContentType);
+        var verification = "";
+        List<IncomingEvent> events;
+        if (spec.Verify == "graph")
+        {
+            (events, verification) = await GraphEventsAsync(endpoint, document.RootElement, headers, secrets, ct);
+        }
+        else
+        {
+            var verdict = WebhookVerifier.For(spec).Verify(request, secrets);
+            if (!verdict.Valid)
+            {
+                throw await RefuseAsync(endpoint, verdict.Failure!, ct);
+            }
+            verification = spec.Verify + (verdict.SecretIndex > 0 ? " (previous secret)" : "");
+            if (Challenge(spec.Verify, document.RootElement, secrets[verdict.SecretIndex]) is { } answer)
+            {
+                return answer;
+            }
+            events = [await WebhookEvents.DescribeAsync(spec, document.RootElement, body, headers, verdict.EventId)];
+        }
+
+        var stored = await StoreAsync(endpoint, events, verification, ct);
+        Received.Add(stored);
+        Duplicates.Add(events.Count - stored);
+        var status = spec.Verify == "graph" ? 202 : 200;
+        return TypedResults.Json(new { received = events.Count, stored, duplicates = events.Count - stored }, statusCode: status);
+    }
+
+    /// <summary>The body, at most <see cref="WebhookSettings.MaxBodyBytes"/>, else 413 (read and discarded first when
+    /// small enough, so the sender reads the answer rather than a reset connection).</summary>
+    private async Task<byte[]> ReadBodyAsync(HttpContext http, CancellationToken ct)
+    {
+        var limit = settings.MaxBodyBytes;
+        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+        {
+            feature.MaxRequestBodySize = Math.Max(limit, Hosting.PlugboardApp.MaxDrainedBodyBytes);
+        }
+        if (http.Request.ContentLength > limit)
+        {
+            await Hosting.PlugboardApp.DrainAsync(http);
+            throw TooLarge();
+        }
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        while ((read = await http.Request.Body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + read > limit)
+            {
+                await Hosting.PlugboardApp.DrainAsync(http);
+                throw TooLarge();
+            }
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
+    }
+
+    private ProblemException TooLarge() => new(413, "payload-too-large", "Payload too large", $"Webhook bodies are limited to {settings.MaxBodyBytes / 1024} KiB.");
+
+    private static JsonDocument Parse(byte[] body, string? contentType)
+    {
+        try
+        {
+            return JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
+        }
+        catch (JsonException)
+        {
+            throw contentType?.StartsWith("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase) == true
+                ? new ProblemException(415, "unsupported-media-type", "Unsupported media type", "Form-encoded webhooks are not supported: configure the provider to send JSON.")
+                : Problems.BadRequest("The body is not JSON (at most 64 levels deep).");
+        }
+    }
+
+    /// <summary>Zoom's and Slack's URL challenges, answered only once the request verified.</summary>
+    private static IResult? Challenge(string scheme, JsonElement root, string secret)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            return null;
+        }
+        if (scheme == "zoom" && root.TryGetProperty("event", out var zoomEvent) && zoomEvent.ValueKind == JsonValueKind.String
+            && zoomEvent.GetString() == "endpoint.url_validation")
+        {
+            var plain = root.TryGetProperty("payload", out var payload) && payload.ValueKind == JsonValueKind.Object
+                        && payload.TryGetProperty("plainToken", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString()! : "";
+            if (plain.Length is 0 or > 1024)
+            {
+                throw Problems.BadRequest("endpoint.url_validation needs payload.plainToken (at most 1024 characters).");
+            }
+            var (plainToken, encryptedToken) = VersionZeroVerifier.ZoomValidation(plain, secret);
+            return TypedResults.Json(new Dictionary<string, string> { ["plainToken"] = plainToken, ["encryptedToken"] = encryptedToken });
+        }
+        if (scheme == "slack" && root.TryGetProperty("type", out var slackType) && slackType.ValueKind == JsonValueKind.String
+            && slackType.GetString() == "url_verification")
+        {
+            var challenge = root.TryGetProperty("challenge", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : "";
+            return challenge.Length is 0 or > 1024
+                ? throw Problems.BadRequest("url_verification needs a challenge (at most 1024 characters).")
+                : TypedResults.Json(new Dictionary<string, string> { ["challenge"] = challenge });
+        }
+        return null;
+    }
+
+    /// <summary>Graph: every notification in value[] must carry the endpoint's clientState; each becomes one event.</summary>
+    private async Task<(List<IncomingEvent>, string)> GraphEventsAsync(WebhookEndpoint endpoint, JsonElement root, IReadOnlyDictionary<string, string> headers,
+        IReadOnlyList<string> secrets, CancellationToken ct)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("value", out var value) || value.ValueKind != JsonValueKind.Array
+            || value.GetArrayLength() is 0 or > 1000)
+        {
+            throw await RefuseAsync(endpoint, "A Graph notification body is {\"value\": [ … ]} with 1 to 1000 notifications.", ct);
+        }
+        var events = new List<IncomingEvent>();
+        var previous = false;
+        foreach (var item in value.EnumerateArray())
+        {
+            var state = item.ValueKind == JsonValueKind.Object && item.TryGetProperty("clientState", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
+            if (GraphVerifier.VerifyClientState(state, secrets) is not { } index)
+            {
+                throw await RefuseAsync(endpoint, "A notification's clientState does not match the endpoint's secret.", ct);
+            }
+            previous |= index > 0;
+            events.Add(await WebhookEvents.DescribeAsync(endpoint.Spec!, item, Encoding.UTF8.GetBytes(item.GetRawText()), headers, null));
+        }
+        return (events, "graph" + (previous ? " (previous secret)" : ""));
+    }
+
+    /// <summary>Counts the failure on the endpoint (its operator sees misconfiguration) and answers 401.</summary>
+    private async Task<ProblemException> RefuseAsync(WebhookEndpoint endpoint, string failure, CancellationToken ct)
+    {
+        Refused.Add(1);
+        try
+        {
+            await using var connection = await db.Service.OpenConnectionAsync(ct);
+            await connection.ExecuteAsync(new CommandDefinition(
+                """
+                INSERT INTO connector_webhook_failures (workspace_id, connector_id, failed_verifications, last_failure, last_failure_at)
+                VALUES (@WorkspaceId, @ConnectorId, 1, @failure, now())
+                ON CONFLICT (workspace_id, connector_id) DO UPDATE
+                   SET failed_verifications = connector_webhook_failures.failed_verifications + 1, last_failure = @failure, last_failure_at = now()
+                """, new { endpoint.WorkspaceId, endpoint.ConnectorId, failure }, cancellationToken: ct));
+        }
+        catch (NpgsqlException e)
+        {
+            logger.LogWarning(e, "Could not count a failed webhook verification of connector {ConnectorId}", endpoint.ConnectorId);
+        }
+        return new ProblemException(401, "webhook-signature-invalid", "Signature not verified", failure);
+    }
+
+    private const string InsertSql =
+        $"""
+        WITH event AS (
+            INSERT INTO connector_webhook_events (workspace_id, id, connector_id, event_type, external_id, payload, headers, signature_valid, verification, note)
+            VALUES (@workspaceId, @id, @connectorId, @type, @externalId, @payload::jsonb, @headers::jsonb, true, @verification, @note)
+            ON CONFLICT (workspace_id, connector_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+            RETURNING id),
+        job AS (
+            {Plugboard.Jobs.JobQueue.InsertOneSelectSql}
+             WHERE EXISTS (SELECT FROM event))
+        SELECT count(*)::int FROM event
+        """;
+
+    /// <summary>Every event and its job in one transaction; returns how many were new (the rest repeated an id).</summary>
+    private async Task<int> StoreAsync(WebhookEndpoint endpoint, IReadOnlyList<IncomingEvent> events, string verification, CancellationToken ct)
+    {
+        await using var connection = await db.Service.OpenConnectionAsync(ct);
+        await using var transaction = events.Count > 1 ? await connection.BeginTransactionAsync(ct) : null;
+        var stored = 0;
+        foreach (var e in events)
+        {
+            var id = Guid.CreateVersion7();
+            var parameters = new DynamicParameters(new
+            {
+                workspaceId = endpoint.WorkspaceId,
+                id,
+                connectorId = endpoint.ConnectorId,
+                type = e.Type,
+                externalId = e.Id,
+                payload = e.Payload,
+                headers = e.Headers,
+                verification,
+                note = e.Note,
+            });
+            Plugboard.Jobs.JobQueue.AddInsertParameters(parameters, WebhookJob.Request(endpoint.WorkspaceId, endpoint.ConnectorId, id));
+            try
+            {
+                stored += await connection.ExecuteScalarAsync<int>(new CommandDefinition(InsertSql, parameters, transaction, cancellationToken: ct));
+            }
+            catch (PostgresException x) when (x.SqlState is PostgresErrorCodes.UntranslatableCharacter or PostgresErrorCodes.InvalidTextRepresentation
+                                                  or PostgresErrorCodes.CharacterNotInRepertoire)
+            {
+                throw Problems.BadRequest("The body holds text PostgreSQL cannot store (a \\u0000 or an unpaired surrogate escape).");
+            }
+        }
+        if (transaction is not null)
+        {
+            await transaction.CommitAsync(ct);
+        }
+        return stored;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9_-]{32,128}$")]
+    private static partial Regex TokenFormat();
+
+    public void Dispose() => _buckets.Dispose();
+}
