@@ -251,6 +251,141 @@ public sealed class OfficialTemplateTests(PlugboardServer server)
         Assert.Equal(["tr-2"], await SearchAsync(team, connectorId, "observatory"));
     }
 
+    /// <summary>Turns the installed connector's webhook on and stores (or generates) its secret, as its admin would.</summary>
+    private static async Task<Hook> EnableWebhookAsync(TeamWorkspace team, string connectorId, string? providedSecret)
+    {
+        var connector = await (await team.Admin.Http.PatchAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}", new { webhook_active = true })).AssertStatusAsync(200);
+        var secret = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}/webhook/secret",
+            providedSecret is null ? (object)new { } : new { secret = providedSecret })).AssertStatusAsync(200);
+        return new Hook(team, connectorId, connector.GetProperty("webhook_url").GetString()!, providedSecret ?? secret.GetProperty("secret").GetString());
+    }
+
+    private static async Task<JsonElement> WebhookSyncAsync(Hook hook)
+    {
+        var events = await Webhooks.EventsAsync(hook);
+        var processed = await Webhooks.ProcessedAsync(hook, Assert.Single(events).GetProperty("id").GetString()!);
+        var location = $"/v1/workspaces/{hook.Team.Id}/connectors/{hook.ConnectorId}/syncs/{processed.GetProperty("result").GetProperty("sync_id").GetString()}";
+        for (var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60); ; await Task.Delay(50))
+        {
+            var log = await (await hook.Team.Viewer.Http.GetAsync(location)).AssertStatusAsync(200);
+            if (log.GetProperty("status").GetString() is "completed" or "failed")
+            {
+                Assert.True(log.GetProperty("status").GetString() == "completed", log.ToString());
+                Assert.Equal("webhook", log.GetProperty("trigger").GetString());
+                return log;
+            }
+            Assert.True(DateTime.UtcNow < deadline, "sync did not finish");
+        }
+    }
+
+    [Fact]
+    public async Task A_Zoom_recording_transcript_completed_event_imports_the_transcript_and_makes_it_searchable()
+    {
+        Stub stub = null!;
+        stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/v2/users/me/recordings", (HttpRequest request) => !Authorized(request)
+                ? Unauthorized(new { code = 124, message = "Invalid access token." })
+                : Results.Json(new
+                {
+                    page_size = 300,
+                    next_page_token = "",
+                    meetings = new[]
+                    {
+                        new { uuid = "4444AAAiAAAAAiAiAiiAii==", id = 444, topic = "Harbour retrospective", start_time = "2026-11-28T09:00:00Z", duration = 30,
+                            share_url = "https://zoom.example/rec/share/4", recording_files = new[] { new { id = "t4", file_type = "TRANSCRIPT", download_url = $"{stub.Url}/rec/download/t4" } } },
+                    },
+                }));
+            app.MapGet("/rec/download/{id}", (HttpRequest request) => !Authorized(request)
+                ? Unauthorized(new { code = 124, message = "Invalid access token." })
+                : Results.Text("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\nAda Lovelace: The lighthouse keeper's report comes first.\n", "text/vtt"));
+        });
+        await using var _ = stub;
+        var (team, connectorId) = await InstallAsync("zoom-recordings", OAuthClient, new { api_url = stub.Url + "/v2", oauth_url = stub.Url });
+        var hook = await EnableWebhookAsync(team, connectorId, "zoom-app-secret-token-5d1f");
+        var anonymous = server.Client(null);
+
+        // Zoom validates the endpoint first (and every 72 hours).
+        var validation = await (await anonymous.SendAsync(Webhooks.Zoom(hook, """{"payload":{"plainToken":"Vc8IqsmTTVSW1r8o3OWyNw"},"event_ts":1764320000000,"event":"endpoint.url_validation"}""")))
+            .AssertStatusAsync(200);
+        Assert.Equal(Webhooks.Hex(System.Security.Cryptography.HMACSHA256.HashData(Encoding.UTF8.GetBytes(hook.Secret!), "Vc8IqsmTTVSW1r8o3OWyNw"u8.ToArray())),
+            validation.GetProperty("encryptedToken").GetString());
+
+        const string completed = """
+            {"event":"recording.transcript_completed","event_ts":1764320400000,"payload":{"account_id":"acc","object":{"uuid":"4444AAAiAAAAAiAiAiiAii==","id":444,
+             "topic":"Harbour retrospective","recording_files":[{"id":"t4","file_type":"TRANSCRIPT","download_url":"https://zoom.us/rec/download/t4"}]}}}
+            """;
+        await (await anonymous.SendAsync(Webhooks.Zoom(hook, completed))).AssertStatusAsync(200);
+        var log = await WebhookSyncAsync(hook);
+        Assert.Equal(1, log.GetProperty("records_created").GetInt32());
+        var docs = await DocumentsAsync(connectorId);
+        Assert.Equal("Harbour retrospective", docs["4444AAAiAAAAAiAiAiiAii=="].Title);
+        Assert.Equal(["4444AAAiAAAAAiAiAiiAii=="], await SearchAsync(team, connectorId, "lighthouse keeper"));
+        var stored = Assert.Single(await Webhooks.EventsAsync(hook));
+        Assert.Equal("recording.transcript_completed:4444AAAiAAAAAiAiAiiAii==:1764320400000", stored.GetProperty("external_id").GetString());
+    }
+
+    [Fact]
+    public async Task A_Graph_callTranscript_notification_imports_the_transcript_and_makes_it_searchable()
+    {
+        Stub stub = null!;
+        stub = await Stub.StartAsync(app => app.MapGet("/v1.0/users/{user}/onlineMeetings/{**rest}", (string user, string rest, HttpRequest request) =>
+        {
+            if (!Authorized(request))
+            {
+                return Unauthorized(new { error = new { code = "InvalidAuthenticationToken", message = "Access token is empty." } });
+            }
+            if (rest.StartsWith("getAllTranscripts(", StringComparison.Ordinal))
+            {
+                return Results.Json(new Dictionary<string, object>
+                {
+                    ["value"] = new[]
+                    {
+                        new
+                        {
+                            id = "tr-9", meetingId = "meet-9", callId = "call-9", createdDateTime = "2026-11-29T10:00:00Z", endDateTime = "2026-11-29T10:30:00Z",
+                            transcriptContentUrl = $"{stub.Url}/v1.0/users/{user}/onlineMeetings/meet-9/transcripts/tr-9/content",
+                            meetingOrganizer = new { user = new { id = user, displayName = "Grace Hopper" } },
+                        },
+                    },
+                });
+            }
+            return rest.EndsWith("/content", StringComparison.Ordinal) && request.Query["$format"] == "text/vtt"
+                ? Results.Text("WEBVTT\n\n00:00:00.000 --> 00:00:05.000\n<v Grace Hopper>The planetarium opens in spring.</v>\n", "text/vtt")
+                : Results.Json(new { error = new { code = "NotFound", message = "Not found." } }, statusCode: 404);
+        }));
+        await using var _ = stub;
+        const string user = "8b081ef6-4792-4def-b2c9-c363a1bf41d5";
+        var (team, connectorId) = await InstallAsync("teams-transcripts", OAuthClient, new { user_id = user, graph_url = stub.Url + "/v1.0", login_url = stub.Url });
+        var hook = await EnableWebhookAsync(team, connectorId, null);
+        var anonymous = server.Client(null);
+
+        // Creating the subscription: Graph posts a validation token and expects it back as text/plain.
+        var echo = await anonymous.SendAsync(new HttpRequestMessage(HttpMethod.Post, hook.Path + "?validationToken=" + Uri.EscapeDataString("Validation: Testing client application reachability for subscription Request-Id: 1")));
+        Assert.Equal("Validation: Testing client application reachability for subscription Request-Id: 1", await echo.Content.ReadAsStringAsync());
+
+        var notification = JsonSerializer.Serialize(new
+        {
+            value = new[]
+            {
+                new
+                {
+                    subscriptionId = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
+                    changeType = "created",
+                    clientState = hook.Secret,
+                    subscriptionExpirationDateTime = "2026-12-03T11:00:00Z",
+                    resource = $"users('{user}')/onlineMeetings('meet-9')/transcripts('tr-9')",
+                    resourceData = new Dictionary<string, string> { ["id"] = "tr-9", ["@odata.type"] = "#Microsoft.Graph.callTranscript" },
+                    tenantId = "tenant-1",
+                },
+            },
+        });
+        await (await anonymous.SendAsync(Webhooks.Post(hook.Path, notification))).AssertStatusAsync(202);
+        Assert.Equal(1, (await WebhookSyncAsync(hook)).GetProperty("records_created").GetInt32());
+        await DocumentsAsync(connectorId);
+        Assert.Equal(["tr-9"], await SearchAsync(team, connectorId, "planetarium"));
+    }
+
     [Fact]
     public async Task Google_drive_exports_docs_as_text_downloads_pdf_and_docx_and_rides_out_a_user_rate_limit()
     {
