@@ -59,7 +59,8 @@ public sealed class EmbeddedPostgres(string home)
             Password = state.SuperuserPassword,
             Database = "postgres",
         };
-        await using (var connection = new NpgsqlConnection(admin.ConnectionString))
+        // Unpooled: a pooled connection from before a restart of the cluster would be dead.
+        await using (var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(admin.ConnectionString) { Pooling = false }.ConnectionString))
         {
             await connection.OpenAsync(ct);
             await using var exists = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = 'plugboard'", connection);
