@@ -11,6 +11,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["search"] = SearchBenchmark.RunAsync,
     ["upload"] = UploadBenchmark.RunAsync,
     ["import"] = ImportBenchmark.RunAsync,
+    ["webhooks"] = WebhooksBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {

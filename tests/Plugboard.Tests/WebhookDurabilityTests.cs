@@ -120,7 +120,8 @@ public sealed class WebhookDurabilityTests(Xunit.Abstractions.ITestOutputHelper 
         var stored = (await connection.QueryAsync<string>(
             """
             SELECT e.external_id FROM connector_webhook_events e
-             WHERE e.connector_id = @id AND EXISTS (SELECT FROM jobs j WHERE j.kind = 'webhook' AND j.payload->>'eventId' = e.id::text)
+              JOIN (SELECT DISTINCT jsonb_array_elements_text(payload->'eventIds')::uuid AS id FROM jobs WHERE kind = 'webhook') j ON j.id = e.id
+             WHERE e.connector_id = @id
             """, new { id = Guid.Parse(hook.ConnectorId) })).ToHashSet();
         var lost = acknowledged.Except(stored).ToList();
         output.WriteLine($"{answers.Count} requests: {acknowledged.Count} acknowledged, {refused} refused by the restart, {stored.Count} stored, {lost.Count} lost");

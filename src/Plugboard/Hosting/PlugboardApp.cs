@@ -138,6 +138,7 @@ public static class PlugboardApp
         builder.Services.AddJobHandler<SyncJobHandler>();
         builder.Services.AddSingleton(WebhookSettings.FromConfiguration(configuration));
         builder.Services.AddSingleton<WebhookEndpoints>();
+        builder.Services.AddSingleton<WebhookEventWriter>();
         builder.Services.AddSingleton<WebhookReceiver>();
         builder.Services.AddJobHandler<WebhookJobHandler>();
         var runWorkers = options.Mode != HostMode.Api && Settings.Bool(configuration, "PLUGBOARD_RUN_WORKERS", true);

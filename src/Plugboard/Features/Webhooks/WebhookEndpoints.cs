@@ -41,9 +41,10 @@ public sealed record WebhookEndpoint(string WorkspaceId, Guid ConnectorId, long 
 }
 
 /// <summary>
-/// Finds the endpoint of a token. Each request reads the connector's row version (one indexed lookup, so a disabled,
-/// rotated or deleted endpoint takes effect at once); the manifest and the decrypted secrets are read and parsed only
-/// when that version changed since this process last saw it.
+/// Finds the endpoint of a token. A read returns the connector's row version; the manifest and the decrypted secrets
+/// are read and parsed only when that version changed since this process last saw it. Requests use the cached
+/// endpoint and the event writer stores their events only if the row version is still the same, so a disabled,
+/// rotated or deleted endpoint takes effect at once.
 /// </summary>
 public sealed class WebhookEndpoints(Db db, KeyRing keys)
 {
@@ -51,6 +52,9 @@ public sealed class WebhookEndpoints(Db db, KeyRing keys)
 
     private sealed record Row(string WorkspaceId, Guid Id, long RowVersion, bool WebhookActive, string? Manifest, string? WebhookSecret,
         string? WebhookSecretPrevious, DateTime? WebhookSecretPreviousUntil);
+
+    /// <summary>The endpoint as this process last read it, if it did: the writer checks it is still current.</summary>
+    public WebhookEndpoint? Cached(string token) => _cache.Get<WebhookEndpoint>(token);
 
     public async Task<WebhookEndpoint?> FindAsync(string token, CancellationToken ct)
     {
@@ -72,7 +76,7 @@ public sealed class WebhookEndpoints(Db db, KeyRing keys)
         }
         if (cached is not null && cached.RowVersion == row.RowVersion)
         {
-            return cached with { Active = row.WebhookActive };
+            return cached; // every update of the connector changes its row version
         }
         var aad = KeyRing.Aad(row.WorkspaceId, "connectors", row.Id, "webhook_secret");
         var spec = row.Manifest is null ? null : ManifestParser.Parse(System.Text.Json.Nodes.JsonNode.Parse(row.Manifest)).Manifest?.Webhooks;

@@ -11,37 +11,46 @@ using Plugboard.Jobs;
 
 namespace Plugboard.Features.Webhooks;
 
-/// <summary>The job that processes one stored event. One at a time per connector, so events trigger in arrival order.</summary>
+/// <summary>
+/// The job that processes stored events of one connector, in order: the events a batch of requests stored together
+/// share one job (committed with them), a retry or a replay has a job of its own. One job at a time per connector.
+/// </summary>
 public static class WebhookJob
 {
     public const string Kind = "webhook";
 
-    public sealed record Payload(string WorkspaceId, Guid ConnectorId, Guid EventId);
+    /// <summary>Attempts per event; each failed attempt comes back with the queue's backoff.</summary>
+    public const int MaxEventAttempts = 10;
+
+    public sealed record Payload(string WorkspaceId, Guid ConnectorId, Guid[] EventIds);
 
     public static JobRequest Request(string workspaceId, Guid connectorId, Guid eventId, DateTimeOffset? runAt = null) => new(
         Kind: Kind,
         WorkspaceId: workspaceId,
-        Payload: new Payload(workspaceId, connectorId, eventId),
+        Payload: new Payload(workspaceId, connectorId, [eventId]),
         RunAt: runAt,
-        MaxAttempts: 10,
+        MaxAttempts: 3,
         ConcurrencyKey: $"webhook:{connectorId}",
         ConcurrencyLimit: 1);
 
-    /// <summary>The job's INSERT as SQL over rows <c>e</c> of connector_webhook_events (for replays of many).</summary>
+    /// <summary>The INSERT of one job per connector for rows <c>e</c> of connector_webhook_events (append FROM and GROUP BY
+    /// e.workspace_id, e.connector_id).</summary>
     public const string InsertForEventsSql =
         """
         INSERT INTO jobs (id, kind, payload, workspace_id, concurrency_key, concurrency_limit, max_attempts)
-        SELECT gen_random_uuid(), 'webhook', jsonb_build_object('workspaceId', e.workspace_id, 'connectorId', e.connector_id, 'eventId', e.id),
-               e.workspace_id, 'webhook:' || e.connector_id, 1, 10
+        SELECT gen_random_uuid(), 'webhook', jsonb_build_object('workspaceId', e.workspace_id, 'connectorId', e.connector_id, 'eventIds', jsonb_agg(e.id ORDER BY e.id)),
+               e.workspace_id, 'webhook:' || e.connector_id, 1, 3
         """;
 }
 
 /// <summary>
-/// Processes an event into what the connector's manifest maps its type to (<c>webhooks.events</c>): an incremental
-/// sync (trigger <c>webhook</c>), an execution with inputs rendered from the event, or nothing (ignored, or unmapped:
-/// marked processed with a note). The trigger, the event's outcome and the job's completion commit together.
-/// While a sync that started before the event arrived is still running, the event waits for it (a new sync must see
-/// what the event announced); a queued sync, or one that started after the event arrived, serves it.
+/// Processes each event of its job into what the connector's manifest maps its type to (<c>webhooks.events</c>): an
+/// incremental sync (trigger <c>webhook</c>), an execution with inputs rendered from the event, or nothing (ignored, or
+/// unmapped: marked processed with a note). Each event commits alone, with what it triggered, under a lock on its row,
+/// so no event triggers twice. A failed event keeps its error and comes back in a job of its own after the queue's
+/// backoff (up to <see cref="WebhookJob.MaxEventAttempts"/> attempts; none when retrying cannot help), without holding
+/// up the others. While a sync that started before the event arrived is still running, the event waits for it (a new
+/// sync must see what the event announced); a queued sync, or one that started after the event arrived, serves it.
 /// </summary>
 public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJobHandler> logger) : IJobHandler
 {
@@ -62,21 +71,44 @@ public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJo
             throw new PermanentJobFailure("The job's payload names another workspace than the job itself.");
         }
         await using var connection = await context.OpenConnectionAsync(ct);
-        try
+        foreach (var eventId in payload.EventIds)
         {
-            await ProcessAsync(payload, context, connection, ct);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            await connection.ExecuteAsync(new CommandDefinition(
-                "UPDATE connector_webhook_events SET attempts = attempts + 1, error = left(@error, 4000) WHERE workspace_id = @WorkspaceId AND id = @EventId",
-                new { payload.WorkspaceId, payload.EventId, error = e.Message }, cancellationToken: CancellationToken.None));
-            throw;
+            var one = new Event(payload.WorkspaceId, payload.ConnectorId, eventId);
+            try
+            {
+                await ProcessAsync(one, connection, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not NpgsqlException)
+            {
+                await FailAsync(one, connection, e, ct);
+            }
         }
     }
 
-    private async Task ProcessAsync(WebhookJob.Payload payload, JobContext context, NpgsqlConnection connection, CancellationToken ct)
+    private sealed record Event(string WorkspaceId, Guid ConnectorId, Guid EventId);
+
+    /// <summary>Keeps the error on the event and, unless retrying cannot help or its attempts are spent, queues its retry.</summary>
+    private async Task FailAsync(Event one, NpgsqlConnection connection, Exception error, CancellationToken ct)
     {
+        await using var transaction = await connection.BeginTransactionAsync(ct);
+        var attempts = await connection.QuerySingleOrDefaultAsync<int?>(new CommandDefinition(
+            """
+            UPDATE connector_webhook_events SET attempts = attempts + 1, error = left(@error, 4000)
+             WHERE workspace_id = @WorkspaceId AND id = @EventId AND NOT processed
+            RETURNING attempts
+            """, new { one.WorkspaceId, one.EventId, error = error.Message }, transaction, cancellationToken: ct));
+        if (attempts is { } spent && error is not PermanentJobFailure && spent < WebhookJob.MaxEventAttempts)
+        {
+            await JobQueue.EnqueueAsync(connection, transaction,
+                WebhookJob.Request(one.WorkspaceId, one.ConnectorId, one.EventId, DateTimeOffset.UtcNow + JobQueue.Backoff(spent)), ct);
+        }
+        await transaction.CommitAsync(ct);
+        logger.LogWarning("Webhook event {EventId} failed (attempt {Attempts}): {Error}", one.EventId, attempts, error.Message);
+    }
+
+    private async Task ProcessAsync(Event payload, NpgsqlConnection connection, CancellationToken ct)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(ct);
         var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(
             """
             SELECT e.event_type, e.external_id, e.payload::text AS payload, e.headers::text AS headers, e.processed, e.received_at,
@@ -84,17 +116,17 @@ public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJo
               FROM connector_webhook_events e
               JOIN connectors c ON c.workspace_id = e.workspace_id AND c.id = e.connector_id
              WHERE e.workspace_id = @WorkspaceId AND e.id = @EventId
-            """, payload, cancellationToken: ct));
+               FOR UPDATE OF e
+            """, payload, transaction, cancellationToken: ct));
         if (target is null || target.Processed)
         {
-            return; // deleted with its connector, or already processed (the worker completes the job)
+            return; // deleted with its connector, or already processed (by an earlier attempt, or a replay's job)
         }
         var manifest = manifests.Get(target.ManifestVersion, target.Manifest).Manifest;
         var action = manifest?.Webhooks?.ActionFor(target.EventType)
                      // Graph's "missed" lifecycle notification: notifications were dropped, so catch up with a sync.
                      ?? (target.EventType == "missed" && manifest?.Webhooks?.Verify == "graph" && manifest.Streams.Count > 0 ? new WebhookAction("sync") : null);
 
-        await using var transaction = await connection.BeginTransactionAsync(ct);
         object? result = null;
         string note;
         if (action is null)
@@ -127,7 +159,7 @@ public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJo
                 }
                 else
                 {
-                    await WaitAsync(payload, context, connection, transaction, active?.Id, ct);
+                    await WaitAsync(payload, connection, transaction, active?.Id, ct);
                     return;
                 }
             }
@@ -168,15 +200,12 @@ public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJo
                SET processed = true, processed_at = now(), attempts = attempts + 1, error = NULL, note = @note, result = @result::jsonb
              WHERE workspace_id = @WorkspaceId AND id = @EventId
             """, new { payload.WorkspaceId, payload.EventId, note, result = result is null ? null : JsonSerializer.Serialize(result) }, transaction, cancellationToken: ct));
-        if (await context.CompleteAsync(connection, transaction, ct))
-        {
-            await transaction.CommitAsync(ct);
-        }
+        await transaction.CommitAsync(ct);
     }
 
-    /// <summary>A sync that started before the event is running: come back after <see cref="WaitForRunningSync"/> with a
-    /// fresh job (waiting spends no attempts, however long the sync runs).</summary>
-    private async Task WaitAsync(WebhookJob.Payload payload, JobContext context, NpgsqlConnection connection, NpgsqlTransaction transaction, Guid? syncId, CancellationToken ct)
+    /// <summary>A sync that started before the event is running: come back after <see cref="WaitForRunningSync"/> in a job
+    /// of its own (waiting spends no attempts, however long the sync runs).</summary>
+    private async Task WaitAsync(Event payload, NpgsqlConnection connection, NpgsqlTransaction transaction, Guid? syncId, CancellationToken ct)
     {
         await JobQueue.EnqueueAsync(connection, transaction,
             WebhookJob.Request(payload.WorkspaceId, payload.ConnectorId, payload.EventId, DateTimeOffset.UtcNow + WaitForRunningSync), ct);
@@ -184,10 +213,7 @@ public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJo
             "UPDATE connector_webhook_events SET note = @note WHERE workspace_id = @WorkspaceId AND id = @EventId",
             new { payload.WorkspaceId, payload.EventId, note = $"Waiting for sync {syncId}, which started before the event arrived, to finish." },
             transaction, cancellationToken: ct));
-        if (await context.CompleteAsync(connection, transaction, ct))
-        {
-            await transaction.CommitAsync(ct);
-            logger.LogDebug("Webhook event {EventId} waits for sync {SyncId}", payload.EventId, syncId);
-        }
+        await transaction.CommitAsync(ct);
+        logger.LogDebug("Webhook event {EventId} waits for sync {SyncId}", payload.EventId, syncId);
     }
 }

@@ -17,7 +17,8 @@ namespace Plugboard.Features.Webhooks;
 /// transaction before answering 2xx. A repeated event id is acknowledged without a second event. Only a failure to
 /// store answers 5xx, so the provider retries.
 /// </summary>
-public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookSettings settings, Db db, ILogger<WebhookReceiver> logger) : IDisposable
+public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookEventWriter writer, WebhookSettings settings, Db db, ILogger<WebhookReceiver> logger)
+    : IDisposable
 {
     public const string Path = "/v1/hooks/{token}";
 
@@ -36,9 +37,78 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
             .Produces(200).Produces(202).ProducesProblem(401).ProducesProblem(404).ProducesProblem(410).ProducesProblem(413).ProducesProblem(429);
     }
 
+    /// <summary>What a verified request comes to: a challenge to answer, events to store, or why it was refused.</summary>
+    private sealed record Verdict(IResult? Answer, List<IncomingEvent>? Events, string Verification, string? Failure);
+
     public async Task<IResult> ReceiveAsync(string token, HttpContext http, CancellationToken ct)
     {
-        var endpoint = TokenFormat().IsMatch(token) ? await endpoints.FindAsync(token, ct) : null;
+        if (!TokenFormat().IsMatch(token))
+        {
+            throw Problems.NotFound("The webhook endpoint");
+        }
+        // The cached endpoint is used first; anything but events to store is decided on a fresh read.
+        var endpoint = endpoints.Cached(token);
+        var fresh = false;
+        if (endpoint is not { Active: true, Spec: not null })
+        {
+            endpoint = await endpoints.FindAsync(token, ct);
+            fresh = true;
+        }
+        CheckOpen(endpoint);
+        _buckets.Take(http, endpoint.ConnectorId.ToString());
+        var body = await ReadBodyAsync(http, ct);
+        var receivedAt = DateTimeOffset.UtcNow;
+        var headers = http.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
+        using var document = Parse(body, http.Request.ContentType, body.Length == 0 && http.Request.Query.ContainsKey("validationToken"));
+        while (true)
+        {
+            var verdict = await VerifyAsync(endpoint, http, headers, body, document, receivedAt);
+            if (verdict.Events is { } events)
+            {
+                var rows = events.Select(e => new WebhookEventWriter.Row(Guid.CreateVersion7(), endpoint.WorkspaceId, endpoint.ConnectorId, endpoint.RowVersion, e, verdict.Verification))
+                    .ToList();
+                WebhookEventWriter.Outcome outcome;
+                try
+                {
+                    outcome = await writer.WriteAsync(rows, ct);
+                }
+                catch (PostgresException x) when (x.SqlState.StartsWith("22", StringComparison.Ordinal))
+                {
+                    throw Problems.BadRequest("The body holds a value PostgreSQL cannot store (such as a \\u0000 or an unpaired surrogate in a string).");
+                }
+                if (outcome.Current)
+                {
+                    Received.Add(outcome.Stored);
+                    Duplicates.Add(events.Count - outcome.Stored);
+                    return TypedResults.Json(new { received = events.Count, stored = outcome.Stored, duplicates = events.Count - outcome.Stored },
+                        statusCode: endpoint.Spec!.Verify == "graph" ? 202 : 200);
+                }
+            }
+            if (!fresh)
+            {
+                // Verified against what this process had cached: read the endpoint again and decide on that.
+                endpoint = await endpoints.FindAsync(token, ct);
+                fresh = true;
+                CheckOpen(endpoint);
+                continue;
+            }
+            if (verdict.Answer is { } answer)
+            {
+                return answer;
+            }
+            if (verdict.Failure is { } failure)
+            {
+                throw await RefuseAsync(endpoint, failure, ct);
+            }
+            throw new ProblemException(503, "unavailable", "Endpoint changing", "The endpoint changed while this request was verified: retry.")
+            {
+                Headers = { ["Retry-After"] = "1" },
+            };
+        }
+    }
+
+    private static void CheckOpen([System.Diagnostics.CodeAnalysis.NotNull] WebhookEndpoint? endpoint)
+    {
         if (endpoint is null)
         {
             throw Problems.NotFound("The webhook endpoint");
@@ -48,14 +118,12 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
             throw new ProblemException(410, "webhook-disabled", "Webhook endpoint switched off",
                 "This endpoint does not accept events (the connector's webhook is off, or its manifest has no webhooks section).");
         }
-        _buckets.Take(http, endpoint.ConnectorId.ToString());
-        var body = await ReadBodyAsync(http, ct);
-        var receivedAt = DateTimeOffset.UtcNow;
-        var spec = endpoint.Spec;
-        var headers = http.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
-        var request = new WebhookRequest(headers, body, receivedAt);
-        var secrets = endpoint.SecretsAt(receivedAt);
+    }
 
+    private static async Task<Verdict> VerifyAsync(WebhookEndpoint endpoint, HttpContext http, IReadOnlyDictionary<string, string> headers, byte[] body,
+        JsonDocument? document, DateTimeOffset receivedAt)
+    {
+        var spec = endpoint.Spec!;
         if (spec.Verify == "graph" && http.Request.Query.TryGetValue("validationToken", out var validationToken))
         {
             // Graph's subscription validation: echo the (URL-decoded) token as text/plain, at once; nothing is stored.
@@ -65,41 +133,30 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
                 throw Problems.BadRequest("validationToken must be 1 to 4096 characters.");
             }
             http.Response.Headers.XContentTypeOptions = "nosniff";
-            return TypedResults.Text(text, "text/plain", Encoding.UTF8, 200);
+            return new Verdict(TypedResults.Text(text, "text/plain", Encoding.UTF8, 200), null, "", null);
         }
+        var secrets = endpoint.SecretsAt(receivedAt);
         if (secrets.Count == 0)
         {
-            throw await RefuseAsync(endpoint, "The endpoint has no signing secret yet: set one with POST …/connectors/{id}/webhook/secret.", ct);
+            return Refusal("The endpoint has no signing secret yet: set one with POST …/connectors/{id}/webhook/secret.");
         }
-
-        using var document = Parse(body, http.Request.ContentType);
-        var verification = "";
-        List<IncomingEvent> events;
+        var root = document?.RootElement ?? throw Problems.BadRequest("The body is not JSON.");
         if (spec.Verify == "graph")
         {
-            (events, verification) = await GraphEventsAsync(endpoint, document.RootElement, headers, secrets, ct);
+            return await GraphEventsAsync(spec, root, headers, secrets);
         }
-        else
+        var verdict = WebhookVerifier.For(spec).Verify(new WebhookRequest(headers, body, receivedAt), secrets);
+        if (!verdict.Valid)
         {
-            var verdict = WebhookVerifier.For(spec).Verify(request, secrets);
-            if (!verdict.Valid)
-            {
-                throw await RefuseAsync(endpoint, verdict.Failure!, ct);
-            }
-            verification = spec.Verify + (verdict.SecretIndex > 0 ? " (previous secret)" : "");
-            if (Challenge(spec.Verify, document.RootElement, secrets[verdict.SecretIndex]) is { } answer)
-            {
-                return answer;
-            }
-            events = [await WebhookEvents.DescribeAsync(spec, document.RootElement, body, headers, verdict.EventId)];
+            return Refusal(verdict.Failure!);
         }
-
-        var stored = await StoreAsync(endpoint, events, verification, ct);
-        Received.Add(stored);
-        Duplicates.Add(events.Count - stored);
-        var status = spec.Verify == "graph" ? 202 : 200;
-        return TypedResults.Json(new { received = events.Count, stored, duplicates = events.Count - stored }, statusCode: status);
+        var verification = spec.Verify + (verdict.SecretIndex > 0 ? " (previous secret)" : "");
+        return Challenge(spec.Verify, root, secrets[verdict.SecretIndex]) is { } answer
+            ? new Verdict(answer, null, verification, null)
+            : new Verdict(null, [await WebhookEvents.DescribeAsync(spec, root, body, headers, verdict.EventId)], verification, null);
     }
+
+    private static Verdict Refusal(string failure) => new(null, null, "", failure);
 
     /// <summary>The body, at most <see cref="WebhookSettings.MaxBodyBytes"/>, else 413 (read and discarded first when
     /// small enough, so the sender reads the answer rather than a reset connection).</summary>
@@ -115,25 +172,50 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
             await Hosting.PlugboardApp.DrainAsync(http);
             throw TooLarge();
         }
-        using var buffer = new MemoryStream();
-        var chunk = new byte[16 * 1024];
-        int read;
-        while ((read = await http.Request.Body.ReadAsync(chunk, ct)) > 0)
+        if (http.Request.ContentLength is { } length)
         {
-            if (buffer.Length + read > limit)
+            // The usual case: the size is announced, so read into an array of exactly that size.
+            var exact = new byte[length];
+            try
             {
-                await Hosting.PlugboardApp.DrainAsync(http);
-                throw TooLarge();
+                await http.Request.Body.ReadExactlyAsync(exact, ct);
             }
-            buffer.Write(chunk, 0, read);
+            catch (EndOfStreamException)
+            {
+                throw Problems.BadRequest("The body ended before its Content-Length.");
+            }
+            return exact;
+        }
+        using var buffer = new MemoryStream();
+        var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            int read;
+            while ((read = await http.Request.Body.ReadAsync(chunk, ct)) > 0)
+            {
+                if (buffer.Length + read > limit)
+                {
+                    await Hosting.PlugboardApp.DrainAsync(http);
+                    throw TooLarge();
+                }
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(chunk);
         }
         return buffer.ToArray();
     }
 
     private ProblemException TooLarge() => new(413, "payload-too-large", "Payload too large", $"Webhook bodies are limited to {settings.MaxBodyBytes / 1024} KiB.");
 
-    private static JsonDocument Parse(byte[] body, string? contentType)
+    private static JsonDocument? Parse(byte[] body, string? contentType, bool validation)
     {
+        if (validation)
+        {
+            return null; // Graph's validation request has no JSON body
+        }
         try
         {
             return JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
@@ -177,13 +259,13 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
     }
 
     /// <summary>Graph: every notification in value[] must carry the endpoint's clientState; each becomes one event.</summary>
-    private async Task<(List<IncomingEvent>, string)> GraphEventsAsync(WebhookEndpoint endpoint, JsonElement root, IReadOnlyDictionary<string, string> headers,
-        IReadOnlyList<string> secrets, CancellationToken ct)
+    private static async Task<Verdict> GraphEventsAsync(Engine.Manifests.WebhookSpec spec, JsonElement root, IReadOnlyDictionary<string, string> headers,
+        IReadOnlyList<string> secrets)
     {
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("value", out var value) || value.ValueKind != JsonValueKind.Array
             || value.GetArrayLength() is 0 or > 1000)
         {
-            throw await RefuseAsync(endpoint, "A Graph notification body is {\"value\": [ … ]} with 1 to 1000 notifications.", ct);
+            return Refusal("A Graph notification body is {\"value\": [ … ]} with 1 to 1000 notifications.");
         }
         var events = new List<IncomingEvent>();
         var previous = false;
@@ -192,12 +274,12 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
             var state = item.ValueKind == JsonValueKind.Object && item.TryGetProperty("clientState", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
             if (GraphVerifier.VerifyClientState(state, secrets) is not { } index)
             {
-                throw await RefuseAsync(endpoint, "A notification's clientState does not match the endpoint's secret.", ct);
+                return Refusal("A notification's clientState does not match the endpoint's secret.");
             }
             previous |= index > 0;
-            events.Add(await WebhookEvents.DescribeAsync(endpoint.Spec!, item, Encoding.UTF8.GetBytes(item.GetRawText()), headers, null));
+            events.Add(await WebhookEvents.DescribeAsync(spec, item, Encoding.UTF8.GetBytes(item.GetRawText()), headers, null));
         }
-        return (events, "graph" + (previous ? " (previous secret)" : ""));
+        return new Verdict(null, events, "graph" + (previous ? " (previous secret)" : ""), null);
     }
 
     /// <summary>Counts the failure on the endpoint (its operator sees misconfiguration) and answers 401.</summary>
@@ -220,58 +302,6 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookS
             logger.LogWarning(e, "Could not count a failed webhook verification of connector {ConnectorId}", endpoint.ConnectorId);
         }
         return new ProblemException(401, "webhook-signature-invalid", "Signature not verified", failure);
-    }
-
-    private const string InsertSql =
-        $"""
-        WITH event AS (
-            INSERT INTO connector_webhook_events (workspace_id, id, connector_id, event_type, external_id, payload, headers, signature_valid, verification, note)
-            VALUES (@workspaceId, @id, @connectorId, @type, @externalId, @payload::jsonb, @headers::jsonb, true, @verification, @note)
-            ON CONFLICT (workspace_id, connector_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
-            RETURNING id),
-        job AS (
-            {Plugboard.Jobs.JobQueue.InsertOneSelectSql}
-             WHERE EXISTS (SELECT FROM event))
-        SELECT count(*)::int FROM event
-        """;
-
-    /// <summary>Every event and its job in one transaction; returns how many were new (the rest repeated an id).</summary>
-    private async Task<int> StoreAsync(WebhookEndpoint endpoint, IReadOnlyList<IncomingEvent> events, string verification, CancellationToken ct)
-    {
-        await using var connection = await db.Service.OpenConnectionAsync(ct);
-        await using var transaction = events.Count > 1 ? await connection.BeginTransactionAsync(ct) : null;
-        var stored = 0;
-        foreach (var e in events)
-        {
-            var id = Guid.CreateVersion7();
-            var parameters = new DynamicParameters(new
-            {
-                workspaceId = endpoint.WorkspaceId,
-                id,
-                connectorId = endpoint.ConnectorId,
-                type = e.Type,
-                externalId = e.Id,
-                payload = e.Payload,
-                headers = e.Headers,
-                verification,
-                note = e.Note,
-            });
-            Plugboard.Jobs.JobQueue.AddInsertParameters(parameters, WebhookJob.Request(endpoint.WorkspaceId, endpoint.ConnectorId, id));
-            try
-            {
-                stored += await connection.ExecuteScalarAsync<int>(new CommandDefinition(InsertSql, parameters, transaction, cancellationToken: ct));
-            }
-            catch (PostgresException x) when (x.SqlState is PostgresErrorCodes.UntranslatableCharacter or PostgresErrorCodes.InvalidTextRepresentation
-                                                  or PostgresErrorCodes.CharacterNotInRepertoire)
-            {
-                throw Problems.BadRequest("The body holds text PostgreSQL cannot store (a \\u0000 or an unpaired surrogate escape).");
-            }
-        }
-        if (transaction is not null)
-        {
-            await transaction.CommitAsync(ct);
-        }
-        return stored;
     }
 
     [GeneratedRegex("^[A-Za-z0-9_-]{32,128}$")]

@@ -8,7 +8,8 @@ namespace Plugboard.Features.Webhooks;
 /// <summary>An inbound request as the verifiers see it: the raw body bytes (never parsed first) and its headers.</summary>
 public sealed class WebhookRequest(IReadOnlyDictionary<string, string> headers, byte[] body, DateTimeOffset receivedAt)
 {
-    private readonly Dictionary<string, string> _headers = new(headers, StringComparer.OrdinalIgnoreCase);
+    private readonly IReadOnlyDictionary<string, string> _headers =
+        headers is Dictionary<string, string> { Comparer: var comparer } same && comparer == StringComparer.OrdinalIgnoreCase ? same : new Dictionary<string, string>(headers, StringComparer.OrdinalIgnoreCase);
 
     public byte[] Body { get; } = body;
     public DateTimeOffset ReceivedAt { get; } = receivedAt;

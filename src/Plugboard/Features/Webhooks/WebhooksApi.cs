@@ -155,7 +155,7 @@ public static class WebhooksApi
                 UPDATE connector_webhook_events SET processed = false, processed_at = NULL, error = NULL, note = 'Replayed.', result = NULL
                  WHERE connector_id = @connectorId AND id = @eventId
                 RETURNING workspace_id, connector_id, id)
-            {WebhookJob.InsertForEventsSql} FROM e
+            {WebhookJob.InsertForEventsSql} FROM e GROUP BY e.workspace_id, e.connector_id
             """, new { connectorId, eventId }, ct);
         await Audit.WriteAsync(db, "connector.webhook_replayed", "connector", connectorId.ToString(), new { event_id = eventId }, ct);
         return TypedResults.Accepted($"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/webhook/events/{eventId}",
@@ -182,8 +182,8 @@ public static class WebhooksApi
                 UPDATE connector_webhook_events w SET processed = false, processed_at = NULL, error = NULL, note = 'Replayed.', result = NULL
                   FROM chosen WHERE w.workspace_id = chosen.workspace_id AND w.id = chosen.id
                 RETURNING w.workspace_id, w.connector_id, w.id),
-            jobs AS ({WebhookJob.InsertForEventsSql} FROM e RETURNING 1)
-            SELECT count(*)::int FROM jobs
+            jobs AS ({WebhookJob.InsertForEventsSql} FROM e GROUP BY e.workspace_id, e.connector_id)
+            SELECT count(*)::int FROM e
             """, new { connectorId, type = body.EventType, processed = body.Processed, since = body.Since, until = body.Until, limit }, ct);
         await Audit.WriteAsync(db, "connector.webhook_replayed", "connector", connectorId.ToString(), new { replayed, since = body.Since, until = body.Until, type = body.EventType }, ct);
         return TypedResults.Accepted((string?)null, new ReplayedEvents(replayed));
