@@ -77,6 +77,7 @@ public sealed class DatabaseGrantsTests(PlugboardServer server)
         await AssertDeniedAsync(connection, "SELECT encrypted_payload FROM workspace_api_credentials");
         await AssertDeniedAsync(connection, "SELECT * FROM workspace_api_credentials");
         await AssertDeniedAsync(connection, "SELECT webhook_secret FROM connectors");
+        await AssertDeniedAsync(connection, "SELECT webhook_secret_previous FROM connectors");
         Assert.Equal(1, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE masked_hint IS NOT NULL"));
         Assert.False(await connection.ExecuteScalarAsync<bool>("SELECT webhook_secret_set FROM connectors WHERE id = @id", new { id = rows.ConnectorId }));
         await connection.ExecuteAsync("ROLLBACK");

@@ -141,6 +141,8 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]")))
             .AssertProblemAsync(400);
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, "not json"))).AssertProblemAsync(400);
+        var nul = await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"nul","text":"a\u0000b"}"""))).AssertProblemAsync(400);
+        Assert.Contains("cannot store", nul.GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(0, await StoredAsync(hook));
 
         // The test server allows 20/s with bursts of 60 per endpoint.

@@ -202,4 +202,28 @@ public sealed class WebhookProcessingTests(PlugboardServer server)
         await (await team.Viewer.Http.GetAsync($"{hook.EventsUrl}?verification=bogus")).AssertProblemAsync(400);
         Assert.Equal(4, (await Webhooks.EventsAsync(hook, "&verification=standard")).Count);
     }
+
+    [Fact]
+    public async Task A_Graph_missed_notification_starts_a_sync_and_a_reauthorization_request_is_stored_with_a_note()
+    {
+        await using var source = await Source.StartAsync();
+        var team = await server.TeamAsync();
+        var manifest = Manifest(source.Stub.Url);
+        manifest["webhooks"] = new { verify = "graph", events = new Dictionary<string, object> { ["created"] = new { action = "sync" } } };
+        var hook = await Webhooks.CreateAsync(team, manifest);
+        string Lifecycle(string kind) => JsonSerializer.Serialize(new { value = new[] { new { subscriptionId = "s-1", clientState = hook.Secret, lifecycleEvent = kind } } });
+        var before = DateTime.UtcNow.AddSeconds(-1);
+        await (await _anonymous.SendAsync(Webhooks.Post(hook.Path, Lifecycle("missed")))).AssertStatusAsync(202);
+        await (await _anonymous.SendAsync(Webhooks.Post(hook.Path, Lifecycle("reauthorizationRequired")))).AssertStatusAsync(202);
+
+        var events = await Webhooks.EventsAsync(hook, $"&since={Uri.EscapeDataString(before.ToString("O"))}");
+        Assert.Equal(2, events.Count);
+        var missed = await Webhooks.ProcessedAsync(hook, events.Single(e => e.GetProperty("event_type").GetString() == "missed").GetProperty("id").GetString()!);
+        var syncId = missed.GetProperty("result").GetProperty("sync_id").GetString();
+        Assert.Equal("webhook", (await WaitAsync(team.Viewer, $"/v1/workspaces/{team.Id}/connectors/{hook.ConnectorId}/syncs/{syncId}", "completed")).GetProperty("trigger").GetString());
+        var reauthorize = await Webhooks.ProcessedAsync(hook, events.Single(e => e.GetProperty("event_type").GetString() == "reauthorizationRequired").GetProperty("id").GetString()!);
+        Assert.Contains("No mapping for event type 'reauthorizationRequired'", reauthorize.GetProperty("note").GetString(), StringComparison.Ordinal);
+        Assert.Empty(await Webhooks.EventsAsync(hook, $"&until={Uri.EscapeDataString(before.ToString("O"))}"));
+        Assert.Equal(2, (await Webhooks.EventsAsync(hook, "&verification=graph")).Count);
+    }
 }

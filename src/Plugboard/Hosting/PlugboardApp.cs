@@ -178,7 +178,7 @@ public static class PlugboardApp
                 .ConfigureResource(r => r.AddService("plugboard"))
                 .WithTracing(t => t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddNpgsql().AddOtlpExporter())
                 .WithMetrics(m => m.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation()
-                    .AddMeter("Npgsql", JobMetrics.MeterName).AddOtlpExporter());
+                    .AddMeter("Npgsql", JobMetrics.MeterName, WebhookReceiver.MeterName).AddOtlpExporter());
         }
 
         var app = builder.Build();

@@ -22,7 +22,9 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
 {
     public const string Path = "/v1/hooks/{token}";
 
-    private static readonly Meter Meter = new("Plugboard.Webhooks");
+    public const string MeterName = "Plugboard.Webhooks";
+
+    private static readonly Meter Meter = new(MeterName);
     private static readonly Counter<long> Received = Meter.CreateCounter<long>("plugboard.webhooks.received", "{event}", "Events verified and stored.");
     private static readonly Counter<long> Duplicates = Meter.CreateCounter<long>("plugboard.webhooks.duplicates", "{event}", "Repeated event ids acknowledged without storing.");
     private static readonly Counter<long> Refused = Meter.CreateCounter<long>("plugboard.webhooks.failed_verifications", "{request}", "Requests whose signature did not verify.");
