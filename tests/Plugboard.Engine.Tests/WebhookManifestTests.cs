@@ -46,6 +46,8 @@ public sealed class WebhookManifestTests
     [InlineData("webhooks: { verify: standard, hmac: { header: X-Sig } }", "/webhooks/hmac", "only with verify: hmac")]
     [InlineData("webhooks: { verify: hmac, hmac: { header: X-Sig, signed: 'v1:' } }", "/webhooks/hmac/signed", "must contain {body}")]
     [InlineData("webhooks: { verify: hmac, hmac: { header: X-Sig, signed: '{timestamp}.{body}' } }", "/webhooks/hmac/signed", "timestamp_header")]
+    [InlineData("webhooks: { verify: hmac, hmac: { header: X-Sig, timestamp_header: X-Time } }", "/webhooks/hmac/signed", "only if it is signed")]
+    [InlineData("webhooks: { verify: hmac, hmac: { header: X-Sig, id_header: X-Id } }", "/webhooks/hmac/signed", "only if it is signed")]
     [InlineData("webhooks: { verify: hmac, hmac: { header: 'X Sig' } }", "/webhooks/hmac/header", "header is an HTTP header name.")]
     [InlineData("webhooks: { verify: hmac, hmac: { header: X-Sig, algorithm: md5 } }", "/webhooks/hmac/algorithm", "must be one of sha1")]
     [InlineData("webhooks: { verify: zoom, events: { a: { action: dance } } }", "/webhooks/events/a/action", "must be one of sync")]

@@ -14,6 +14,8 @@ public sealed class SecurityUnitTests
     [InlineData("value pb1:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA end", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
     [InlineData("token ghp_abcdefghijklmnopqrstuvwxyz0123456789 leaked", "ghp_abcdefghijklmnopqrstuvwxyz0123456789")]
     [InlineData("api_key=sk_live_abcdefghijklmnop1234", "sk_live_abcdefghijklmnop1234")]
+    [InlineData("Unhandled on POST /v1/hooks/0f9c2e7a41b84c3e9d5a6b7c8d9e0f1a2b3c4d5e6f708192", "0f9c2e7a41b84c3e9d5a6b7c8d9e0f1a2b3c4d5e6f708192")]
+    [InlineData("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw rotated", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     public void Log_redaction_masks_secret_shapes(string line, string secret)
     {
         var redacted = RedactingJsonLoggerProvider.Redact(line);

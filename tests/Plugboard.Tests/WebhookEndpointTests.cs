@@ -143,6 +143,10 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, "not json"))).AssertProblemAsync(400);
         var nul = await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"nul","text":"a\u0000b"}"""))).AssertProblemAsync(400);
         Assert.Contains("cannot store", nul.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"surrogate","text":"\ud800"}"""))).AssertProblemAsync(400);
+        await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"huge","n":1e400}"""))).AssertProblemAsync(400);
+        // Unsigned, anything is 401 before the body is even parsed.
+        await (await _anonymous.SendAsync(Webhooks.Post(hook.Path, "not json"))).AssertProblemAsync(401);
         Assert.Equal(0, await StoredAsync(hook));
 
         // The test server allows 20/s with bursts of 60 per endpoint.
@@ -170,6 +174,11 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         var secretsUrl = $"/v1/workspaces/{team.Id}/connectors/{hook.ConnectorId}/webhook/secret";
         await (await team.Member.Http.PostAsJsonAsync(secretsUrl, new { })).AssertProblemAsync(403);
         await (await team.Admin.Http.PostAsJsonAsync(secretsUrl, new { secret = "my-own-secret" })).AssertProblemAsync(422);
+        // A provider-issued Standard Webhooks secret must look like one.
+        var provided = await Webhooks.CreateAsync(team, Webhooks.Manifest(new { verify = "standard", secret = "provided" }), setSecret: false);
+        var providedUrl = $"/v1/workspaces/{team.Id}/connectors/{provided.ConnectorId}/webhook/secret";
+        await (await team.Admin.Http.PostAsJsonAsync(providedUrl, new { secret = "whsec_AAAAAA==" })).AssertProblemAsync(422);
+        await (await team.Admin.Http.PostAsJsonAsync(providedUrl, new { secret = "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)) })).AssertStatusAsync(200);
 
         var rotated = await (await team.Admin.Http.PostAsJsonAsync(secretsUrl, new { overlap_hours = 1 })).AssertStatusAsync(200);
         var newSecret = rotated.GetProperty("secret").GetString()!;
@@ -215,10 +224,13 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         }
         await (await _anonymous.SendAsync(Delivery(signature, "d-1"))).AssertStatusAsync(200);
         await (await _anonymous.SendAsync(Delivery(signature, "d-1"))).AssertStatusAsync(200); // GitHub's redelivery
+        // The delivery id is not signed: the same captured bytes resent under a new id are still a repeat.
+        var replayed = await (await _anonymous.SendAsync(Delivery(signature, "d-forged"))).AssertStatusAsync(200);
+        Assert.Equal(1, replayed.GetProperty("duplicates").GetInt32());
         await (await _anonymous.SendAsync(Delivery("sha256=" + new string('0', 64), "d-2"))).AssertProblemAsync(401);
         var single = Assert.Single(await Webhooks.EventsAsync(hook));
         Assert.Equal("issues", single.GetProperty("event_type").GetString());
-        Assert.Equal("d-1", single.GetProperty("external_id").GetString());
+        Assert.Equal("sha256:" + Webhooks.Hex(SHA256.HashData(Encoding.UTF8.GetBytes(body))), single.GetProperty("external_id").GetString());
     }
 
     [Fact]
@@ -243,11 +255,13 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         var challenge = await (await _anonymous.SendAsync(Webhooks.VersionZero(slack, """{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}""",
             "x-slack-signature", "x-slack-request-timestamp"))).AssertStatusAsync(200);
         Assert.Equal("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", challenge.GetProperty("challenge").GetString());
-        await (await _anonymous.SendAsync(Webhooks.VersionZero(slack, """{"type":"event_callback","event_id":"Ev1","event":{"type":"message","text":"hi"}}""",
+        await (await _anonymous.SendAsync(Webhooks.VersionZero(slack, """{"token":"legacy-verification-token","type":"event_callback","event_id":"Ev1","event":{"type":"message","text":"hi"}}""",
             "x-slack-signature", "x-slack-request-timestamp"))).AssertStatusAsync(200);
         var slackEvent = Assert.Single(await Webhooks.EventsAsync(slack));
         Assert.Equal("message", slackEvent.GetProperty("event_type").GetString());
         Assert.Equal("Ev1", slackEvent.GetProperty("external_id").GetString());
+        var slackFull = await (await team.Viewer.Http.GetAsync($"{slack.EventsUrl}/{slackEvent.GetProperty("id").GetString()}")).AssertStatusAsync(200);
+        Assert.False(slackFull.GetProperty("payload").TryGetProperty("token", out _)); // Slack's legacy verification token is not kept
         await (await _anonymous.SendAsync(Webhooks.VersionZero(slack with { Secret = "wrong-secret-123" }, """{"type":"event_callback","event_id":"Ev2"}""",
             "x-slack-signature", "x-slack-request-timestamp"))).AssertProblemAsync(401);
     }
@@ -275,6 +289,12 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         });
         var accepted = await (await _anonymous.SendAsync(Webhooks.Post(hook.Path, Notifications((hook.Secret!, "created"), (hook.Secret!, "updated"))))).AssertStatusAsync(202);
         Assert.Equal(2, accepted.GetProperty("stored").GetInt32());
+        // The clientState is the endpoint's secret: it is not kept with the events that members read.
+        var created = (await Webhooks.EventsAsync(hook)).First(e => e.GetProperty("event_type").GetString() == "created");
+        var full = await (await hook.Team.Viewer.Http.GetAsync($"{hook.EventsUrl}/{created.GetProperty("id").GetString()}")).AssertStatusAsync(200);
+        Assert.False(full.GetProperty("payload").TryGetProperty("clientState", out _));
+        Assert.Equal("sub-1", full.GetProperty("payload").GetProperty("subscriptionId").GetString());
+        Assert.DoesNotContain(hook.Secret!, full.ToString(), StringComparison.Ordinal);
         await (await _anonymous.SendAsync(Webhooks.Post(hook.Path, Notifications((hook.Secret!, "created"), ("forged", "created"))))).AssertProblemAsync(401);
         await (await _anonymous.SendAsync(Webhooks.Post(hook.Path, """{"value":[{"changeType":"created"}]}"""))).AssertProblemAsync(401);
         var lifecycle = JsonSerializer.Serialize(new { value = new[] { new { subscriptionId = "sub-1", clientState = hook.Secret, lifecycleEvent = "reauthorizationRequired" } } });
@@ -310,5 +330,56 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         Assert.Equal("order.created", stored.GetProperty("event_type").GetString());
         Assert.Equal("e-1", stored.GetProperty("external_id").GetString());
         Assert.Equal("hmac", stored.GetProperty("verification").GetString());
+        var headers = (await (await team.Viewer.Http.GetAsync($"{hook.EventsUrl}/{stored.GetProperty("id").GetString()}")).AssertStatusAsync(200)).GetProperty("headers");
+        Assert.Equal("created", headers.GetProperty("x-acme-topic").GetString());
+        Assert.False(headers.TryGetProperty("x-acme-signature", out _));
+    }
+
+    [Fact]
+    public async Task Bodies_beyond_the_in_flight_budget_answer_503_and_a_body_that_does_not_arrive_answers_408()
+    {
+        var team = await server.TeamAsync();
+        var hook = await Webhooks.CreateAsync(team, Webhooks.Manifest(StandardHooks));
+        // Sixteen requests announce 64 KiB each and send one byte: together they hold the test server's 1 MiB budget.
+        var stalled = new List<System.Net.Sockets.TcpClient>();
+        try
+        {
+            for (var i = 0; i < 16; i++)
+            {
+                var client = new System.Net.Sockets.TcpClient();
+                await client.ConnectAsync(server.BaseAddress.Host, server.BaseAddress.Port);
+                await client.GetStream().WriteAsync(Encoding.ASCII.GetBytes(
+                    $"POST {hook.Path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n{{"));
+                stalled.Add(client);
+            }
+            HttpResponseMessage? busy = null;
+            for (var deadline = DateTime.UtcNow.AddSeconds(2); busy is null && DateTime.UtcNow < deadline; await Task.Delay(20))
+            {
+                var response = await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"while-busy"}"""));
+                busy = response.StatusCode == HttpStatusCode.ServiceUnavailable ? response : null;
+            }
+            Assert.NotNull(busy);
+            Assert.NotNull(busy.Headers.RetryAfter);
+            await busy.AssertProblemAsync(503, "unavailable");
+
+            // Each stalled body is given up after PLUGBOARD_WEBHOOK_BODY_SECONDS (3 s here): 408, and its share of the budget returns.
+            using var reader = new StreamReader(stalled[0].GetStream());
+            var status = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.StartsWith("HTTP/1.1 408", status, StringComparison.Ordinal);
+        }
+        finally
+        {
+            stalled.ForEach(c => c.Dispose());
+        }
+        for (var deadline = DateTime.UtcNow.AddSeconds(15); ; await Task.Delay(100))
+        {
+            using var response = await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"after"}"""));
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"still {(int)response.StatusCode}");
+        }
+        Assert.DoesNotContain(await Webhooks.EventsAsync(hook), e => e.GetProperty("event_type").GetString() == "while-busy");
     }
 }

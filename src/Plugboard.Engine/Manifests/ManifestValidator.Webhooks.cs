@@ -36,13 +36,19 @@ public static partial class ManifestParser
                 }
                 hmac = new HmacSpec(Str(h, "header") ?? "", Str(h, "algorithm") ?? "sha256", Str(h, "encoding") ?? "hex", Str(h, "prefix") ?? "", signed,
                     Str(h, "timestamp_header"), Str(h, "id_header"));
-                if (signed.Contains("{timestamp}", StringComparison.Ordinal) && hmac.TimestampHeader is null)
+                // Each header the check reads must be covered by the signature, or a captured request could be resent with
+                // a fresh timestamp or a new id.
+                if (signed.Contains("{timestamp}", StringComparison.Ordinal) != (hmac.TimestampHeader is not null))
                 {
-                    Error($"{ptr}/hmac/signed", "{timestamp} is signed, so name the header it comes from in timestamp_header.");
+                    Error($"{ptr}/hmac/signed", hmac.TimestampHeader is null
+                        ? "{timestamp} is signed, so name the header it comes from in timestamp_header."
+                        : "timestamp_header is checked against replays only if it is signed: put {timestamp} in signed.");
                 }
-                if (signed.Contains("{id}", StringComparison.Ordinal) && hmac.IdHeader is null)
+                if (signed.Contains("{id}", StringComparison.Ordinal) != (hmac.IdHeader is not null))
                 {
-                    Error($"{ptr}/hmac/signed", "{id} is signed, so name the header it comes from in id_header.");
+                    Error($"{ptr}/hmac/signed", hmac.IdHeader is null
+                        ? "{id} is signed, so name the header it comes from in id_header."
+                        : "id_header names repeated events only if it is signed: put {id} in signed.");
                 }
             }
             else if (verify == "hmac")

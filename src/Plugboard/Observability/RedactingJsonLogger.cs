@@ -5,7 +5,8 @@ namespace Plugboard.Observability;
 
 /// <summary>
 /// Structured JSON logs, one object per line, with a last line of defence against secrets: bearer tokens,
-/// Plugboard API keys, ciphertexts, passwords in connection strings and well-known token formats are masked
+/// Plugboard API keys, ciphertexts, passwords in connection strings, webhook secrets and endpoint tokens (a
+/// <c>/v1/hooks/…</c> path) and well-known token formats are masked
 /// before anything is written. Code never logs secret values in the first place; this catches mistakes.
 /// </summary>
 public sealed partial class RedactingJsonLoggerProvider(TextWriter output, LogLevel minimum) : ILoggerProvider
@@ -21,7 +22,7 @@ public sealed partial class RedactingJsonLoggerProvider(TextWriter output, LogLe
     public static string Redact(string text) => SecretPattern().Replace(text, m => m.Groups["keep"].Success ? m.Groups["keep"].Value + "***" : "***");
 
     // keep = the part worth seeing (scheme, key name); the secret after it becomes ***.
-    [GeneratedRegex(@"(?<keep>(?i:bearer|basic)\s+)[A-Za-z0-9\-._~+/=]{8,}|(?<keep>(?i:password|pwd|secret|token|api[_-]?key)\s*[=:]\s*)[^\s;,""']+|pb_[A-Za-z0-9]{6,}_[A-Za-z0-9]{20,}|pb1:[A-Za-z0-9_-]+:[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}|sk_(live|test)_[A-Za-z0-9]{16,}|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}")]
+    [GeneratedRegex(@"(?<keep>(?i:bearer|basic)\s+)[A-Za-z0-9\-._~+/=]{8,}|(?<keep>(?i:password|pwd|secret|token|api[_-]?key)\s*[=:]\s*)[^\s;,""']+|pb_[A-Za-z0-9]{6,}_[A-Za-z0-9]{20,}|pb1:[A-Za-z0-9_-]+:[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}|sk_(live|test)_[A-Za-z0-9]{16,}|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}|whsec_[A-Za-z0-9+/=]{16,}|(?<keep>/v1/hooks/)[A-Za-z0-9_-]{16,}")]
     private static partial Regex SecretPattern();
 
     private void Write(string category, LogLevel level, EventId eventId, string message, Exception? exception, IReadOnlyList<KeyValuePair<string, object?>>? state)

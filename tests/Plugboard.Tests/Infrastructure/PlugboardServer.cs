@@ -100,6 +100,8 @@ public sealed class PlugboardServer : IAsyncLifetime
             ["PLUGBOARD_WEBHOOK_RATE_LIMIT"] = "20",
             ["PLUGBOARD_WEBHOOK_RATE_BURST"] = "60",
             ["PLUGBOARD_WEBHOOK_MAX_BYTES"] = "65536",
+            ["PLUGBOARD_WEBHOOK_MAX_INFLIGHT_MB"] = "1",
+            ["PLUGBOARD_WEBHOOK_BODY_SECONDS"] = "3",
         });
         Keys = _app.Services.GetRequiredService<KeyRing>();
         await _app.StartAsync();

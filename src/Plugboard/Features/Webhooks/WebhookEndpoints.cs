@@ -7,7 +7,7 @@ using Plugboard.Security;
 namespace Plugboard.Features.Webhooks;
 
 /// <summary>Limits of the inbound endpoints (configuration keys PLUGBOARD_WEBHOOK_*).</summary>
-public sealed record WebhookSettings(int MaxBodyBytes, int RatePerSecond, int RateBurst, TimeSpan SecretOverlap)
+public sealed record WebhookSettings(int MaxBodyBytes, int RatePerSecond, int RateBurst, TimeSpan SecretOverlap, long MaxBytesInFlight, TimeSpan BodyDeadline)
 {
     public static WebhookSettings FromConfiguration(IConfiguration configuration)
     {
@@ -16,7 +16,9 @@ public sealed record WebhookSettings(int MaxBodyBytes, int RatePerSecond, int Ra
             Hosting.Settings.Int(configuration, "PLUGBOARD_WEBHOOK_MAX_BYTES", 1024 * 1024, 1024, 25 * 1024 * 1024),
             rate,
             Hosting.Settings.Int(configuration, "PLUGBOARD_WEBHOOK_RATE_BURST", rate * 5, 1, 5_000_000),
-            TimeSpan.FromHours(Hosting.Settings.Int(configuration, "PLUGBOARD_WEBHOOK_SECRET_OVERLAP_HOURS", 24, 0, 168)));
+            TimeSpan.FromHours(Hosting.Settings.Int(configuration, "PLUGBOARD_WEBHOOK_SECRET_OVERLAP_HOURS", 24, 0, 168)),
+            (long)Hosting.Settings.Int(configuration, "PLUGBOARD_WEBHOOK_MAX_INFLIGHT_MB", 256, 1, 16_384) << 20,
+            TimeSpan.FromSeconds(Hosting.Settings.Int(configuration, "PLUGBOARD_WEBHOOK_BODY_SECONDS", 30, 1, 300)));
     }
 }
 
@@ -50,6 +52,8 @@ public sealed class WebhookEndpoints(Db db, KeyRing keys)
 {
     private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = 10_000 });
 
+    private static string Unknown(string token) => "unknown:" + token;
+
     private sealed record Row(string WorkspaceId, Guid Id, long RowVersion, bool WebhookActive, string? Manifest, string? WebhookSecret,
         string? WebhookSecretPrevious, DateTime? WebhookSecretPreviousUntil);
 
@@ -58,6 +62,10 @@ public sealed class WebhookEndpoints(Db db, KeyRing keys)
 
     public async Task<WebhookEndpoint?> FindAsync(string token, CancellationToken ct)
     {
+        if (_cache.TryGetValue(Unknown(token), out _))
+        {
+            return null; // asked for moments ago and not found: a flood of made-up tokens does not reach the database
+        }
         var cached = _cache.Get<WebhookEndpoint>(token);
         await using var connection = await db.Service.OpenConnectionAsync(ct);
         var row = await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(
@@ -71,7 +79,9 @@ public sealed class WebhookEndpoints(Db db, KeyRing keys)
             """, new { token, known = cached?.RowVersion ?? -1 }, cancellationToken: ct));
         if (row is null)
         {
+            // Tokens are random, so one unknown now will not be created in the next seconds.
             _cache.Remove(token);
+            _cache.Set(Unknown(token), true, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = TimeSpan.FromSeconds(10) });
             return null;
         }
         if (cached is not null && cached.RowVersion == row.RowVersion)

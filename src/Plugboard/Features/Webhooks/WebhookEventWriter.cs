@@ -11,7 +11,8 @@ namespace Plugboard.Features.Webhooks;
 /// fraction of a round trip per event. Each event is
 /// written only if its connector still has the row version the request was verified against and its webhook is on;
 /// otherwise the request is told its endpoint changed and verifies again. A request's events are all in one batch,
-/// so they commit together. A failed batch fails each of its requests (answered 5xx: the provider retries).
+/// so they commit together. A batch that fails on one request's data is written again request by request, so only
+/// that one fails; a batch that fails otherwise fails each of its requests (answered 5xx: the provider retries).
 /// </summary>
 public sealed class WebhookEventWriter : IAsyncDisposable
 {
@@ -24,6 +25,7 @@ public sealed class WebhookEventWriter : IAsyncDisposable
     private sealed record Pending(IReadOnlyList<Row> Rows, TaskCompletionSource<Outcome> Done);
 
     private const int MaxBatchRows = 500;
+    private const long MaxBatchBytes = 16L << 20;
     private const int Writers = 2;
 
     private readonly Db _db;
@@ -46,14 +48,24 @@ public sealed class WebhookEventWriter : IAsyncDisposable
     private async Task WriteLoopAsync()
     {
         var batch = new List<Pending>();
-        while (await _queue.Reader.WaitToReadAsync())
+        Pending? carried = null;
+        while (carried is not null || await _queue.Reader.WaitToReadAsync())
         {
             batch.Clear();
-            var rows = 0;
-            while (rows < MaxBatchRows && _queue.Reader.TryRead(out var next))
+            int rows = 0;
+            long bytes = 0;
+            // At most MaxBatchRows events and MaxBatchBytes of payload, but always at least one request.
+            while (rows < MaxBatchRows && bytes < MaxBatchBytes && (carried is not null || _queue.Reader.TryRead(out carried)))
             {
-                batch.Add(next);
-                rows += next.Rows.Count;
+                var size = carried.Rows.Sum(r => (long)r.Event.Payload.Length);
+                if (batch.Count > 0 && bytes + size > MaxBatchBytes)
+                {
+                    break; // next batch
+                }
+                batch.Add(carried);
+                rows += carried.Rows.Count;
+                bytes += size;
+                carried = null;
             }
             if (batch.Count == 0)
             {
@@ -67,9 +79,10 @@ public sealed class WebhookEventWriter : IAsyncDisposable
                     Complete(pending, written);
                 }
             }
-            catch (PostgresException e) when (e.SqlState.StartsWith("22", StringComparison.Ordinal) && batch.Count > 1)
+            catch (PostgresException e) when (!Http.ProblemExceptionHandler.IsUnavailable(e) && batch.Count > 1)
             {
-                // A value PostgreSQL refuses (e.g. a \u0000 in a JSON string) fails only the request that sent it.
+                // One request's data failed the statement (e.g. a \u0000 in a string, or its connector deleted meanwhile):
+                // each request is written again on its own, so only that one fails.
                 foreach (var pending in batch)
                 {
                     await WriteAloneAsync(pending);
@@ -77,11 +90,16 @@ public sealed class WebhookEventWriter : IAsyncDisposable
             }
             catch (Exception e)
             {
-                foreach (var pending in batch)
-                {
-                    pending.Done.TrySetException(e);
-                }
+                Fail(batch, e);
             }
+        }
+    }
+
+    private static void Fail(List<Pending> batch, Exception e)
+    {
+        foreach (var pending in batch)
+        {
+            pending.Done.TrySetException(e);
         }
     }
 
@@ -96,6 +114,11 @@ public sealed class WebhookEventWriter : IAsyncDisposable
         try
         {
             Complete(pending, await WriteBatchAsync([pending]));
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+        {
+            // The connector was deleted after the request was verified: its endpoint changed.
+            pending.Done.TrySetResult(new Outcome(false, 0));
         }
         catch (Exception e)
         {
@@ -127,7 +150,9 @@ public sealed class WebhookEventWriter : IAsyncDisposable
     {
         var rows = batch.SelectMany(p => p.Rows).ToList();
         await using var connection = await _db.Service.OpenConnectionAsync();
-        await using var command = new NpgsqlCommand(BatchSql, connection)
+        // An explicit commit: the answer waits for it, and a failed commit fails the batch.
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using var command = new NpgsqlCommand(BatchSql, connection, transaction)
         {
             Parameters =
             {
@@ -144,11 +169,14 @@ public sealed class WebhookEventWriter : IAsyncDisposable
             },
         };
         var result = new Dictionary<Guid, (bool, bool)>(rows.Count);
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
+        await using (var reader = await command.ExecuteReaderAsync())
         {
-            result[reader.GetGuid(0)] = (reader.GetBoolean(1), reader.GetBoolean(2));
+            while (await reader.ReadAsync())
+            {
+                result[reader.GetGuid(0)] = (reader.GetBoolean(1), reader.GetBoolean(2));
+            }
         }
+        await transaction.CommitAsync();
         return result;
     }
 

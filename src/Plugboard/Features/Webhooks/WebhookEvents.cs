@@ -15,12 +15,17 @@ public static class WebhookEvents
 {
     public const int MaxTypeLength = 200;
     public const int MaxIdLength = 500;
+    public const int MaxNoteLength = 2000;
 
-    /// <param name="verifiedId">The delivery id the verifier read from a signed header (Standard Webhooks, GitHub, generic HMAC).</param>
+    /// <summary>At most <paramref name="length"/> characters, never cutting a surrogate pair in two.</summary>
+    public static string Cut(string text, int length) =>
+        text.Length <= length ? text : text[..(char.IsHighSurrogate(text[length - 1]) ? length - 1 : length)];
+
+    /// <param name="verifiedId">The delivery id the verifier read from a signed header (Standard Webhooks, generic HMAC; GitHub's is not signed, so not used).</param>
     public static async Task<IncomingEvent> DescribeAsync(WebhookSpec spec, JsonElement payload, byte[] payloadBytes,
         IReadOnlyDictionary<string, string> headers, string? verifiedId)
     {
-        var kept = KeptHeaders(headers);
+        var kept = KeptHeaders(headers, spec.Hmac?.Header);
         TemplateModel? model = null;
         TemplateModel Model() => model ??= WebhookTemplates.Model(payload, kept);
 
@@ -33,7 +38,9 @@ public static class WebhookEvents
         var id = spec.EventId is { } idTemplate ? await RenderAsync(idTemplate, Model(), "event_id", notes) : "";
         if (id.Length == 0)
         {
-            id = verifiedId ?? DefaultId(spec.Verify, payload) ?? "";
+            // GitHub's delivery id is not signed: a captured delivery resent under a new id must still be a repeat, so
+            // GitHub events are named by their (signed) bytes, as a redelivery carries the same ones.
+            id = (spec.Verify == "github" ? null : verifiedId) ?? DefaultId(spec.Verify, payload) ?? "";
         }
         if (id.Length is 0 or > MaxIdLength)
         {
@@ -41,8 +48,8 @@ public static class WebhookEvents
             // the same bytes is recognised.
             id = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(id.Length == 0 ? payloadBytes : System.Text.Encoding.UTF8.GetBytes(id)));
         }
-        return new IncomingEvent(type.Length > MaxTypeLength ? type[..MaxTypeLength] : type, id, payload.GetRawText(), JsonSerializer.Serialize(kept),
-            notes.Count > 0 ? string.Join(" ", notes) : null);
+        var note = notes.Count > 0 ? string.Join(" ", notes) : null;
+        return new IncomingEvent(Cut(type, MaxTypeLength), id, payload.GetRawText(), JsonSerializer.Serialize(kept), note is null ? null : Cut(note, MaxNoteLength));
     }
 
     /// <summary>A template that fails on an event is the manifest's fault, not the sender's: the event is still stored
@@ -78,11 +85,12 @@ public static class WebhookEvents
     private static string? String(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 
-    private static readonly string[] Withheld = ["signature", "authorization", "cookie", "token", "secret", "key", "password"];
+    private static readonly string[] Withheld = ["sig", "hmac", "authorization", "cookie", "token", "secret", "key", "password"];
 
     /// <summary>The headers kept with an event for audit and for templates: the content type, the user agent and the
-    /// providers' own (x-…, webhook-…, svix-…), never signatures or anything credential-like; at most 40, 500 characters each.</summary>
-    public static Dictionary<string, string> KeptHeaders(IReadOnlyDictionary<string, string> headers)
+    /// providers' own (x-…, webhook-…, svix-…), never signatures (the generic HMAC's header, or any name with sig or hmac
+    /// in it) or anything credential-like; at most 40, 500 characters each.</summary>
+    public static Dictionary<string, string> KeptHeaders(IReadOnlyDictionary<string, string> headers, string? signatureHeader = null)
     {
         var kept = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (name, value) in headers.OrderBy(h => h.Key, StringComparer.OrdinalIgnoreCase))
@@ -90,11 +98,12 @@ public static class WebhookEvents
             var lower = name.ToLowerInvariant();
             var relevant = lower is "content-type" or "user-agent" || lower.StartsWith("x-", StringComparison.Ordinal)
                            || lower.StartsWith("webhook-", StringComparison.Ordinal) || lower.StartsWith("svix-", StringComparison.Ordinal);
-            if (!relevant || Withheld.Any(w => lower.Contains(w, StringComparison.Ordinal)) || kept.Count >= 40)
+            if (!relevant || Withheld.Any(w => lower.Contains(w, StringComparison.Ordinal)) || kept.Count >= 40
+                || string.Equals(name, signatureHeader, StringComparison.OrdinalIgnoreCase))
             {
                 continue;
             }
-            kept[lower] = value.Length > 500 ? value[..500] : value;
+            kept[lower] = Cut(value, 500);
         }
         return kept;
     }

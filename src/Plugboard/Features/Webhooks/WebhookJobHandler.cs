@@ -22,6 +22,10 @@ public static class WebhookJob
     /// <summary>Attempts per event; each failed attempt comes back with the queue's backoff.</summary>
     public const int MaxEventAttempts = 10;
 
+    /// <summary>Attempts of a job itself, which fails only while the database is away: with the queue's backoff (capped at
+    /// an hour) they span more than half a day of outage.</summary>
+    public const int JobAttempts = 25;
+
     public sealed record Payload(string WorkspaceId, Guid ConnectorId, Guid[] EventIds);
 
     public static JobRequest Request(string workspaceId, Guid connectorId, Guid eventId, DateTimeOffset? runAt = null) => new(
@@ -29,7 +33,7 @@ public static class WebhookJob
         WorkspaceId: workspaceId,
         Payload: new Payload(workspaceId, connectorId, [eventId]),
         RunAt: runAt,
-        MaxAttempts: 3,
+        MaxAttempts: JobAttempts,
         ConcurrencyKey: $"webhook:{connectorId}",
         ConcurrencyLimit: 1);
 
@@ -39,7 +43,7 @@ public static class WebhookJob
         """
         INSERT INTO jobs (id, kind, payload, workspace_id, concurrency_key, concurrency_limit, max_attempts)
         SELECT gen_random_uuid(), 'webhook', jsonb_build_object('workspaceId', e.workspace_id, 'connectorId', e.connector_id, 'eventIds', jsonb_agg(e.id ORDER BY e.id)),
-               e.workspace_id, 'webhook:' || e.connector_id, 1, 3
+               e.workspace_id, 'webhook:' || e.connector_id, 1, 25
         """;
 }
 
@@ -78,8 +82,10 @@ public sealed class WebhookJobHandler(ManifestCache manifests, ILogger<WebhookJo
             {
                 await ProcessAsync(one, connection, ct);
             }
-            catch (Exception e) when (e is not OperationCanceledException and not NpgsqlException)
+            catch (Exception e) when (e is not OperationCanceledException && !(e is NpgsqlException db && Http.ProblemExceptionHandler.IsUnavailable(db)))
             {
+                // This event failed (its data, its mapping, a refused write): it is retried alone. Only an outage of the
+                // database fails the job, which the queue retries, skipping the events already processed.
                 await FailAsync(one, connection, e, ct);
             }
         }

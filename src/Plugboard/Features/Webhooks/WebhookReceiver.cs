@@ -58,13 +58,25 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
         }
         CheckOpen(endpoint);
         _buckets.Take(http, endpoint.ConnectorId.ToString());
+        var budget = ReserveBodyBudget(http.Request.ContentLength);
+        try
+        {
+            return await ReceiveBodyAsync(token, endpoint, fresh, http, ct);
+        }
+        finally
+        {
+            Interlocked.Add(ref _bytesInFlight, -budget);
+        }
+    }
+
+    private async Task<IResult> ReceiveBodyAsync(string token, WebhookEndpoint endpoint, bool fresh, HttpContext http, CancellationToken ct)
+    {
         var body = await ReadBodyAsync(http, ct);
         var receivedAt = DateTimeOffset.UtcNow;
         var headers = http.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
-        using var document = Parse(body, http.Request.ContentType, body.Length == 0 && http.Request.Query.ContainsKey("validationToken"));
         while (true)
         {
-            var verdict = await VerifyAsync(endpoint, http, headers, body, document, receivedAt);
+            var verdict = await VerifyAsync(endpoint, http, headers, body, receivedAt);
             if (verdict.Events is { } events)
             {
                 var rows = events.Select(e => new WebhookEventWriter.Row(Guid.CreateVersion7(), endpoint.WorkspaceId, endpoint.ConnectorId, endpoint.RowVersion, e, verdict.Verification))
@@ -78,6 +90,15 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
                 {
                     throw Problems.BadRequest("The body holds a value PostgreSQL cannot store (such as a \\u0000 or an unpaired surrogate in a string).");
                 }
+                catch (Exception x) when (x is not OperationCanceledException)
+                {
+                    // Not stored: say so with a status every provider retries.
+                    logger.LogWarning("Could not store webhook events of connector {ConnectorId}: {Error}", endpoint.ConnectorId, x.Message);
+                    throw new ProblemException(503, "unavailable", "Not stored", "The event could not be stored; retry (Retry-After).")
+                    {
+                        Headers = { ["Retry-After"] = "5" },
+                    };
+                }
                 if (outcome.Current)
                 {
                     Received.Add(outcome.Stored);
@@ -89,9 +110,9 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
             if (!fresh)
             {
                 // Verified against what this process had cached: read the endpoint again and decide on that.
-                endpoint = await endpoints.FindAsync(token, ct);
-                fresh = true;
-                CheckOpen(endpoint);
+                var reread = await endpoints.FindAsync(token, ct);
+                CheckOpen(reread);
+                (endpoint, fresh) = (reread, true);
                 continue;
             }
             if (verdict.Answer is { } answer)
@@ -123,7 +144,7 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
     }
 
     private static async Task<Verdict> VerifyAsync(WebhookEndpoint endpoint, HttpContext http, IReadOnlyDictionary<string, string> headers, byte[] body,
-        JsonDocument? document, DateTimeOffset receivedAt)
+        DateTimeOffset receivedAt)
     {
         var spec = endpoint.Spec!;
         if (spec.Verify == "graph" && http.Request.Query.TryGetValue("validationToken", out var validationToken))
@@ -142,20 +163,39 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
         {
             return Refusal("The endpoint has no signing secret yet: set one with POST …/connectors/{id}/webhook/secret.");
         }
-        var root = document?.RootElement ?? throw Problems.BadRequest("The body is not JSON.");
         if (spec.Verify == "graph")
         {
-            return await GraphEventsAsync(spec, root, headers, secrets);
+            // Graph signs nothing: its secret is the clientState inside the body, which must be read to be checked.
+            using var notifications = Parse(body, http.Request.ContentType);
+            return await GraphEventsAsync(spec, notifications.RootElement, headers, secrets);
         }
         var verdict = WebhookVerifier.For(spec).Verify(new WebhookRequest(headers, body, receivedAt), secrets);
         if (!verdict.Valid)
         {
             return Refusal(verdict.Failure!);
         }
+        using var document = Parse(body, http.Request.ContentType); // only once the raw bytes verified
+        var root = document.RootElement;
         var verification = spec.Verify + (verdict.SecretIndex > 0 ? " (previous secret)" : "");
-        return Challenge(spec.Verify, root, secrets[verdict.SecretIndex]) is { } answer
-            ? new Verdict(answer, null, verification, null)
-            : new Verdict(null, [await WebhookEvents.DescribeAsync(spec, root, body, headers, verdict.EventId)], verification, null);
+        if (Challenge(spec.Verify, root, secrets[verdict.SecretIndex]) is { } answer)
+        {
+            return new Verdict(answer, null, verification, null);
+        }
+        if (spec.Verify == "slack" && root.ValueKind == JsonValueKind.Object && root.TryGetProperty("token", out _))
+        {
+            // Slack's legacy verification token is a secret of the app: it is not kept with the event.
+            using var withoutToken = Without(root, "token");
+            return new Verdict(null, [await WebhookEvents.DescribeAsync(spec, withoutToken.RootElement, body, headers, verdict.EventId)], verification, null);
+        }
+        return new Verdict(null, [await WebhookEvents.DescribeAsync(spec, root, body, headers, verdict.EventId)], verification, null);
+    }
+
+    /// <summary>The object without one of its properties, as a document of its own.</summary>
+    private static JsonDocument Without(JsonElement element, string property)
+    {
+        var node = System.Text.Json.Nodes.JsonObject.Create(element)!;
+        node.Remove(property);
+        return JsonDocument.Parse(node.ToJsonString());
     }
 
     private static Verdict Refusal(string failure) => new(null, null, "", failure);
@@ -174,53 +214,78 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
             await Hosting.PlugboardApp.DrainAsync(http);
             throw TooLarge();
         }
-        if (http.Request.ContentLength is { } length)
-        {
-            // The usual case: the size is announced, so read into an array of exactly that size.
-            var exact = new byte[length];
-            try
-            {
-                await http.Request.Body.ReadExactlyAsync(exact, ct);
-            }
-            catch (EndOfStreamException)
-            {
-                throw Problems.BadRequest("The body ended before its Content-Length.");
-            }
-            return exact;
-        }
-        using var buffer = new MemoryStream();
-        var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+        // The body must arrive within the deadline: a sender trickling bytes cannot hold a buffer for long.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(settings.BodyDeadline);
         try
         {
-            int read;
-            while ((read = await http.Request.Body.ReadAsync(chunk, ct)) > 0)
+            if (http.Request.ContentLength is { } length and <= 64 * 1024)
             {
-                if (buffer.Length + read > limit)
-                {
-                    await Hosting.PlugboardApp.DrainAsync(http);
-                    throw TooLarge();
-                }
-                buffer.Write(chunk, 0, read);
+                // The usual case: a small body of announced size, read into an array of exactly that size.
+                var exact = new byte[length];
+                await http.Request.Body.ReadExactlyAsync(exact, deadline.Token);
+                return exact;
             }
+            // Larger or unannounced: the buffer grows only as bytes arrive.
+            using var buffer = new MemoryStream();
+            var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+            try
+            {
+                int read;
+                while ((read = await http.Request.Body.ReadAsync(chunk, deadline.Token)) > 0)
+                {
+                    if (buffer.Length + read > limit)
+                    {
+                        await Hosting.PlugboardApp.DrainAsync(http);
+                        throw TooLarge();
+                    }
+                    buffer.Write(chunk, 0, read);
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(chunk);
+            }
+            return buffer.ToArray();
         }
-        finally
+        catch (EndOfStreamException)
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(chunk);
+            throw Problems.BadRequest("The body ended before its Content-Length.");
         }
-        return buffer.ToArray();
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw new ProblemException(408, "request-timeout", "Request timeout", $"The body did not arrive within {settings.BodyDeadline.TotalSeconds:0} s.");
+        }
+    }
+
+    private long _bytesInFlight;
+
+    /// <summary>Bodies being read by all webhook requests together stay within PLUGBOARD_WEBHOOK_MAX_INFLIGHT_MB; beyond
+    /// it a request answers 503 (retried by providers) rather than adding to memory.</summary>
+    private long ReserveBodyBudget(long? contentLength)
+    {
+        var reserve = Math.Min(contentLength ?? settings.MaxBodyBytes, settings.MaxBodyBytes);
+        if (Interlocked.Add(ref _bytesInFlight, reserve) > settings.MaxBytesInFlight)
+        {
+            Interlocked.Add(ref _bytesInFlight, -reserve);
+            throw new ProblemException(503, "unavailable", "Busy", "Too many webhook bodies are being received at once; retry (Retry-After).")
+            {
+                Headers = { ["Retry-After"] = "1" },
+            };
+        }
+        return reserve;
     }
 
     private ProblemException TooLarge() => new(413, "payload-too-large", "Payload too large", $"Webhook bodies are limited to {settings.MaxBodyBytes / 1024} KiB.");
 
-    private static JsonDocument? Parse(byte[] body, string? contentType, bool validation)
+    /// <summary>The body as JSON, at most 64 levels deep, whose every string is valid text and every number readable
+    /// (else 400: such values would fail later, in templates or in PostgreSQL).</summary>
+    private static JsonDocument Parse(byte[] body, string? contentType)
     {
-        if (validation)
-        {
-            return null; // Graph's validation request has no JSON body
-        }
+        JsonDocument document;
         try
         {
-            return JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
+            document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
         }
         catch (JsonException)
         {
@@ -228,7 +293,56 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
                 ? new ProblemException(415, "unsupported-media-type", "Unsupported media type", "Form-encoded webhooks are not supported: configure the provider to send JSON.")
                 : Problems.BadRequest("The body is not JSON (at most 64 levels deep).");
         }
+        string? problem;
+        try
+        {
+            problem = Unstorable(document.RootElement);
+        }
+        catch (InvalidOperationException)
+        {
+            problem = "The body holds a name that is not valid Unicode text (an unpaired surrogate or invalid UTF-8).";
+        }
+        if (problem is not null)
+        {
+            document.Dispose();
+            throw Problems.BadRequest(problem);
+        }
+        return document;
     }
+
+    private static string? Unstorable(JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    if ((Text(property.Name) ?? Unstorable(property.Value)) is { } problem)
+                    {
+                        return problem;
+                    }
+                }
+                return null;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (Unstorable(item) is { } problem)
+                    {
+                        return problem;
+                    }
+                }
+                return null;
+            case JsonValueKind.String:
+                return Text(element.GetString()!); // throws InvalidOperationException on an unpaired surrogate or invalid UTF-8
+            case JsonValueKind.Number:
+                return element.TryGetDecimal(out _) || (element.TryGetDouble(out var d) && double.IsFinite(d)) ? null : "The body holds a number out of range.";
+            default:
+                return null;
+        }
+    }
+
+    private static string? Text(string text) =>
+        text.Contains('\0', StringComparison.Ordinal) ? "The body holds text PostgreSQL cannot store (a \\u0000 in a string)." : null;
 
     /// <summary>Zoom's and Slack's URL challenges, answered only once the request verified.</summary>
     private static IResult? Challenge(string scheme, JsonElement root, string secret)
@@ -279,7 +393,9 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
                 return Refusal("A notification's clientState does not match the endpoint's secret.");
             }
             previous |= index > 0;
-            events.Add(await WebhookEvents.DescribeAsync(spec, item, Encoding.UTF8.GetBytes(item.GetRawText()), headers, null));
+            // The clientState is the endpoint's secret: it is not kept, hashed or shown to templates.
+            using var kept = Without(item, "clientState");
+            events.Add(await WebhookEvents.DescribeAsync(spec, kept.RootElement, Encoding.UTF8.GetBytes(kept.RootElement.GetRawText()), headers, null));
         }
         return new Verdict(null, events, "graph" + (previous ? " (previous secret)" : ""), null);
     }

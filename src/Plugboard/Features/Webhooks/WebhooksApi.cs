@@ -69,8 +69,9 @@ public static class WebhooksApi
 
     private static WebhookSpec? Spec(string manifest) => ManifestParser.Parse(JsonColumns.Node(manifest)).Manifest?.Webhooks;
 
-    /// <summary>Creates or rotates the signing secret; the replaced one stays valid for the overlap. No Idempotency-Key
-    /// replay: it would store the answer, and with it a generated secret, in the clear.</summary>
+    /// <summary>Creates or rotates the signing secret; the replaced one stays valid for the overlap (one previous secret
+    /// is kept: rotating again within the overlap ends the first one's). No Idempotency-Key replay: it would store the
+    /// answer, and with it a generated secret, in the clear.</summary>
     private static async Task<IResult> SetSecret(Guid connectorId, SetWebhookSecretRequest body, RequestDb db, KeyRing keys, WebhookSettings settings, CancellationToken ct)
     {
         var connector = await ConnectorsApi.Find(db, connectorId, ct);
@@ -83,6 +84,10 @@ public static class WebhooksApi
             secret = body.Secret is { Length: >= 8 and <= 1024 } given && given.Trim() == given
                 ? given
                 : throw Problems.Invalid($"This connector verifies {spec.Verify} webhooks with the secret the provider issues: send it as secret (8 to 1024 characters, no surrounding spaces).", "/secret");
+            if (spec.Verify == "standard" && !IsStandardSecret(secret))
+            {
+                throw Problems.Invalid("A Standard Webhooks secret is whsec_ followed by the base64 of at least 24 random bytes.", "/secret");
+            }
         }
         else
         {
@@ -103,6 +108,18 @@ public static class WebhooksApi
             """, new { connectorId, encrypted, overlap }, ct);
         await Audit.WriteAsync(db, "connector.webhook_secret_set", "connector", connectorId.ToString(), new { source = spec.Secret, previous_valid_until = until }, ct);
         return TypedResults.Ok(new WebhookSecretResult(spec.Secret == "generated" ? secret : null, until));
+    }
+
+    private static bool IsStandardSecret(string secret)
+    {
+        try
+        {
+            return secret.StartsWith("whsec_", StringComparison.Ordinal) && Convert.FromBase64String(secret[6..]).Length >= 24;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
     }
 
     private sealed record EventRow(Guid Id, string EventType, string? ExternalId, string Verification, bool Processed, DateTime? ProcessedAt, int Attempts,
@@ -152,7 +169,7 @@ public static class WebhooksApi
         await db.ExecuteAsync(
             $"""
             WITH e AS (
-                UPDATE connector_webhook_events SET processed = false, processed_at = NULL, error = NULL, note = 'Replayed.', result = NULL
+                UPDATE connector_webhook_events SET processed = false, processed_at = NULL, attempts = 0, error = NULL, note = 'Replayed.', result = NULL
                  WHERE connector_id = @connectorId AND id = @eventId
                 RETURNING workspace_id, connector_id, id)
             {WebhookJob.InsertForEventsSql} FROM e GROUP BY e.workspace_id, e.connector_id
@@ -179,7 +196,7 @@ public static class WebhooksApi
                    AND (@since::timestamptz IS NULL OR received_at >= @since) AND (@until::timestamptz IS NULL OR received_at < @until)
                  ORDER BY id LIMIT @limit FOR UPDATE),
             e AS (
-                UPDATE connector_webhook_events w SET processed = false, processed_at = NULL, error = NULL, note = 'Replayed.', result = NULL
+                UPDATE connector_webhook_events w SET processed = false, processed_at = NULL, attempts = 0, error = NULL, note = 'Replayed.', result = NULL
                   FROM chosen WHERE w.workspace_id = chosen.workspace_id AND w.id = chosen.id
                 RETURNING w.workspace_id, w.connector_id, w.id),
             jobs AS ({WebhookJob.InsertForEventsSql} FROM e GROUP BY e.workspace_id, e.connector_id)
