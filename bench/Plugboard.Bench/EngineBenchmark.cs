@@ -92,6 +92,19 @@ public static class EngineBenchmark
             await Measure(Engine, 1000, concurrency);
             await Measure(Raw, 1000, concurrency);
         }
+        // --only engine|raw runs one side for the whole time (to profile it alone).
+        var only = Array.IndexOf(args, "--only") is var at and >= 0 && at + 1 < args.Length ? args[at + 1] : null;
+        if (only is not null)
+        {
+            var side = only == "raw" ? (Func<Task>)Raw : Engine;
+            var total = 0.0;
+            for (var round = 0; round < rounds; round++)
+            {
+                total += await Measure(side, runs, concurrency);
+            }
+            Console.WriteLine($"{only} alone: {total / rounds:F0} runs/s");
+            return 0;
+        }
         double engineTotal = 0, rawTotal = 0;
         for (var round = 0; round < rounds; round++)
         {
