@@ -74,7 +74,7 @@ public sealed class IsolationTests(PlugboardServer server)
                 var setColumn = table switch
                 {
                     // Append-only or read-only for the API: no UPDATE or DELETE grant at all.
-                    "audit_log" or "file_upload_batch_failures" or "document_chunks" or "connector_stream_states" => null,
+                    "audit_log" or "file_upload_batch_failures" or "document_chunks" or "connector_stream_states" or "connector_webhook_failures" => null,
                     "pending_objects" => "", // inserted and deleted by uploads, never updated
                     "workspace_members" => "role = 'viewer'",
                     "api_keys" or "connector_templates" or "workspaces" or "workspace_api_credentials" or "connectors" => "name = 'hijacked'",
@@ -137,6 +137,7 @@ public sealed class IsolationTests(PlugboardServer server)
             ["connector_stream_states"] = "INSERT INTO connector_stream_states (workspace_id, connector_id, stream) VALUES (@other, @connector, 'x')",
             ["oauth_authorizations"] = "INSERT INTO oauth_authorizations (workspace_id, id, state_hash, created_by, manifest, credential_name, encrypted_payload, redirect_uri, expires_at) VALUES (@other, gen_random_uuid(), sha256('x'::bytea), @user, '{}', 'x', 'pb1:k:x', 'http://x', now())",
             ["pending_objects"] = "INSERT INTO pending_objects (object_key, workspace_id) VALUES ('workspaces/' || @other || '/documents/00000000000000000000000000000000', @other)",
+            ["connector_webhook_failures"] = "INSERT INTO connector_webhook_failures (workspace_id, connector_id) VALUES (@other, @connector)",
         };
         Assert.Equal(Seed.TenantTables.Order(), inserts.Keys.Order());
         var before = await CountsAsync([target.WorkspaceId]);

@@ -13,7 +13,7 @@ public static class Seed
         "workspaces", "workspace_members", "api_keys", "audit_log", "connector_templates", "workspace_api_credentials", "connectors",
         "connector_executions", "connector_sync_logs", "connector_webhook_events", "file_upload_batches", "imported_documents",
         "file_upload_batch_failures", "document_chunks", "pending_objects", "connector_stream_states",
-        "oauth_authorizations",
+        "oauth_authorizations", "connector_webhook_failures",
     ];
 
     public static async Task<Rows> WorkspaceAsync(PlugboardServer server, string workspaceId, Guid userId)
@@ -29,6 +29,8 @@ public static class Seed
             INSERT INTO connector_sync_logs (workspace_id, id, connector_id) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId);
             INSERT INTO connector_stream_states (workspace_id, connector_id, stream, cursor) VALUES (@WorkspaceId, @ConnectorId, 'seed', '"2026-01-01T00:00:00Z"');
             INSERT INTO connector_webhook_events (workspace_id, id, connector_id) VALUES (@WorkspaceId, gen_random_uuid(), @ConnectorId);
+            INSERT INTO connector_webhook_failures (workspace_id, connector_id, failed_verifications, last_failure, last_failure_at)
+                VALUES (@WorkspaceId, @ConnectorId, 1, 'seed', now());
             INSERT INTO file_upload_batches (workspace_id, id, connector_id, total_files) VALUES (@WorkspaceId, @BatchId, @ConnectorId, 2);
             INSERT INTO imported_documents (workspace_id, id, connector_id, batch_id, title) VALUES (@WorkspaceId, @DocumentId, @ConnectorId, @BatchId, 'seed');
             INSERT INTO file_upload_batch_failures (workspace_id, id, batch_id, file_name, reason) VALUES (@WorkspaceId, gen_random_uuid(), @BatchId, 'seed.exe', 'seed');
