@@ -97,7 +97,7 @@ public static class ConnectorsApi
         return TypedResults.Ok(row.ToConnector() with { Stats = stats });
     }
 
-    private static async Task<IResult> Create(CreateConnectorRequest body, RequestDb db, KeyRing keys, HttpContext http, CancellationToken ct)
+    private static async Task<IResult> Create(CreateConnectorRequest body, RequestDb db, HttpContext http, CancellationToken ct)
     {
         db.RequireRole("admin", "create connectors");
         var name = Validate.Name(body.Name);
@@ -108,7 +108,7 @@ public static class ConnectorsApi
         {
             return replay;
         }
-        var connector = await InsertAsync(db, keys, new NewConnector(name, description, manifest, JsonColumns.Object(body.Config, "config"), body.CredentialId,
+        var connector = await InsertAsync(db, new NewConnector(name, description, manifest, JsonColumns.Object(body.Config, "config"), body.CredentialId,
             body.IsActive ?? true, JsonColumns.Object(body.Filters, "filters"), JsonColumns.Object(body.Metadata, "metadata"), schedule,
             body.WebhookActive ?? false, null, null, MaxConcurrency(body.MaxConcurrency) ?? 4), ct);
         return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/connectors/{connector.Id}", connector, ct);
@@ -118,7 +118,7 @@ public static class ConnectorsApi
         string Filters, string Metadata, SyncSchedule Schedule, bool WebhookActive, Guid? TemplateId, int? TemplateVersion, int MaxConcurrency = 4);
 
     /// <summary>Inserts a connector in the current workspace (also used by template installs) and audits it.</summary>
-    internal static async Task<Connector> InsertAsync(RequestDb db, KeyRing keys, NewConnector c, CancellationToken ct)
+    internal static async Task<Connector> InsertAsync(RequestDb db, NewConnector c, CancellationToken ct)
     {
         CheckConfig(c.Manifest, c.Config);
         if (c.CredentialId is { } credentialId)
@@ -160,7 +160,7 @@ public static class ConnectorsApi
         return row!.ToConnector();
     }
 
-    private static async Task<IResult> Update(Guid connectorId, UpdateConnectorRequest body, RequestDb db, KeyRing keys, HttpContext http, CancellationToken ct)
+    private static async Task<IResult> Update(Guid connectorId, UpdateConnectorRequest body, RequestDb db, HttpContext http, CancellationToken ct)
     {
         var existing = await Find(db, connectorId, ct);
         db.RequireRole("admin", "change connectors");

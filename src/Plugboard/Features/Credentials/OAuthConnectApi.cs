@@ -59,8 +59,11 @@ public sealed record OAuthSettings(Uri? PublicUrl, TimeSpan StateLifetime)
         return new OAuthSettings(url, TimeSpan.FromMinutes(Hosting.Settings.Int(configuration, "PLUGBOARD_OAUTH_STATE_MINUTES", 10, 1, 60)));
     }
 
-    public string RedirectUri(HttpRequest request) =>
-        (PublicUrl is { } url ? url.GetLeftPart(UriPartial.Path).TrimEnd('/') : $"{request.Scheme}://{request.Host}") + CallbackPath;
+    public string RedirectUri(HttpRequest request) => Absolute(request, CallbackPath);
+
+    /// <summary>A path of this API as clients reach it: under PLUGBOARD_PUBLIC_URL, else the request's own scheme and host.</summary>
+    public string Absolute(HttpRequest request, string path) =>
+        (PublicUrl is { } url ? url.GetLeftPart(UriPartial.Path).TrimEnd('/') : $"{request.Scheme}://{request.Host}") + path;
 }
 
 /// <summary>

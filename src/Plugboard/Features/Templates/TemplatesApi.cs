@@ -132,7 +132,7 @@ public static class TemplatesApi
             await Audit.WriteAsync(db, "credential.created", "credential", credential.Id.ToString(), new { name = credential.Name, fields = credential.SecretFields }, ct);
             credentialId = credential.Id;
         }
-        var connector = await ConnectorsApi.InsertAsync(db, keys, new ConnectorsApi.NewConnector(name, template.Description, template.Manifest,
+        var connector = await ConnectorsApi.InsertAsync(db, new ConnectorsApi.NewConnector(name, template.Description, template.Manifest,
             JsonColumns.Object(body.Config, "config"), credentialId, true, "{}", "{}",
             ConnectorsApi.Schedule(body.SyncFrequency ?? "manual", body.SyncTimezone), false, template.Id, template.Version), ct);
         await db.ExecuteAsync("SELECT record_template_install(@templateId)", new { templateId }, ct);

@@ -48,7 +48,7 @@ public sealed record WebhookEndpoint(string WorkspaceId, Guid ConnectorId, long 
 /// endpoint and the event writer stores their events only if the row version is still the same, so a disabled,
 /// rotated or deleted endpoint takes effect at once.
 /// </summary>
-public sealed class WebhookEndpoints(Db db, KeyRing keys)
+public sealed class WebhookEndpoints(Db db, KeyRing keys, Executions.ManifestCache manifests)
 {
     private readonly MemoryCache _cache = new(new MemoryCacheOptions { SizeLimit = 10_000 });
 
@@ -89,7 +89,7 @@ public sealed class WebhookEndpoints(Db db, KeyRing keys)
             return cached; // every update of the connector changes its row version
         }
         var aad = KeyRing.Aad(row.WorkspaceId, "connectors", row.Id, "webhook_secret");
-        var spec = row.Manifest is null ? null : ManifestParser.Parse(System.Text.Json.Nodes.JsonNode.Parse(row.Manifest)).Manifest?.Webhooks;
+        var spec = row.Manifest is null ? null : manifests.Get($"{row.Id}:{row.RowVersion}", row.Manifest).Manifest?.Webhooks;
         var endpoint = new WebhookEndpoint(row.WorkspaceId, row.Id, row.RowVersion, row.WebhookActive, spec,
             row.WebhookSecret is null ? null : keys.Decrypt(row.WebhookSecret, aad),
             row.WebhookSecretPrevious is null ? null : keys.Decrypt(row.WebhookSecretPrevious, aad),

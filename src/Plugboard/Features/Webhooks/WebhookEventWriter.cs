@@ -8,9 +8,9 @@ namespace Plugboard.Features.Webhooks;
 /// <summary>
 /// Commits verified events, with their processing jobs, in batches: the requests waiting at one moment share one
 /// statement (one transaction, one WAL flush) and the new events of each connector in it one job, so ingest costs a
-/// fraction of a round trip per event. Each event is
-/// written only if its connector still has the row version the request was verified against and its webhook is on;
-/// otherwise the request is told its endpoint changed and verifies again. A request's events are all in one batch,
+/// fraction of a round trip per event. Each event is written only if its connector still has the row version the
+/// request was verified against and its webhook is on; otherwise the request is told its endpoint changed and
+/// verifies again. A request's events are all in one batch,
 /// so they commit together. A batch that fails on one request's data is written again request by request, so only
 /// that one fails; a batch that fails otherwise fails each of its requests (answered 5xx: the provider retries).
 /// </summary>

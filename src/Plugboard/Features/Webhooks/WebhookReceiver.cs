@@ -12,10 +12,11 @@ namespace Plugboard.Features.Webhooks;
 
 /// <summary>
 /// <c>POST /v1/hooks/{token}</c>, anonymous: finds the endpoint (404 unknown, 410 switched off), takes a token of its
-/// bucket (429), reads the raw body within the limit (413), answers the provider's URL challenge, verifies the
-/// signature over the raw bytes (401, counted per endpoint), then commits each event with its processing job in one
-/// transaction before answering 2xx. A repeated event id is acknowledged without a second event. Only a failure to
-/// store answers 5xx, so the provider retries.
+/// bucket (429), reserves room for the body among all requests' (503), reads the raw body within its deadline and
+/// limit (408, 413), verifies the signature over the raw bytes (401, counted per endpoint), then parses the body,
+/// answers the provider's URL challenge or commits each event with its processing job (<see cref="WebhookEventWriter"/>)
+/// before answering 2xx. A repeated event id is acknowledged without a second event. A failure to store answers 503,
+/// so the provider retries.
 /// </summary>
 public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookEventWriter writer, WebhookSettings settings, Db db, ILogger<WebhookReceiver> logger)
     : IDisposable
@@ -36,7 +37,8 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
         app.MapPost(Path, (string token, HttpContext http, WebhookReceiver receiver, CancellationToken ct) => receiver.ReceiveAsync(token, http, ct))
             .AllowAnonymous().WithTags("Webhooks").WithMetadata(new RawBodyMetadata())
             .WithSummary("Receive a webhook").WithDescription("The endpoint a provider posts events to (a connector's webhook_url). Verified with the connector's webhooks settings.")
-            .Produces(200).Produces(202).ProducesProblem(401).ProducesProblem(404).ProducesProblem(410).ProducesProblem(413).ProducesProblem(429);
+            .Produces(200).Produces(202).ProducesProblem(400).ProducesProblem(401).ProducesProblem(404).ProducesProblem(408).ProducesProblem(410)
+            .ProducesProblem(413).ProducesProblem(429).ProducesProblem(503);
     }
 
     /// <summary>What a verified request comes to: a challenge to answer, events to store, or why it was refused.</summary>
@@ -94,10 +96,7 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
                 {
                     // Not stored: say so with a status every provider retries.
                     logger.LogWarning("Could not store webhook events of connector {ConnectorId}: {Error}", endpoint.ConnectorId, x.Message);
-                    throw new ProblemException(503, "unavailable", "Not stored", "The event could not be stored; retry (Retry-After).")
-                    {
-                        Headers = { ["Retry-After"] = "5" },
-                    };
+                    throw Unavailable("Not stored", "The event could not be stored; retry (Retry-After).", 5);
                 }
                 if (outcome.Current)
                 {
@@ -123,10 +122,7 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
             {
                 throw await RefuseAsync(endpoint, failure, ct);
             }
-            throw new ProblemException(503, "unavailable", "Endpoint changing", "The endpoint changed while this request was verified: retry.")
-            {
-                Headers = { ["Retry-After"] = "1" },
-            };
+            throw Unavailable("Endpoint changing", "The endpoint changed while this request was verified: retry.", 1);
         }
     }
 
@@ -268,13 +264,13 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
         if (Interlocked.Add(ref _bytesInFlight, reserve) > settings.MaxBytesInFlight)
         {
             Interlocked.Add(ref _bytesInFlight, -reserve);
-            throw new ProblemException(503, "unavailable", "Busy", "Too many webhook bodies are being received at once; retry (Retry-After).")
-            {
-                Headers = { ["Retry-After"] = "1" },
-            };
+            throw Unavailable("Busy", "Too many webhook bodies are being received at once; retry (Retry-After).", 1);
         }
         return reserve;
     }
+
+    private static ProblemException Unavailable(string title, string detail, int retryAfterSeconds) =>
+        new(503, "unavailable", title, detail) { Headers = { ["Retry-After"] = retryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) } };
 
     private ProblemException TooLarge() => new(413, "payload-too-large", "Payload too large", $"Webhook bodies are limited to {settings.MaxBodyBytes / 1024} KiB.");
 
@@ -388,7 +384,7 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
         foreach (var item in value.EnumerateArray())
         {
             var state = item.ValueKind == JsonValueKind.Object && item.TryGetProperty("clientState", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
-            if (GraphVerifier.VerifyClientState(state, secrets) is not { } index)
+            if (GraphClientState.Verify(state, secrets) is not { } index)
             {
                 return Refusal("A notification's clientState does not match the endpoint's secret.");
             }

@@ -44,7 +44,6 @@ public abstract class WebhookVerifier
         "github" => new GitHubVerifier(),
         "zoom" => new VersionZeroVerifier("zoom", "x-zm-signature", "x-zm-request-timestamp"),
         "slack" => new VersionZeroVerifier("slack", "x-slack-signature", "x-slack-request-timestamp"),
-        "graph" => new GraphVerifier(),
         _ => throw new ArgumentOutOfRangeException(nameof(scheme), scheme, "Unknown webhook verification scheme."),
     };
 
@@ -197,18 +196,13 @@ public sealed class VersionZeroVerifier(string scheme, string signatureHeader, s
 
 /// <summary>
 /// Microsoft Graph change notifications carry no signature: each notification in <c>value</c> holds the
-/// <c>clientState</c> given when the subscription was created, which must equal the endpoint's secret. Graph sends
-/// no delivery id; the endpoint names each notification by its content.
+/// <c>clientState</c> given when the subscription was created, which must equal the endpoint's secret (compared in
+/// constant time). Graph sends no delivery id; the endpoint names each notification by its content.
 /// </summary>
-public sealed class GraphVerifier : WebhookVerifier
+public static class GraphClientState
 {
-    public override string Scheme => "graph";
-
-    public override WebhookVerdict Verify(WebhookRequest request, IReadOnlyList<string> secrets) =>
-        WebhookVerdict.Refused("Graph notifications are verified one by one (VerifyClientState).");
-
     /// <summary>Which secret the notification's clientState equals, or null.</summary>
-    public static int? VerifyClientState(string? clientState, IReadOnlyList<string> secrets)
+    public static int? Verify(string? clientState, IReadOnlyList<string> secrets)
     {
         if (clientState is null)
         {
@@ -216,7 +210,7 @@ public sealed class GraphVerifier : WebhookVerifier
         }
         for (var index = 0; index < secrets.Count; index++)
         {
-            if (FixedTimeEquals(secrets[index], clientState))
+            if (CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(secrets[index]), Encoding.UTF8.GetBytes(clientState)))
             {
                 return index;
             }

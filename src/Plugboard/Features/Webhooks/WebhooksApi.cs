@@ -60,12 +60,9 @@ public static class WebhooksApi
              WHERE c.id = @connectorId
             """, new { connectorId }, ct) ?? throw Problems.NotFound("The connector");
         var spec = Spec(row.Manifest);
-        return TypedResults.Ok(new WebhookInfo(AbsoluteUrl(urls, http.Request, row.WebhookUrl), row.WebhookActive, spec?.Verify, spec?.Secret, row.WebhookSecretSet,
+        return TypedResults.Ok(new WebhookInfo(urls.Absolute(http.Request, row.WebhookUrl), row.WebhookActive, spec?.Verify, spec?.Secret, row.WebhookSecretSet,
             row.WebhookSecretPreviousUntil, row.FailedVerifications ?? 0, row.LastFailure, row.LastFailureAt));
     }
-
-    public static string AbsoluteUrl(OAuthSettings urls, HttpRequest request, string path) =>
-        (urls.PublicUrl is { } url ? url.GetLeftPart(UriPartial.Path).TrimEnd('/') : $"{request.Scheme}://{request.Host}") + path;
 
     private static WebhookSpec? Spec(string manifest) => ManifestParser.Parse(JsonColumns.Node(manifest)).Manifest?.Webhooks;
 
