@@ -196,6 +196,9 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"x"}"""))).AssertProblemAsync(401);
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"x"}""", secret: last))).AssertStatusAsync(200);
         Assert.DoesNotContain(last, server.LogText, StringComparison.Ordinal);
+        var audit = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?action=connector.webhook_secret_set")).AssertStatusAsync(200);
+        Assert.True(audit.GetProperty("items").GetArrayLength() >= 3, audit.ToString()); // created, rotated, rotated (the other connector's too)
+        Assert.DoesNotContain(last, audit.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -195,6 +195,8 @@ public sealed class WebhookProcessingTests(PlugboardServer server)
             await Task.Delay(50);
         }
         await (await team.Admin.Http.PostAsJsonAsync($"{hook.EventsUrl}/replay", new { limit = 5000 })).AssertProblemAsync(422);
+        var audit = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?action=connector.webhook_replayed")).AssertStatusAsync(200);
+        Assert.Equal(2, audit.GetProperty("items").GetArrayLength()); // the single replay and the range
 
         var other = await server.TeamAsync();
         await (await other.Owner.Http.GetAsync($"/v1/workspaces/{other.Id}/connectors/{hook.ConnectorId}/webhook/events")).AssertProblemAsync(404);
