@@ -12,6 +12,7 @@ var benchmarks = new Dictionary<string, Func<string[], Task<int>>>(StringCompare
     ["upload"] = UploadBenchmark.RunAsync,
     ["import"] = ImportBenchmark.RunAsync,
     ["webhooks"] = WebhooksBenchmark.RunAsync,
+    ["dashboard"] = DashboardBenchmark.RunAsync,
 };
 if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 {

@@ -147,25 +147,13 @@ public static class SearchBenchmark
         return 0;
     }
 
-    private static async Task<List<double>> MeasureAsync(List<(string Workspace, string Query)> work, int concurrency, Func<(string, string), Task> run)
-    {
-        var times = new List<double>(work.Count);
-        var next = -1;
-        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+    private static Task<List<double>> MeasureAsync(List<(string Workspace, string Query)> work, int concurrency, Func<(string, string), Task> run) =>
+        BenchTools.MeasureAsync(work, concurrency, async item =>
         {
-            for (var i = Interlocked.Increment(ref next); i < work.Count; i = Interlocked.Increment(ref next))
-            {
-                var watch = Stopwatch.StartNew();
-                await run(work[i]);
-                lock (times)
-                {
-                    times.Add(watch.Elapsed.TotalMilliseconds);
-                }
-            }
-        }));
-        times.Sort();
-        return times;
-    }
+            var watch = Stopwatch.StartNew();
+            await run(item);
+            return watch.Elapsed.TotalMilliseconds;
+        });
 
     private static async Task ExecuteAsync(DatabaseSettings settings, string sql, object? args = null, int timeoutSeconds = 600, string? preamble = null)
     {

@@ -92,12 +92,14 @@ public sealed class DatabaseGrantsTests(PlugboardServer server)
               FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
              WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
             """)).ToList();
-        Assert.Equal(["authenticate_api_key", "ensure_user", "find_user_by_email", "record_template_install", "workspace_role_of"], functions.Select(f => f.Name).Order());
+        Assert.Equal(["authenticate_api_key", "authenticate_dashboard_session", "end_dashboard_session", "ensure_user", "find_user_by_email",
+            "record_template_install", "start_dashboard_session", "workspace_role_of"], functions.Select(f => f.Name).Order());
         // Those called on every request keep their plans per session: PL/pgSQL, never a (re-planned) SQL body.
-        Assert.Equal(["plpgsql", "plpgsql", "plpgsql"], await new NpgsqlConnection(server.Settings.OwnerConnectionString).QueryAsync<string>(
+        Assert.Equal(["plpgsql", "plpgsql", "plpgsql", "plpgsql"], await new NpgsqlConnection(server.Settings.OwnerConnectionString).QueryAsync<string>(
             """
             SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-             WHERE p.pronamespace = 'public'::regnamespace AND p.proname IN ('authenticate_api_key', 'workspace_role_of', 'find_user_by_email')
+             WHERE p.pronamespace = 'public'::regnamespace
+               AND p.proname IN ('authenticate_api_key', 'authenticate_dashboard_session', 'workspace_role_of', 'find_user_by_email')
             """));
         foreach (var f in functions)
         {

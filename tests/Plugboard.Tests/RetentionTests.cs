@@ -37,6 +37,9 @@ public sealed class RetentionTests(PlugboardServer server)
                 (gen_random_uuid(), 'retention-test', @ws, 'dead', now() - interval '15 days'),
                 (gen_random_uuid(), 'retention-test', @ws, 'dead', now() - interval '1 day');
             UPDATE oauth_authorizations SET expires_at = now() - interval '2 days' WHERE workspace_id = @ws;
+            INSERT INTO dashboard_sessions (id, token_hash, api_key_id, expires_at)
+                SELECT gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), k.id, e
+                  FROM (SELECT id FROM api_keys WHERE user_id = @user LIMIT 1) k, unnest(ARRAY[now() - interval '2 days', now() + interval '1 hour']) e;
             """, new { ws = team.Id, connector = rows.ConnectorId, user = team.Owner.UserId });
 
         // Another transaction holds one old execution: the pruner skips it instead of waiting.
@@ -63,6 +66,9 @@ public sealed class RetentionTests(PlugboardServer server)
         Assert.Equal(1, await Count("SELECT count(*) FROM idempotency_keys WHERE workspace_id = @ws AND key LIKE 'new-%'"));
         Assert.Equal(1, await Count("SELECT count(*) FROM jobs WHERE workspace_id = @ws AND kind = 'retention-test'"));
         Assert.Equal(0, await Count("SELECT count(*) FROM oauth_authorizations WHERE workspace_id = @ws"));
+        var sessions = await owner.QueryAsync<DateTime>("SELECT d.expires_at FROM dashboard_sessions d JOIN api_keys k ON k.id = d.api_key_id WHERE k.user_id = @user",
+            new { user = team.Owner.UserId });
+        Assert.Equal(DateTime.UtcNow.AddHours(1), Assert.Single(sessions).ToUniversalTime(), TimeSpan.FromMinutes(1)); // the expired one is gone, the live one kept
 
         await hold.RollbackAsync();
         await pruner.PruneAsync(CancellationToken.None);

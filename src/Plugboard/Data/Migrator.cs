@@ -62,6 +62,9 @@ public sealed class RetentionMigration : SqlScriptMigration;
 [Migration(13, "webhooks")]
 public sealed class WebhooksMigration : SqlScriptMigration;
 
+[Migration(14, "dashboard_sessions")]
+public sealed class DashboardSessionsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

@@ -64,12 +64,22 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     /// (the route names a workspace) it also enters that workspace in the same round trip — the key's cap and
     /// confinement apply exactly as in <see cref="EnterWorkspaceAsync"/>, whose statement it is.
     /// </summary>
-    public async Task<AuthenticatedKey?> AuthenticateKeyAsync(byte[] keyHash, string? workspaceId, CancellationToken ct)
+    public Task<AuthenticatedKey?> AuthenticateKeyAsync(byte[] keyHash, string? workspaceId, CancellationToken ct) =>
+        AuthenticateAsync("authenticate_api_key", keyHash, workspaceId, ct);
+
+    /// <summary>
+    /// Authenticates a dashboard session token's hash: the session acts as the API key it was started with (the same
+    /// user, confinement and cap), exactly as <see cref="AuthenticateKeyAsync"/> does for that key.
+    /// </summary>
+    public Task<AuthenticatedKey?> AuthenticateSessionAsync(byte[] tokenHash, string? workspaceId, CancellationToken ct) =>
+        AuthenticateAsync("authenticate_dashboard_session", tokenHash, workspaceId, ct);
+
+    private async Task<AuthenticatedKey?> AuthenticateAsync(string function, byte[] keyHash, string? workspaceId, CancellationToken ct)
     {
-        const string authenticate =
-            """
+        var authenticate =
+            $"""
             SELECT a.key_id, a.user_id, a.workspace_id, a.key_role, a.platform_role, a.key_expires_at
-              FROM authenticate_api_key(@keyHash) a
+              FROM {function}(@keyHash) a
              WHERE set_config('app.user_id', a.user_id::text, true) IS NOT NULL
                AND set_config('app.platform_role', coalesce(a.platform_role, ''), true) IS NOT NULL
                AND set_config('app.key_workspace_id', coalesce(a.workspace_id, ''), true) IS NOT NULL

@@ -68,6 +68,22 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.authenticate_dashboard_session(p_token_hash bytea) RETURNS TABLE(key_id uuid, user_id uuid, workspace_id text, key_role text, platform_role text, key_expires_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN QUERY
+        SELECT k.id, k.user_id, k.workspace_id, k.role,
+               CASE WHEN k.workspace_id IS NULL AND k.role IS NULL
+                    THEN (SELECT s.role FROM saas_admin_users s WHERE s.user_id = k.user_id) END,
+               k.expires_at
+          FROM dashboard_sessions d JOIN api_keys k ON k.id = d.api_key_id
+         WHERE d.token_hash = p_token_hash AND d.revoked_at IS NULL AND d.expires_at > now()
+           AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now());
+END
+$$;
+
 CREATE FUNCTION public.bump_row_version() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -150,6 +166,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+CREATE FUNCTION public.end_dashboard_session(p_token_hash bytea) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$ UPDATE dashboard_sessions SET revoked_at = now() WHERE token_hash = p_token_hash AND revoked_at IS NULL $$;
 
 CREATE FUNCTION public.ensure_user(p_email text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -242,6 +263,21 @@ CREATE FUNCTION public.set_updated_at() RETURNS trigger
 BEGIN
     NEW.updated_at := now();
     RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION public.start_dashboard_session(p_key_hash bytea, p_token_hash bytea, p_ttl interval) RETURNS timestamp with time zone
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE ends timestamptz;
+BEGIN
+    INSERT INTO dashboard_sessions (id, token_hash, api_key_id, expires_at)
+        SELECT gen_random_uuid(), p_token_hash, k.id, least(now() + p_ttl, coalesce(k.expires_at, 'infinity'))
+          FROM api_keys k
+         WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+        RETURNING expires_at INTO ends;
+    RETURN ends;
 END
 $$;
 
@@ -485,6 +521,17 @@ CREATE TABLE public.connectors (
 );
 
 ALTER TABLE ONLY public.connectors FORCE ROW LEVEL SECURITY;
+
+CREATE TABLE public.dashboard_sessions (
+    id uuid NOT NULL,
+    token_hash bytea NOT NULL,
+    api_key_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    revoked_at timestamp with time zone
+);
+
+ALTER TABLE ONLY public.dashboard_sessions FORCE ROW LEVEL SECURITY;
 
 CREATE TABLE public.document_chunks (
     workspace_id text NOT NULL,
@@ -769,6 +816,12 @@ ALTER TABLE ONLY public.connector_webhook_failures
 ALTER TABLE ONLY public.connectors
     ADD CONSTRAINT connectors_pkey PRIMARY KEY (workspace_id, id);
 
+ALTER TABLE ONLY public.dashboard_sessions
+    ADD CONSTRAINT dashboard_sessions_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.dashboard_sessions
+    ADD CONSTRAINT dashboard_sessions_token_hash_key UNIQUE (token_hash);
+
 ALTER TABLE ONLY public.document_chunks
     ADD CONSTRAINT document_chunks_pkey PRIMARY KEY (workspace_id, document_id, ordinal);
 
@@ -871,6 +924,10 @@ CREATE UNIQUE INDEX connectors_name_key ON public.connectors USING btree (worksp
 CREATE INDEX connectors_next_sync_idx ON public.connectors USING btree (next_sync_at) WHERE (next_sync_at IS NOT NULL);
 
 CREATE UNIQUE INDEX connectors_webhook_token_key ON public.connectors USING btree (webhook_token);
+
+CREATE INDEX dashboard_sessions_expires_idx ON public.dashboard_sessions USING btree (expires_at);
+
+CREATE INDEX dashboard_sessions_key_idx ON public.dashboard_sessions USING btree (api_key_id);
 
 CREATE INDEX document_chunks_search_idx ON public.document_chunks USING gin (workspace_id, search);
 
@@ -998,6 +1055,9 @@ ALTER TABLE ONLY public.connectors
 
 ALTER TABLE ONLY public.connectors
     ADD CONSTRAINT connectors_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES public.workspaces(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.dashboard_sessions
+    ADD CONSTRAINT dashboard_sessions_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES public.api_keys(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.document_chunks
     ADD CONSTRAINT document_chunks_workspace_id_document_id_fkey FOREIGN KEY (workspace_id, document_id) REFERENCES public.imported_documents(workspace_id, id) ON DELETE CASCADE;
@@ -1208,9 +1268,13 @@ ALTER TABLE public.connector_webhook_failures ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.connectors ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.dashboard_sessions ENABLE ROW LEVEL SECURITY;
+
 CREATE POLICY definer_all ON public.api_keys TO plugboard_definer USING (true) WITH CHECK (true);
 
 CREATE POLICY definer_all ON public.connector_templates TO plugboard_definer USING (true) WITH CHECK (true);
+
+CREATE POLICY definer_all ON public.dashboard_sessions TO plugboard_definer USING (true) WITH CHECK (true);
 
 CREATE POLICY definer_all ON public.saas_admin_users TO plugboard_definer USING (true) WITH CHECK (true);
 
@@ -1255,6 +1319,8 @@ CREATE POLICY service_all ON public.connector_webhook_events TO plugboard_servic
 CREATE POLICY service_all ON public.connector_webhook_failures TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.connectors TO plugboard_service USING (true) WITH CHECK (true);
+
+CREATE POLICY service_all ON public.dashboard_sessions TO plugboard_service USING (true) WITH CHECK (true);
 
 CREATE POLICY service_all ON public.document_chunks TO plugboard_service USING (true) WITH CHECK (true);
 
@@ -1303,8 +1369,14 @@ ALTER TABLE public.workspaces ENABLE ROW LEVEL SECURITY;
 REVOKE ALL ON FUNCTION public.authenticate_api_key(p_key_hash bytea) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.authenticate_api_key(p_key_hash bytea) TO plugboard_api;
 
+REVOKE ALL ON FUNCTION public.authenticate_dashboard_session(p_token_hash bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.authenticate_dashboard_session(p_token_hash bytea) TO plugboard_api;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batches TO plugboard_service;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.file_upload_batches TO plugboard_api;
+
+REVOKE ALL ON FUNCTION public.end_dashboard_session(p_token_hash bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.end_dashboard_session(p_token_hash bytea) TO plugboard_api;
 
 REVOKE ALL ON FUNCTION public.ensure_user(p_email text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.ensure_user(p_email text) TO plugboard_api;
@@ -1314,6 +1386,9 @@ GRANT ALL ON FUNCTION public.find_user_by_email(p_email text) TO plugboard_api;
 
 REVOKE ALL ON FUNCTION public.record_template_install(p_template_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.record_template_install(p_template_id uuid) TO plugboard_api;
+
+REVOKE ALL ON FUNCTION public.start_dashboard_session(p_key_hash bytea, p_token_hash bytea, p_ttl interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.start_dashboard_session(p_key_hash bytea, p_token_hash bytea, p_ttl interval) TO plugboard_api;
 
 REVOKE ALL ON FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id text) TO plugboard_api;
@@ -1466,6 +1541,12 @@ GRANT SELECT(sync_paused_at) ON TABLE public.connectors TO plugboard_api;
 GRANT SELECT(webhook_secret_previous_until) ON TABLE public.connectors TO plugboard_api;
 
 GRANT SELECT(webhook_url) ON TABLE public.connectors TO plugboard_api;
+
+GRANT SELECT,INSERT ON TABLE public.dashboard_sessions TO plugboard_definer;
+GRANT SELECT,DELETE ON TABLE public.dashboard_sessions TO plugboard_service;
+
+GRANT UPDATE(revoked_at) ON TABLE public.dashboard_sessions TO plugboard_definer;
+GRANT UPDATE(revoked_at) ON TABLE public.dashboard_sessions TO plugboard_service;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.document_chunks TO plugboard_service;
 GRANT SELECT ON TABLE public.document_chunks TO plugboard_api;

@@ -15,6 +15,7 @@ using Plugboard.Features.ApiKeys;
 using Plugboard.Features.AuditLog;
 using Plugboard.Features.Connectors;
 using Plugboard.Features.Credentials;
+using Plugboard.Features.Dashboard;
 using Plugboard.Features.Documents;
 using Plugboard.Features.Executions;
 using Plugboard.Features.Manifests;
@@ -158,16 +159,19 @@ public static class PlugboardApp
 
         var oidcAuthority = configuration["PLUGBOARD_OIDC_AUTHORITY"];
         var auth = builder.Services.AddAuthentication("bearer")
-            .AddPolicyScheme("bearer", "API key or OIDC token", o => o.ForwardDefaultSelector = http =>
-                oidcAuthority is { Length: > 0 } && ApiKeyAuthenticationHandler.BearerToken(http.Request) is { } token && !ApiKeys.LooksLikeKey(token)
-                    ? JwtBearerDefaults.AuthenticationScheme
+            .AddPolicyScheme("bearer", "API key, OIDC token or dashboard session", o => o.ForwardDefaultSelector = http =>
+                ApiKeyAuthenticationHandler.BearerToken(http.Request) is { } token
+                    ? oidcAuthority is { Length: > 0 } && !ApiKeys.LooksLikeKey(token) ? JwtBearerDefaults.AuthenticationScheme : ApiKeyAuthenticationHandler.SchemeName
+                    : http.Request.Cookies.ContainsKey(DashboardSessions.CookieName) ? DashboardSessionAuthenticationHandler.SchemeName
                     : ApiKeyAuthenticationHandler.SchemeName)
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null)
+            .AddScheme<AuthenticationSchemeOptions, DashboardSessionAuthenticationHandler>(DashboardSessionAuthenticationHandler.SchemeName, null);
         if (oidcAuthority is { Length: > 0 })
         {
             auth.AddJwtBearer(o => OidcSignIn.Configure(o, oidcAuthority, configuration["PLUGBOARD_OIDC_AUDIENCE"]));
         }
         builder.Services.AddAuthorization();
+        builder.Services.AddRazorComponents();
 
         // Traces and metrics go to OTLP when an endpoint is configured; logs never do, so every log line
         // passes the redacting provider. Without an exporter nothing is instrumented: spans nobody reads would
@@ -217,6 +221,7 @@ public static class PlugboardApp
             await next(http);
         });
         app.UseAuthentication();
+        app.Use((http, next) => DashboardSessions.RequireCsrfAsync(http, () => next(http)));
         app.UseAuthorization();
 
         app.MapOpenApi("/openapi/v1.json").AllowAnonymous();
@@ -248,6 +253,7 @@ public static class PlugboardApp
         WebhookReceiver.Map(app);
         ManifestsApi.Map(app, v1);
         JobsAdminApi.Map(v1);
+        DashboardPages.Map(app);
         return app;
     }
 }

@@ -34,6 +34,12 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSc
         {
             return AuthenticateResult.Fail("The API key is unknown, revoked or expired.");
         }
+        return Success(key, SchemeName);
+    }
+
+    /// <summary>The ticket of an authenticated key (or of a dashboard session, which acts as its key).</summary>
+    public static AuthenticateResult Success(AuthenticatedKey key, string scheme)
+    {
         var claims = new List<Claim> { new(ClaimTypes.NameIdentifier, key.UserId.ToString()) };
         if (key.WorkspaceId is not null)
         {
@@ -43,7 +49,7 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSc
         {
             claims.Add(new Claim(KeyRoleClaim, key.KeyRole));
         }
-        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName)), SchemeName));
+        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(new ClaimsIdentity(claims, scheme)), scheme));
     }
 
     protected override Task HandleChallengeAsync(AuthenticationProperties properties) => WriteUnauthorized(Context);

@@ -45,7 +45,7 @@ public sealed record Connector(
     JsonElement Manifest, JsonElement Config, Guid? CredentialId, bool IsActive, JsonElement Filters, JsonElement Metadata,
     string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt, DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive,
     bool WebhookSecretSet, long WebhookFailedVerifications, int MaxConcurrency, int ErrorCount, string? LastError, DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt,
-    DateTime CreatedAt, DateTime UpdatedAt, ConnectorStats? Stats = null);
+    DateTime CreatedAt, DateTime UpdatedAt, string? LastExecutionStatus, DateTime? LastExecutionAt, ConnectorStats? Stats = null);
 
 public static class ConnectorsApi
 {
@@ -70,10 +70,14 @@ public static class ConnectorsApi
         coalesce((SELECT f.failed_verifications FROM connector_webhook_failures f WHERE f.workspace_id = connectors.workspace_id AND f.connector_id = connectors.id), 0)
             AS webhook_failed_verifications,
         max_concurrency, error_count, last_error, last_error_at,
-        credentials_updated_at, created_at, updated_at, row_version
+        credentials_updated_at, created_at, updated_at, row_version,
+        (SELECT e.status FROM connector_executions e WHERE e.workspace_id = connectors.workspace_id AND e.connector_id = connectors.id ORDER BY e.created_at DESC LIMIT 1)
+            AS last_execution_status,
+        (SELECT e.created_at FROM connector_executions e WHERE e.workspace_id = connectors.workspace_id AND e.connector_id = connectors.id ORDER BY e.created_at DESC LIMIT 1)
+            AS last_execution_at
         """;
 
-    private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, [FromQuery(Name = "is_active")] bool? isActive, [FromQuery(Name = "template_id")] Guid? templateId, CancellationToken ct)
+    internal static async Task<IResult> List(RequestDb db, int? limit, string? cursor, [FromQuery(Name = "is_active")] bool? isActive, [FromQuery(Name = "template_id")] Guid? templateId, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<ConnectorRow>(
@@ -88,7 +92,7 @@ public static class ConnectorsApi
         return TypedResults.Ok(new Page<Connector>(page.Items.Select(r => r.ToConnector()).ToList(), page.NextCursor));
     }
 
-    private static async Task<IResult> Get(Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct)
+    internal static async Task<IResult> Get(Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct)
     {
         var row = await Find(db, connectorId, ct);
         var stats = await db.QuerySingleOrDefaultAsync<ConnectorStats>(
@@ -311,10 +315,11 @@ public static class ConnectorsApi
         Guid Id, string Name, string Description, string ConnectorType, Guid? TemplateId, int? TemplateVersion, string Manifest, string Config,
         Guid? CredentialId, bool IsActive, string Filters, string Metadata, string SyncFrequency, string SyncTimezone, DateTime? NextSyncAt, DateTime? LastSyncAt,
         DateTime? SyncPausedAt, string? LastSyncStatus, string? WebhookUrl, bool WebhookActive, bool WebhookSecretSet, long WebhookFailedVerifications, int MaxConcurrency, int ErrorCount, string? LastError,
-        DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion)
+        DateTime? LastErrorAt, DateTime? CredentialsUpdatedAt, DateTime CreatedAt, DateTime UpdatedAt, long RowVersion, string? LastExecutionStatus, DateTime? LastExecutionAt)
     {
         public Connector ToConnector() => new(Id, Name, Description, ConnectorType, TemplateId, TemplateVersion, JsonColumns.Element(Manifest),
             JsonColumns.Element(Config), CredentialId, IsActive, JsonColumns.Element(Filters), JsonColumns.Element(Metadata), SyncFrequency, SyncTimezone, NextSyncAt,
-            LastSyncAt, SyncPausedAt, LastSyncStatus, WebhookUrl, WebhookActive, WebhookSecretSet, WebhookFailedVerifications, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt);
+            LastSyncAt, SyncPausedAt, LastSyncStatus, WebhookUrl, WebhookActive, WebhookSecretSet, WebhookFailedVerifications, MaxConcurrency, ErrorCount, LastError, LastErrorAt, CredentialsUpdatedAt, CreatedAt, UpdatedAt,
+            LastExecutionStatus, LastExecutionAt);
     }
 }

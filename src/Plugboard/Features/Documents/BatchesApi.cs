@@ -78,7 +78,7 @@ public static class BatchesApi
 
     public static readonly string[] Statuses = ["pending", "processing", "completed", "completed_with_errors", "failed", "cancelled"];
 
-    private static async Task<IResult> List(RequestDb db, string? status, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> List(RequestDb db, string? status, int? limit, string? cursor, CancellationToken ct)
     {
         if (status is not null && !Statuses.Contains(status))
         {

@@ -69,7 +69,7 @@ public static class ExecutionsApi
         return await Idempotency.AcceptedAsync(http, db, location, row!.ToExecution(withSteps: false), ct);
     }
 
-    private static async Task<IResult> ListAsync(RequestDb db, Guid? connectorId, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> ListAsync(RequestDb db, Guid? connectorId, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct)
     {
         if (status is not null && !Statuses.Contains(status))
         {
@@ -95,7 +95,7 @@ public static class ExecutionsApi
         return TypedResults.Ok(new Page<Execution>(page.Items.Select(r => r.ToExecution(withSteps: false)).ToList(), page.NextCursor));
     }
 
-    private static async Task<IResult> Get(Guid connectorId, Guid executionId, RequestDb db, CancellationToken ct) =>
+    internal static async Task<IResult> Get(Guid connectorId, Guid executionId, RequestDb db, CancellationToken ct) =>
         TypedResults.Ok((await FindAsync(db, connectorId, executionId, ct)).ToExecution(withSteps: true));
 
     private static async Task<ExecutionRow> FindAsync(RequestDb db, Guid connectorId, Guid executionId, CancellationToken ct) =>

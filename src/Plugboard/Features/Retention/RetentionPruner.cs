@@ -19,7 +19,7 @@ public sealed record RetentionOptions(int ExecutionDays, int SyncLogDays, int We
 
 /// <summary>
 /// Deletes finished work past its retention: executions (their step logs are part of the row), sync logs, processed
-/// webhook events, idempotency keys, dead or cancelled jobs, and OAuth attempts a day after they expired. Each batch is
+/// webhook events, idempotency keys, dead or cancelled jobs, OAuth attempts and dashboard sessions a day after they expired. Each batch is
 /// its own short transaction that takes only rows nobody holds (FOR UPDATE SKIP LOCKED), found through an index, so
 /// pruning never waits on — or blocks — normal work. One process prunes at a time (an advisory lock).
 /// </summary>
@@ -52,6 +52,7 @@ public sealed class RetentionPruner(Db db, RetentionOptions options, ILogger<Ret
             yield return new("jobs", "jobs", "id", "state IN ('dead', 'cancelled') AND finished_at < now() - @age::interval", $"{options.JobDays} days");
         }
         yield return new("oauth_authorizations", "oauth_authorizations", "workspace_id, id", "expires_at < now() - @age::interval", "1 day");
+        yield return new("dashboard_sessions", "dashboard_sessions", "id", "expires_at < now() - @age::interval", "1 day");
     }
 
     /// <summary>Prunes every kind once; null when another process holds the pruning lock.</summary>

@@ -48,7 +48,7 @@ public static class SearchApi
         public string? FileName { get; init; }
     }
 
-    private static async Task<IResult> Search(RequestDb db, DocumentPipelineOptions pipeline, string? q, [FromQuery(Name = "connector_id")] Guid? connectorId,
+    internal static async Task<IResult> Search(RequestDb db, DocumentPipelineOptions pipeline, string? q, [FromQuery(Name = "connector_id")] Guid? connectorId,
         string? source, [FromQuery(Name = "content_type")] string? contentType, [FromQuery(Name = "batch_id")] Guid? batchId, DateTime? since, DateTime? until,
         int? limit, string? cursor, CancellationToken ct)
     {

@@ -34,7 +34,7 @@ public static class TemplatesApi
     }
 
     /// <summary>Published templates, most installed first; filter by text, category, tag, kind and featured.</summary>
-    private static async Task<IResult> Search(RequestDb db, string? q, string? category, string? tag, string? kind, bool? featured, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> Search(RequestDb db, string? q, string? category, string? tag, string? kind, bool? featured, int? limit, string? cursor, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         if (kind is not null and not "official" and not "community")
@@ -76,7 +76,7 @@ public static class TemplatesApi
     private static string? EscapeLike(string? q) =>
         string.IsNullOrWhiteSpace(q) ? null : q.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal).Replace("_", "\\_", StringComparison.Ordinal);
 
-    private static async Task<IResult> Get(Guid templateId, RequestDb db, HttpContext http, CancellationToken ct)
+    internal static async Task<IResult> Get(Guid templateId, RequestDb db, HttpContext http, CancellationToken ct)
     {
         var row = await Find(db, templateId, ct);
         ETags.Set(http, row.RowVersion);

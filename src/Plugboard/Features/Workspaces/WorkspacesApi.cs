@@ -30,7 +30,7 @@ public static class WorkspacesApi
 
     private const string Columns = "w.id, w.name, m.role, w.created_at, w.updated_at";
 
-    private static async Task<IResult> List(RequestDb db, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> List(RequestDb db, int? limit, string? cursor, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         var after = Paging.After(cursor);

@@ -1,0 +1,188 @@
+// Plugboard dashboard: the few things a server-rendered page cannot do alone. Every change is a call to the JSON API
+// with the session's CSRF token; live views read the API's server-sent event streams. Untrusted text is only ever
+// set as textContent, never parsed as HTML.
+"use strict";
+
+(() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+  const flash = document.getElementById("flash");
+
+  function show(message, kind) {
+    if (!flash) return;
+    flash.textContent = message;
+    flash.className = "flash " + (kind || "error");
+    flash.hidden = false;
+  }
+
+  async function api(method, url, body) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch { json = null; }
+    if (!response.ok) {
+      const detail = json && (json.detail || json.title) ? (json.detail || json.title) : `The server answered ${response.status}.`;
+      const errors = json && Array.isArray(json.errors) ? " " + json.errors.map(e => e.detail || e.message || "").join(" ") : "";
+      throw new Error(detail + errors);
+    }
+    return json;
+  }
+
+  // A form's named fields as a JSON body: "a.b" nests, data-json fields are parsed as JSON, empty optional fields are left out.
+  function body(form) {
+    const result = {};
+    for (const field of form.elements) {
+      if (!field.name || field.disabled || field.type === "submit") continue;
+      let value = field.type === "checkbox" ? field.checked : field.value;
+      if (value === "" && !field.required) continue;
+      if (field.hasAttribute("data-json")) {
+        try { value = JSON.parse(value); } catch { throw new Error(`${field.labels?.[0]?.textContent ?? field.name} is not valid JSON.`); }
+      }
+      const path = field.name.split(".");
+      let target = result;
+      for (const part of path.slice(0, -1)) target = target[part] ??= {};
+      target[path[path.length - 1]] = value;
+    }
+    return result;
+  }
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-api-form")) return;
+    event.preventDefault();
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach(b => b.disabled = true);
+    try {
+      const result = await api(form.dataset.method || "POST", form.dataset.url, body(form));
+      if (form.dataset.show && result) {
+        const output = document.querySelector(`output[name="${form.dataset.show}"]`);
+        if (output) output.textContent = `${result[form.dataset.show]} — copy it now: it is shown only once.`;
+        buttons.forEach(b => b.disabled = false);
+      } else if (form.dataset.go && result && result.id) {
+        window.location.assign(form.dataset.go.replace("{id}", encodeURIComponent(result.id)));
+      } else {
+        window.location.reload();
+      }
+    } catch (error) {
+      show(error.message);
+      buttons.forEach(b => b.disabled = false);
+    }
+  });
+
+  // The execution page: steps as they are logged, then the final state.
+  const execution = document.getElementById("execution");
+  if (execution && execution.dataset.stream) {
+    const steps = document.getElementById("steps");
+    const template = document.getElementById("step-template");
+    const source = new EventSource(execution.dataset.stream);
+    let shown = steps.children.length;
+    const setText = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+    source.addEventListener("step", (message) => {
+      if (Number(message.lastEventId) <= shown) return; // already rendered by the server
+      shown = Number(message.lastEventId);
+      const step = JSON.parse(message.data);
+      const item = template.content.firstElementChild.cloneNode(true);
+      item.dataset.status = step.status ?? "";
+      for (const field of item.querySelectorAll("[data-field]")) {
+        const value = step[field.dataset.field];
+        field.textContent = value === null || value === undefined ? "" : String(value);
+      }
+      steps.appendChild(item);
+    });
+    source.addEventListener("end", (message) => {
+      source.close();
+      const run = JSON.parse(message.data);
+      const status = document.createElement("span");
+      status.className = `status status-${run.status}`;
+      status.textContent = run.status;
+      document.getElementById("execution-status").replaceChildren(status);
+      setText("execution-finished", run.finished_at ? new Date(run.finished_at).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "—");
+      setText("execution-duration", run.duration_ms !== null && run.duration_ms !== undefined ? `${run.duration_ms} ms` : "—");
+      setText("execution-output", run.output === null || run.output === undefined ? "—" : JSON.stringify(run.output, null, 2));
+      const error = document.getElementById("execution-error");
+      if (error && run.error) { error.textContent = run.error; error.hidden = false; }
+      document.getElementById("cancel-run")?.closest("form")?.remove();
+      execution.dataset.finished = run.status;
+    });
+    source.onerror = () => { if (source.readyState === EventSource.CLOSED) show("The live log stopped: reload the page to see the latest state."); };
+  }
+
+  // Uploads: a batch per drop, files sent in parallel with their own progress, the batch's progress from its stream.
+  const dropzone = document.getElementById("dropzone");
+  if (dropzone) {
+    const input = document.getElementById("upload-files");
+    const list = document.getElementById("upload-files-list");
+    const fileTemplate = document.getElementById("upload-file-template");
+    const progress = document.getElementById("batch-progress");
+    const bar = document.getElementById("batch-bar");
+    const summary = document.getElementById("batch-summary");
+
+    function send(batchUrl, file, item) {
+      return new Promise((resolve) => {
+        const request = new XMLHttpRequest();
+        const data = new FormData();
+        data.append("file", file, file.name);
+        request.open("POST", batchUrl + "/files");
+        request.setRequestHeader("X-CSRF-Token", csrf);
+        request.upload.onprogress = (e) => { if (e.lengthComputable) item.querySelector("progress").value = e.loaded / e.total; };
+        request.onload = () => {
+          let outcome = `failed (${request.status})`;
+          try {
+            const json = JSON.parse(request.responseText);
+            const result = json.files?.[0];
+            outcome = result ? result.outcome + (result.reason ? `: ${result.reason}` : "") : (json.detail || outcome);
+          } catch { /* not JSON: keep the status */ }
+          item.querySelector("progress").value = 1;
+          item.querySelector('[data-field="outcome"]').textContent = outcome;
+          item.dataset.outcome = outcome.split(":")[0];
+          resolve();
+        };
+        request.onerror = () => { item.querySelector('[data-field="outcome"]').textContent = "failed: the connection broke"; resolve(); };
+        request.send(data);
+      });
+    }
+
+    async function upload(files) {
+      if (files.length === 0) return;
+      try {
+        const batch = await api("POST", dropzone.dataset.batches, { expected_files: files.length });
+        const batchUrl = `${dropzone.dataset.batches}/${batch.id}`;
+        progress.hidden = false;
+        summary.textContent = `0 of ${files.length} processed`;
+        const stream = new EventSource(batchUrl + "/stream");
+        const update = (message) => {
+          const state = JSON.parse(message.data);
+          const done = (state.processed_files ?? 0) + (state.failed_files ?? 0);
+          bar.max = Math.max(state.total_files ?? files.length, 1);
+          bar.value = done;
+          summary.textContent = `${done} of ${state.total_files ?? files.length} processed, ${state.failed_files ?? 0} failed — ${state.status}`;
+          progress.dataset.status = state.status;
+          if (["completed", "completed_with_errors", "failed", "cancelled"].includes(state.status)) stream.close();
+        };
+        stream.addEventListener("progress", update);
+        stream.addEventListener("end", update);
+        const items = files.map((file) => {
+          const item = fileTemplate.content.firstElementChild.cloneNode(true);
+          item.querySelector('[data-field="name"]').textContent = file.name;
+          list.appendChild(item);
+          return item;
+        });
+        let next = 0;
+        const worker = async () => { while (next < files.length) { const i = next++; await send(batchUrl, files[i], items[i]); } };
+        await Promise.all([worker(), worker(), worker()]);
+      } catch (error) {
+        show(error.message);
+      }
+    }
+
+    input.addEventListener("change", () => { upload([...input.files]); input.value = ""; });
+    dropzone.addEventListener("dragover", (e) => { e.preventDefault(); dropzone.classList.add("over"); });
+    dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
+    dropzone.addEventListener("drop", (e) => { e.preventDefault(); dropzone.classList.remove("over"); upload([...e.dataTransfer.files]); });
+  }
+})();

@@ -1,0 +1,19 @@
+using Plugboard.Features.Workspaces;
+using Plugboard.Http;
+
+namespace Plugboard.Features.Dashboard;
+
+/// <summary>What every dashboard page's frame shows: the signed-in workspace, the caller's role in it, the switcher's
+/// workspaces and the session's CSRF token for forms and scripts.</summary>
+public sealed record DashboardFrame(string Title, string Section, string? WorkspaceId, string? Role, IReadOnlyList<Workspace> Workspaces, string Csrf)
+{
+    public string? WorkspaceName => Workspaces.FirstOrDefault(w => w.Id == WorkspaceId)?.Name ?? WorkspaceId;
+
+    /// <summary>Whether the caller's role allows an action that needs <paramref name="minimum"/>: edit controls show only then
+    /// (the API refuses anyway).</summary>
+    public bool Can(string minimum) => Roles.AtLeast(Role, minimum);
+
+    public string Path(string rest) => $"/w/{Uri.EscapeDataString(WorkspaceId ?? "")}{rest}";
+
+    public string Api(string rest) => $"/v1/workspaces/{Uri.EscapeDataString(WorkspaceId ?? "")}{rest}";
+}

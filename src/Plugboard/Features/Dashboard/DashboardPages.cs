@@ -1,0 +1,244 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Plugboard.Data;
+using Plugboard.Features.Connectors;
+using Plugboard.Features.Dashboard.Pages;
+using Plugboard.Features.Documents;
+using Plugboard.Features.Executions;
+using Plugboard.Features.Search;
+using Plugboard.Features.Templates;
+using Plugboard.Features.Workspaces;
+using Plugboard.Http;
+using Plugboard.Security;
+
+namespace Plugboard.Features.Dashboard;
+
+/// <summary>
+/// The web dashboard, served at / by the same process as the API. Pages are rendered on the server (Razor components)
+/// from the API's own handlers, called in-process under the caller's row-level security context; everything a page
+/// changes goes through the JSON API itself, from the page's script, with the session's CSRF token.
+/// </summary>
+public static class DashboardPages
+{
+    public static void Map(WebApplication app)
+    {
+        DashboardAssets.Map(app);
+        var ui = app.MapGroup("").ExcludeFromDescription().AddEndpointFilter<DashboardFilter>();
+        ui.MapGet("/sign-in", (HttpContext http, IConfiguration configuration, string? next) =>
+            http.User.Identity?.IsAuthenticated == true ? Results.Redirect("/") : SignInPage(configuration, null, next, 200));
+        ui.MapPost("/sign-in", SignIn);
+        ui.MapPost("/sign-out", SignOut);
+        ui.MapGet("/", Home);
+        ui.MapGet("/switch", (string? workspace) => Results.Redirect(workspace is { Length: > 0 } ? $"/w/{Uri.EscapeDataString(workspace)}/connectors" : "/"));
+
+        var workspace = ui.MapGroup("/w/{workspaceId}")
+            .AddEndpointFilter<SignedInFilter>().AddEndpointFilter<WorkspaceAccessFilter>().AddEndpointFilter<CommitOnSuccessFilter>();
+        workspace.MapGet("", (string workspaceId) => Results.Redirect($"/w/{Uri.EscapeDataString(workspaceId)}/connectors"));
+        workspace.MapGet("/connectors", async (RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
+        {
+            var frame = await FrameAsync(db, http, "Connectors", "connectors", ct);
+            var connectors = Value<Page<Connector>>(await ConnectorsApi.List(db, null, cursor, null, null, ct));
+            return Render<ConnectorsPage>(new() { ["Frame"] = frame, ["Connectors"] = connectors });
+        });
+        workspace.MapGet("/connectors/{connectorId:guid}", async (Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct) =>
+        {
+            var connector = Value<Connector>(await ConnectorsApi.Get(connectorId, db, http, ct));
+            http.Response.Headers.ETag = default; // the API's row version, not this page's
+            var executions = Value<Page<Execution>>(await ExecutionsApi.ListAsync(db, connectorId, null, null, null, null, 10, null, ct));
+            var frame = await FrameAsync(db, http, connector.Name, "connectors", ct);
+            return Render<ConnectorPage>(new() { ["Frame"] = frame, ["Connector"] = connector, ["Executions"] = executions });
+        });
+        workspace.MapGet("/connectors/{connectorId:guid}/runs/{executionId:guid}", async (Guid connectorId, Guid executionId, RequestDb db, HttpContext http, CancellationToken ct) =>
+        {
+            var connector = (await ConnectorsApi.Find(db, connectorId, ct)).ToConnector();
+            var execution = Value<Execution>(await ExecutionsApi.Get(connectorId, executionId, db, ct));
+            var frame = await FrameAsync(db, http, $"Run {executionId.ToString()[^12..]}", "runs", ct);
+            return Render<ExecutionPage>(new() { ["Frame"] = frame, ["Connector"] = connector, ["Execution"] = execution });
+        });
+        workspace.MapGet("/runs", async (RequestDb db, HttpContext http, string? status, string? trigger, [FromQuery(Name = "connector_id")] string? connector,
+            string? cursor, CancellationToken ct) =>
+        {
+            // An empty filter field of the form means "any".
+            status = NullIfEmpty(status);
+            trigger = NullIfEmpty(trigger);
+            Guid? connectorId = NullIfEmpty(connector) is { } text
+                ? Guid.TryParse(text, out var id) ? id : throw Problems.BadRequest("connector_id must be a connector's id.")
+                : null;
+            var executions = Value<Page<Execution>>(await ExecutionsApi.ListAsync(db, connectorId, status, trigger, null, null, null, NullIfEmpty(cursor), ct));
+            var ids = executions.Items.Select(e => e.ConnectorId).Distinct().ToArray();
+            var names = (await db.QueryAsync<(Guid Id, string Name)>(
+                    "(SELECT id, name FROM connectors ORDER BY name, id LIMIT 200) UNION SELECT id, name FROM connectors WHERE id = ANY(@ids) ORDER BY 2, 1",
+                    new { ids }, ct)).ToDictionary(r => r.Id, r => r.Name);
+            var frame = await FrameAsync(db, http, "Runs", "runs", ct);
+            return Render<RunsPage>(new()
+            {
+                ["Frame"] = frame,
+                ["Executions"] = executions,
+                ["ConnectorNames"] = names,
+                ["Status"] = status,
+                ["Trigger"] = trigger,
+                ["ConnectorId"] = connectorId,
+            });
+        });
+        workspace.MapGet("/marketplace", async (RequestDb db, HttpContext http, string? q, string? kind, bool? featured, string? cursor, CancellationToken ct) =>
+        {
+            q = NullIfEmpty(q);
+            kind = NullIfEmpty(kind);
+            var templates = Value<Page<Template>>(await TemplatesApi.Search(db, q, null, null, kind, featured, null, NullIfEmpty(cursor), ct));
+            var frame = await FrameAsync(db, http, "Marketplace", "marketplace", ct);
+            return Render<MarketplacePage>(new() { ["Frame"] = frame, ["Templates"] = templates, ["Query"] = q, ["Kind"] = kind, ["Featured"] = featured });
+        });
+        workspace.MapGet("/marketplace/{templateId:guid}", async (Guid templateId, RequestDb db, HttpContext http, CancellationToken ct) =>
+        {
+            var template = (await TemplatesApi.Find(db, templateId, ct)).ToTemplate();
+            var frame = await FrameAsync(db, http, template.Name, "marketplace", ct);
+            return Render<TemplatePage>(new() { ["Frame"] = frame, ["Template"] = template });
+        });
+        workspace.MapGet("/uploads", async (RequestDb db, HttpContext http, CancellationToken ct) =>
+        {
+            var batches = Value<Page<Batch>>(await BatchesApi.List(db, null, 20, null, ct));
+            var frame = await FrameAsync(db, http, "Uploads", "uploads", ct);
+            return Render<UploadsPage>(new() { ["Frame"] = frame, ["Batches"] = batches });
+        });
+        workspace.MapGet("/search", async (RequestDb db, HttpContext http, DocumentPipelineOptions pipeline, string? q, string? source, string? cursor, CancellationToken ct) =>
+        {
+            q = NullIfEmpty(q);
+            source = NullIfEmpty(source);
+            var hits = q is null ? null
+                : Value<Page<SearchHit>>(await SearchApi.Search(db, pipeline, q, null, source, null, null, null, null, null, NullIfEmpty(cursor), ct));
+            var frame = await FrameAsync(db, http, "Search", "search", ct);
+            return Render<SearchPage>(new() { ["Frame"] = frame, ["Hits"] = hits, ["Query"] = q, ["Source"] = source });
+        });
+    }
+
+    internal static RazorComponentResult Render<TPage>(Dictionary<string, object?> parameters, int status = 200) where TPage : Microsoft.AspNetCore.Components.IComponent =>
+        new RazorComponentResult<TPage>(parameters) { StatusCode = status };
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
+
+    /// <summary>What an API handler answered (the handlers return typed results).</summary>
+    private static T Value<T>(IResult result) =>
+        result is IValueHttpResult<T> { Value: { } value } ? value : throw new InvalidOperationException($"The handler answered {result.GetType().Name}, not {typeof(T).Name}.");
+
+    internal static async Task<DashboardFrame> FrameAsync(RequestDb db, HttpContext http, string title, string section, CancellationToken ct)
+    {
+        var workspaces = Value<Page<Workspace>>(await WorkspacesApi.List(db, 100, null, ct)).Items;
+        return new DashboardFrame(title, section, db.WorkspaceId, db.WorkspaceRole, workspaces, DashboardSessions.Csrf(http) ?? "");
+    }
+
+    private static IResult SignInPage(IConfiguration configuration, string? error, string? next, int status) =>
+        Render<SignInPage>(new() { ["Error"] = error, ["Next"] = LocalPath(next), ["Hours"] = DashboardSessions.Lifetime(configuration).TotalHours }, status);
+
+    /// <summary>A path on this site to return to after signing in; anything else (another host, //host) is dropped.</summary>
+    private static string? LocalPath(string? next) =>
+        next is { Length: > 1 and <= 2000 } && next[0] == '/' && next[1] is not '/' and not '\\' ? next : null;
+
+    private static async Task<IResult> SignIn(HttpContext http, RequestDb db, IConfiguration configuration, CancellationToken ct)
+    {
+        // Login CSRF: a browser says where a form post comes from; another site's form cannot sign anyone in here.
+        if (http.Request.Headers["Sec-Fetch-Site"].ToString() is "cross-site" or "same-site")
+        {
+            return SignInPage(configuration, "Sign in from this site's own sign-in page.", null, 403);
+        }
+        if (!http.Request.HasFormContentType)
+        {
+            return SignInPage(configuration, "Send the sign-in form.", null, 415);
+        }
+        var form = await http.Request.ReadFormAsync(ct);
+        var next = form["next"].ToString();
+        var key = form["api_key"].ToString().Trim();
+        if (!Security.ApiKeys.LooksLikeKey(key))
+        {
+            return SignInPage(configuration, "That is not a Plugboard API key: keys start with pb_. Create one with `plugboard keys create`.", next, 401);
+        }
+        var token = DashboardSessions.NewToken();
+        var expires = await db.QuerySingleOrDefaultAsync<DateTime?>("SELECT start_dashboard_session(@keyHash, @tokenHash, @lifetime)",
+            new { keyHash = Security.ApiKeys.Hash(key), tokenHash = DashboardSessions.Hash(token), lifetime = DashboardSessions.Lifetime(configuration) }, ct);
+        if (expires is null)
+        {
+            return SignInPage(configuration, "The API key is unknown, revoked or expired.", next, 401);
+        }
+        await db.CommitAsync(ct);
+        DashboardSessions.SetCookie(http, token, new DateTimeOffset(DateTime.SpecifyKind(expires.Value, DateTimeKind.Utc)));
+        return Results.Redirect(LocalPath(next) ?? "/");
+    }
+
+    private static async Task<IResult> SignOut(HttpContext http, RequestDb db, CancellationToken ct)
+    {
+        if (DashboardSessions.IsSession(http.User) && http.Request.Cookies[DashboardSessions.CookieName] is { } token)
+        {
+            await db.ExecuteAsync("SELECT end_dashboard_session(@tokenHash)", new { tokenHash = DashboardSessions.Hash(token) }, ct);
+            await db.CommitAsync(ct);
+        }
+        DashboardSessions.ClearCookie(http);
+        return Results.Redirect("/sign-in");
+    }
+
+    private static async Task<IResult> Home(HttpContext http, RequestDb db, CancellationToken ct)
+    {
+        if (http.User.Identity?.IsAuthenticated != true)
+        {
+            return Results.Redirect("/sign-in");
+        }
+        var frame = await FrameAsync(db, http, "No workspace", "", ct);
+        return frame.Workspaces.Count > 0
+            ? Results.Redirect($"/w/{Uri.EscapeDataString(frame.Workspaces[0].Id)}/connectors")
+            : Render<ErrorPage>(new() { ["Frame"] = frame, ["Detail"] = "You are not a member of any workspace yet: create one with `plugboard workspaces create` or ask an owner to add you." });
+    }
+}
+
+/// <summary>
+/// Every dashboard response: security headers (a Content-Security-Policy that allows only this site's own script and
+/// stylesheet, no framing, no caching of private pages), and errors shown as a page rather than a JSON problem.
+/// </summary>
+public sealed class DashboardFilter : IEndpointFilter
+{
+    public const string ContentSecurityPolicy =
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        Secure(http.Response.Headers);
+        try
+        {
+            return await next(context);
+        }
+        catch (ProblemException problem)
+        {
+            var db = http.RequestServices.GetRequiredService<RequestDb>();
+            var workspaces = http.User.Identity?.IsAuthenticated == true && db.UserId is not null
+                ? (await DashboardPages.FrameAsync(db, http, problem.Title, "", http.RequestAborted)).Workspaces
+                : [];
+            var frame = new DashboardFrame(problem.Title, "", null, null, workspaces, DashboardSessions.Csrf(http) ?? "");
+            return DashboardPages.Render<ErrorPage>(new() { ["Frame"] = frame, ["Detail"] = problem.Detail ?? problem.Title }, problem.Status);
+        }
+    }
+
+    public static void Secure(IHeaderDictionary headers)
+    {
+        headers.ContentSecurityPolicy = ContentSecurityPolicy;
+        headers.XFrameOptions = "DENY";
+        headers.XContentTypeOptions = "nosniff";
+        headers["Referrer-Policy"] = "same-origin";
+        headers.CacheControl = "no-store";
+    }
+}
+
+/// <summary>Sends a visitor who is not signed in to the sign-in page, coming back here afterwards.</summary>
+public sealed class SignedInFilter : IEndpointFilter
+{
+    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        if (http.User.Identity?.IsAuthenticated == true)
+        {
+            return next(context);
+        }
+        if (http.Request.Cookies.ContainsKey(DashboardSessions.CookieName))
+        {
+            DashboardSessions.ClearCookie(http); // it names a session that has ended
+        }
+        return ValueTask.FromResult<object?>(Results.Redirect("/sign-in?next=" + Uri.EscapeDataString(http.Request.Path + http.Request.QueryString)));
+    }
+}

@@ -1,0 +1,192 @@
+using System.Net.Http.Json;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Playwright;
+using Plugboard.Tests.Infrastructure;
+using static Microsoft.Playwright.Assertions;
+
+namespace Plugboard.Tests;
+
+/// <summary>The dashboard in a real browser (Debian's chromium through Playwright), against the real server and stubs.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chromium) : IClassFixture<Chromium>
+{
+    private static async Task SignInAsync(IPage page, string key)
+    {
+        await page.GotoAsync("/sign-in");
+        await page.GetByLabel("API key").FillAsync(key);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 1 })).Not.ToHaveTextAsync("Sign in to Plugboard");
+    }
+
+    [Fact]
+    public async Task A_newcomer_signs_in_installs_a_template_runs_it_live_uploads_a_file_and_finds_it()
+    {
+        var team = await server.TeamAsync();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/records", async (HttpContext http) =>
+        {
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(60)); // held until the test watches the run's page
+            var first = http.Request.Query["offset"] is var offset && (offset.Count == 0 || offset == "0" || offset == "");
+            return Results.Json(new { data = first ? new[] { new { id = "r1", title = "First record", updated_at = "2026-11-30T10:00:00Z" } } : [] });
+        }));
+        var page = await chromium.NewPageAsync(server.BaseAddress);
+
+        await SignInAsync(page, team.Admin.Key);
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex($"/w/{team.Id}/connectors$"));
+        await Expect(page.GetByText("No connectors yet")).ToBeVisibleAsync();
+        await Chromium.AssertAccessibleAsync(page);
+
+        // The marketplace: search, open the template, install it with this workspace's own key and the stub's address.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Marketplace" }).ClickAsync();
+        await page.GetByLabel("Search templates").FillAsync("Generic REST");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Search" }).ClickAsync();
+        await Chromium.ScreenshotAsync(page, "marketplace");
+        await Chromium.AssertAccessibleAsync(page);
+        await page.GetByRole(AriaRole.Link, new() { Name = "Generic REST API (API key)" }).ClickAsync();
+        await page.GetByLabel("Connector name").FillAsync("My records");
+        await page.GetByLabel("API key (required)").FillAsync(server.Canary);
+        await page.GetByLabel("base_url (required)").FillAsync(stub.Url);
+        await Chromium.ScreenshotAsync(page, "template-install");
+        await Chromium.AssertAccessibleAsync(page);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Install" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 1 })).ToHaveTextAsync("My records");
+        await Expect(page.GetByText("set (write-only: ••••••••)")).ToBeVisibleAsync();
+        await Chromium.ScreenshotAsync(page, "connector");
+        await Chromium.AssertAccessibleAsync(page);
+
+        // Run it: the run's page opens while the stub holds the request; the step and the success arrive live.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Run now" }).ClickAsync();
+        await Expect(page.Locator("#execution-status")).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("^(queued|running)$"));
+        Assert.Equal(0, await page.Locator("#steps > li").CountAsync());
+        release.SetResult();
+        await Expect(page.Locator("#execution-status")).ToHaveTextAsync("succeeded");
+        await Expect(page.Locator("#steps > li")).ToHaveCountAsync(2); // the page with the record, then the empty one that ends the paging
+        await Expect(page.Locator("#steps > li [data-field=step_id]")).ToHaveTextAsync(["list", "list"]);
+        await Expect(page.Locator("#steps > li [data-field=status]")).ToHaveTextAsync(["200", "200"]);
+        await Expect(page.Locator("#execution-output")).ToContainTextAsync("First record");
+        Assert.DoesNotContain(server.Canary, await page.ContentAsync());
+        Assert.Contains(stub.Requests, r => r.Headers.GetValueOrDefault("X-API-Key") == server.Canary);
+        await Chromium.ScreenshotAsync(page, "execution");
+        await Chromium.AssertAccessibleAsync(page);
+        var firstRun = page.Url;
+        await page.GetByRole(AriaRole.Button, new() { Name = "Run again" }).ClickAsync();
+        await Expect(page).Not.ToHaveURLAsync(firstRun);
+        await Expect(page.Locator("#execution-status")).ToHaveTextAsync("succeeded");
+
+        // Upload a file into a batch and watch it complete.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Uploads" }).ClickAsync();
+        await page.Locator("#upload-files").SetInputFilesAsync(new FilePayload
+        {
+            Name = "field-notes.txt",
+            MimeType = "text/plain",
+            Buffer = Encoding.UTF8.GetBytes("Field notes: the okapi census counted forty okapis near the river this season."),
+        });
+        await Expect(page.Locator("#upload-files-list li [data-field=outcome]")).ToHaveTextAsync("accepted");
+        await Expect(page.Locator("#batch-summary")).ToContainTextAsync("1 of 1 processed, 0 failed — completed");
+        await Chromium.ScreenshotAsync(page, "uploads");
+        await Chromium.AssertAccessibleAsync(page);
+
+        // Find it.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Search" }).ClickAsync();
+        await page.GetByLabel("Search documents").FillAsync("okapi census");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Search" }).ClickAsync();
+        var hit = page.Locator(".hit").First;
+        await Expect(hit).ToContainTextAsync("field-notes.txt");
+        Assert.Matches($"^/v1/workspaces/{team.Id}/documents/[0-9a-f-]{{36}}/content$", await hit.Locator("h2 a").GetAttributeAsync("href"));
+        await Expect(hit.Locator("mark").First).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("^okapi", System.Text.RegularExpressions.RegexOptions.IgnoreCase));
+        await Chromium.ScreenshotAsync(page, "search");
+        await Chromium.AssertAccessibleAsync(page);
+
+        // The runs list shows the run.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Runs" }).ClickAsync();
+        await Expect(page.Locator("table tbody tr")).ToHaveCountAsync(2);
+        await Expect(page.Locator("table tbody tr").First).ToContainTextAsync("succeeded");
+        await Chromium.ScreenshotAsync(page, "runs");
+        await Chromium.AssertAccessibleAsync(page);
+        Assert.True(page.ConsoleErrors().Count == 0, string.Join("\n", page.ConsoleErrors()));
+        Assert.DoesNotContain(server.Canary, server.LogText);
+    }
+
+    [Fact]
+    public async Task Each_role_sees_only_the_controls_it_may_use_and_the_server_refuses_the_rest()
+    {
+        var team = await server.TeamAsync();
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = "Roles" })).AssertStatusAsync(201);
+        var path = $"/w/{team.Id}/connectors/{connector.GetProperty("id").GetString()}";
+        var expected = new Dictionary<string, (bool Run, bool Pause)> { ["viewer"] = (false, false), ["member"] = (true, false), ["admin"] = (true, true) };
+        foreach (var (role, can) in expected)
+        {
+            var page = await chromium.NewPageAsync(server.BaseAddress, phone: role == "member");
+            await SignInAsync(page, team.As(role).Key);
+            await page.GotoAsync(path);
+            Assert.Equal(can.Run ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Run now" }).CountAsync());
+            Assert.Equal(can.Pause ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Pause connector" }).CountAsync());
+            Assert.Equal(can.Pause ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Rotate signing secret" }).CountAsync());
+            await Chromium.ScreenshotAsync(page, $"connector-as-{role}{(role == "member" ? "-phone" : "")}");
+            await Chromium.AssertAccessibleAsync(page);
+            if (role == "viewer")
+            {
+                // What the page does not offer, the API refuses, even with the session's own CSRF token.
+                var status = await page.EvaluateAsync<int>(
+                    """
+                    async (url) => (await fetch(url, { method: "PATCH", headers: { "Content-Type": "application/json",
+                        "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content }, body: JSON.stringify({ is_active: false }) })).status
+                    """, $"/v1/workspaces/{team.Id}/connectors/{connector.GetProperty("id").GetString()}");
+                Assert.Equal(403, status);
+            }
+        }
+        // The admin pauses it from the page; what the API refuses shows its problem's detail.
+        var admin = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(admin, team.Admin.Key);
+        await admin.GotoAsync(path);
+        admin.Dialog += (_, dialog) => dialog.AcceptAsync();
+        await admin.GetByRole(AriaRole.Button, new() { Name = "Rotate signing secret" }).ClickAsync();
+        await Expect(admin.Locator("#flash")).ToContainTextAsync("no webhooks section");
+        await admin.GetByRole(AriaRole.Button, new() { Name = "Pause connector" }).ClickAsync();
+        await Expect(admin.GetByRole(AriaRole.Button, new() { Name = "Resume connector" })).ToBeVisibleAsync();
+        Assert.False(await server.OwnerScalarAsync<bool>("SELECT is_active FROM connectors WHERE id = @id", new { id = Guid.Parse(connector.GetProperty("id").GetString()!) }));
+    }
+
+    [Fact]
+    public async Task Another_origin_cannot_use_the_session_and_hostile_names_stay_text()
+    {
+        var team = await server.TeamAsync();
+        const string payload = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
+        await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = payload, description = payload })).AssertStatusAsync(201);
+        var page = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(page, team.Admin.Key);
+        await page.GotoAsync($"/w/{team.Id}/connectors");
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = payload })).ToBeVisibleAsync();
+        await page.GetByRole(AriaRole.Link, new() { Name = payload }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 1 })).ToHaveTextAsync(payload);
+        Assert.Null(await page.EvaluateAsync<int?>("() => window.__pwned ?? null"));
+        await Chromium.ScreenshotAsync(page, "hostile-names");
+
+        // A page on another origin (same host, another port: same-site, so the cookie goes along) posts the dashboard's
+        // forms and calls its API: refused for want of the CSRF token, and the session lives on.
+        await using var evil = await Stub.StartAsync(app => app.MapGet("/", () => Results.Content(
+            $$"""
+            <!DOCTYPE html><html lang="en"><head><title>Evil</title></head><body>
+            <form method="post" action="{{server.BaseAddress}}sign-out"><button id="sign-out">Sign out</button></form>
+            <form method="post" action="{{server.BaseAddress}}v1/workspaces/{{team.Id}}/connectors" enctype="text/plain">
+              <input type="hidden" name='{"name":"csrf","x":"' value='"}'><button id="create">Create</button></form>
+            </body></html>
+            """, "text/html")));
+        var attacker = await page.Context.NewPageAsync();
+        await attacker.GotoAsync(evil.Url);
+        var signOut = await attacker.RunAndWaitForResponseAsync(() => attacker.ClickAsync("#sign-out"), r => r.Url.EndsWith("/sign-out", StringComparison.Ordinal));
+        Assert.Equal(403, signOut.Status);
+        await attacker.GotoAsync(evil.Url);
+        var create = await attacker.RunAndWaitForResponseAsync(() => attacker.ClickAsync("#create"), r => r.Url.Contains("/connectors", StringComparison.Ordinal));
+        Assert.True(create.Status is 403 or 415, $"cross-origin create answered {create.Status}");
+        Assert.Equal(1L, await server.OwnerScalarAsync<long>("SELECT count(*) FROM connectors WHERE workspace_id = @id", new { id = team.Id }));
+        await page.GotoAsync($"/w/{team.Id}/connectors");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Level = 1 })).ToHaveTextAsync("Connectors");
+        // And a script of the same origin without the token is refused as well.
+        var status = await page.EvaluateAsync<int>(
+            $$"""async () => (await fetch("/v1/workspaces/{{team.Id}}/connectors", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{\"name\":\"x\"}" })).status""");
+        Assert.Equal(403, status);
+    }
+}
