@@ -260,9 +260,11 @@ public sealed partial class DashboardTests(PlugboardServer server)
         var team = await server.TeamAsync();
         var second = await server.CreateWorkspaceAsync(team.Owner, "Second <b>space</b>");
         var browser = await SignedInAsync(team.Owner.Key);
-        var page = await browser.Http.GetStringAsync($"/w/{team.Id}/connectors");
-        Assert.Contains($"<option value=\"{team.Id}\" selected>Test workspace</option>", page);
-        Assert.Contains($"<option value=\"{second}\">Second &lt;b&gt;space&lt;/b&gt;</option>", page);
+        Assert.Contains("<span class=\"workspace\">Test workspace</span>", await browser.Http.GetStringAsync($"/w/{team.Id}/connectors"));
+        var page = await browser.Http.GetStringAsync("/switch");
+        Assert.Contains($"<a href=\"/w/{team.Id}/connectors\">Test workspace</a>", page);
+        Assert.Contains($"<a href=\"/w/{second}/connectors\">Second &lt;b&gt;space&lt;/b&gt;</a>", page);
+        Assert.Equal(HttpStatusCode.Found, (await NewBrowser().Http.GetAsync("/switch")).StatusCode);
         var switched = await browser.Http.GetAsync($"/switch?workspace={second}");
         Assert.Equal($"/w/{second}/connectors", switched.Headers.Location!.OriginalString);
         Assert.Contains("Generic REST API (API key)", await browser.Http.GetStringAsync($"/w/{team.Id}/marketplace?q=generic"));

@@ -1,13 +1,11 @@
-using Plugboard.Features.Workspaces;
 using Plugboard.Http;
 
 namespace Plugboard.Features.Dashboard;
 
-/// <summary>What every dashboard page's frame shows: the signed-in workspace, the caller's role in it, the switcher's
-/// workspaces and the session's CSRF token for forms and scripts.</summary>
-public sealed record DashboardFrame(string Title, string Section, string? WorkspaceId, string? Role, IReadOnlyList<Workspace> Workspaces, string Csrf)
+/// <summary>What every dashboard page's frame shows: the entered workspace's name, the caller's role in it, and the
+/// session's CSRF token for forms and scripts.</summary>
+public sealed record DashboardFrame(string Title, string Section, string? WorkspaceId, string? WorkspaceName, string? Role, string Csrf)
 {
-    public string? WorkspaceName => Workspaces.FirstOrDefault(w => w.Id == WorkspaceId)?.Name ?? WorkspaceId;
 
     /// <summary>Whether the caller's role allows an action that needs <paramref name="minimum"/>: edit controls show only then
     /// (the API refuses anyway).</summary>

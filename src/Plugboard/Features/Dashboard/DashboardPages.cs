@@ -29,7 +29,20 @@ public static class DashboardPages
         ui.MapPost("/sign-in", SignIn);
         ui.MapPost("/sign-out", SignOut);
         ui.MapGet("/", Home);
-        ui.MapGet("/switch", (string? workspace) => Results.Redirect(workspace is { Length: > 0 } ? $"/w/{Uri.EscapeDataString(workspace)}/connectors" : "/"));
+        ui.MapGet("/switch", async (HttpContext http, RequestDb db, string? workspace, string? cursor, CancellationToken ct) =>
+        {
+            if (workspace is { Length: > 0 })
+            {
+                return Results.Redirect($"/w/{Uri.EscapeDataString(workspace)}/connectors");
+            }
+            if (http.User.Identity?.IsAuthenticated != true)
+            {
+                return Results.Redirect("/sign-in?next=%2Fswitch");
+            }
+            var workspaces = Value<Page<Workspace>>(await WorkspacesApi.List(db, null, NullIfEmpty(cursor), ct));
+            var frame = new DashboardFrame("Your workspaces", "", null, null, null, DashboardSessions.Csrf(http) ?? "");
+            return Render<WorkspacesPage>(new() { ["Frame"] = frame, ["Workspaces"] = workspaces });
+        });
 
         var workspace = ui.MapGroup("/w/{workspaceId}")
             .AddEndpointFilter<SignedInFilter>().AddEndpointFilter<WorkspaceAccessFilter>().AddEndpointFilter<CommitOnSuccessFilter>();
@@ -50,10 +63,9 @@ public static class DashboardPages
         });
         workspace.MapGet("/connectors/{connectorId:guid}/runs/{executionId:guid}", async (Guid connectorId, Guid executionId, RequestDb db, HttpContext http, CancellationToken ct) =>
         {
-            var connector = (await ConnectorsApi.Find(db, connectorId, ct)).ToConnector();
             var execution = Value<Execution>(await ExecutionsApi.Get(connectorId, executionId, db, ct));
-            var frame = await FrameAsync(db, http, $"Run {executionId.ToString()[^12..]}", "runs", ct);
-            return Render<ExecutionPage>(new() { ["Frame"] = frame, ["Connector"] = connector, ["Execution"] = execution });
+            var (frame, connectorName) = await FrameWithConnectorAsync(db, http, $"Run {executionId.ToString()[^12..]}", "runs", connectorId, ct);
+            return Render<ExecutionPage>(new() { ["Frame"] = frame, ["ConnectorId"] = connectorId, ["ConnectorName"] = connectorName, ["Execution"] = execution });
         });
         workspace.MapGet("/runs", async (RequestDb db, HttpContext http, string? status, string? trigger, [FromQuery(Name = "connector_id")] string? connector,
             string? cursor, CancellationToken ct) =>
@@ -120,10 +132,18 @@ public static class DashboardPages
     private static T Value<T>(IResult result) =>
         result is IValueHttpResult<T> { Value: { } value } ? value : throw new InvalidOperationException($"The handler answered {result.GetType().Name}, not {typeof(T).Name}.");
 
-    internal static async Task<DashboardFrame> FrameAsync(RequestDb db, HttpContext http, string title, string section, CancellationToken ct)
+    /// <summary>The frame of a page in the entered workspace: one short query for the workspace's name.</summary>
+    internal static async Task<DashboardFrame> FrameAsync(RequestDb db, HttpContext http, string title, string section, CancellationToken ct) =>
+        (await FrameWithConnectorAsync(db, http, title, section, null, ct)).Frame;
+
+    /// <summary>The frame, and a connector's name in the same round trip (the run page shows which connector ran).</summary>
+    private static async Task<(DashboardFrame Frame, string ConnectorName)> FrameWithConnectorAsync(RequestDb db, HttpContext http, string title, string section,
+        Guid? connectorId, CancellationToken ct)
     {
-        var workspaces = Value<Page<Workspace>>(await WorkspacesApi.List(db, 100, null, ct)).Items;
-        return new DashboardFrame(title, section, db.WorkspaceId, db.WorkspaceRole, workspaces, DashboardSessions.Csrf(http) ?? "");
+        var names = await db.QuerySingleOrDefaultAsync<(string? Workspace, string? Connector)>(
+            "SELECT (SELECT name FROM workspaces WHERE id = app_workspace_id()), (SELECT name FROM connectors WHERE id = @connectorId)", new { connectorId }, ct);
+        var frame = new DashboardFrame(title, section, db.WorkspaceId, names.Workspace ?? db.WorkspaceId, db.WorkspaceRole, DashboardSessions.Csrf(http) ?? "");
+        return (frame, names.Connector ?? (connectorId is null ? "" : throw Problems.NotFound("The connector")));
     }
 
     private static IResult SignInPage(IConfiguration configuration, string? error, string? next, int status) =>
@@ -180,10 +200,14 @@ public static class DashboardPages
         {
             return Results.Redirect("/sign-in");
         }
-        var frame = await FrameAsync(db, http, "No workspace", "", ct);
-        return frame.Workspaces.Count > 0
-            ? Results.Redirect($"/w/{Uri.EscapeDataString(frame.Workspaces[0].Id)}/connectors")
-            : Render<ErrorPage>(new() { ["Frame"] = frame, ["Detail"] = "You are not a member of any workspace yet: create one with `plugboard workspaces create` or ask an owner to add you." });
+        var workspaces = Value<Page<Workspace>>(await WorkspacesApi.List(db, 1, null, ct)).Items;
+        return workspaces.Count > 0
+            ? Results.Redirect($"/w/{Uri.EscapeDataString(workspaces[0].Id)}/connectors")
+            : Render<ErrorPage>(new()
+            {
+                ["Frame"] = new DashboardFrame("No workspace", "", null, null, null, DashboardSessions.Csrf(http) ?? ""),
+                ["Detail"] = "You are not a member of any workspace yet: create one with POST /v1/workspaces, or ask a workspace's owner to add you.",
+            });
     }
 }
 
@@ -206,11 +230,7 @@ public sealed class DashboardFilter : IEndpointFilter
         }
         catch (ProblemException problem)
         {
-            var db = http.RequestServices.GetRequiredService<RequestDb>();
-            var workspaces = http.User.Identity?.IsAuthenticated == true && db.UserId is not null
-                ? (await DashboardPages.FrameAsync(db, http, problem.Title, "", http.RequestAborted)).Workspaces
-                : [];
-            var frame = new DashboardFrame(problem.Title, "", null, null, workspaces, DashboardSessions.Csrf(http) ?? "");
+            var frame = new DashboardFrame(problem.Title, "", null, null, null, DashboardSessions.Csrf(http) ?? "");
             return DashboardPages.Render<ErrorPage>(new() { ["Frame"] = frame, ["Detail"] = problem.Detail ?? problem.Title }, problem.Status);
         }
     }
