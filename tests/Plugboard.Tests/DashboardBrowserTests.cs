@@ -98,6 +98,13 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
         await Expect(hit.Locator("mark").First).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("^okapi", System.Text.RegularExpressions.RegexOptions.IgnoreCase));
         await Chromium.ScreenshotAsync(page, "search");
         await Chromium.AssertAccessibleAsync(page);
+        // The source filter: the file is an upload, not a synced document.
+        await page.GetByLabel("Source").SelectOptionAsync("sync");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Search" }).ClickAsync();
+        await Expect(page.GetByText("Nothing found for “okapi census”.")).ToBeVisibleAsync();
+        await page.GetByLabel("Source").SelectOptionAsync("upload");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Search" }).ClickAsync();
+        await Expect(page.Locator(".hit").First).ToContainTextAsync("field-notes.txt");
 
         // The runs list shows the run.
         await page.GetByRole(AriaRole.Link, new() { Name = "Runs" }).ClickAsync();
