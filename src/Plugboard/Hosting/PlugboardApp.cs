@@ -171,7 +171,6 @@ public static class PlugboardApp
             auth.AddJwtBearer(o => OidcSignIn.Configure(o, oidcAuthority, configuration["PLUGBOARD_OIDC_AUDIENCE"]));
         }
         builder.Services.AddAuthorization();
-        builder.Services.AddRazorComponents();
 
         // Traces and metrics go to OTLP when an endpoint is configured; logs never do, so every log line
         // passes the redacting provider. Without an exporter nothing is instrumented: spans nobody reads would

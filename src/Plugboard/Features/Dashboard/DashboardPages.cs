@@ -1,4 +1,5 @@
-using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Components;
+using Microsoft.AspNetCore.Components.Web;
 using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
 using Plugboard.Features.Connectors;
@@ -123,8 +124,25 @@ public static class DashboardPages
         });
     }
 
-    internal static RazorComponentResult Render<TPage>(Dictionary<string, object?> parameters, int status = 200) where TPage : Microsoft.AspNetCore.Components.IComponent =>
-        new RazorComponentResult<TPage>(parameters) { StatusCode = status };
+    internal static IResult Render<TPage>(Dictionary<string, object?> parameters, int status = 200) where TPage : IComponent =>
+        new PageResult<TPage>(parameters, status);
+
+    /// <summary>
+    /// A page rendered to one string and written at once. (ASP.NET Core's RazorComponentResult streams each text chunk
+    /// to the response with its own asynchronous write, which cost a run's page more than all its queries together.)
+    /// </summary>
+    private sealed class PageResult<TPage>(Dictionary<string, object?> parameters, int status) : IResult where TPage : IComponent
+    {
+        public async Task ExecuteAsync(HttpContext http)
+        {
+            await using var renderer = new HtmlRenderer(http.RequestServices, http.RequestServices.GetRequiredService<ILoggerFactory>());
+            var html = await renderer.Dispatcher.InvokeAsync(async () =>
+                (await renderer.RenderComponentAsync<TPage>(ParameterView.FromDictionary(parameters))).ToHtmlString());
+            http.Response.StatusCode = status;
+            http.Response.ContentType = "text/html; charset=utf-8";
+            await http.Response.WriteAsync(html, http.RequestAborted);
+        }
+    }
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
