@@ -196,4 +196,59 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
             $$"""async () => (await fetch("/v1/workspaces/{{team.Id}}/connectors", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{\"name\":\"x\"}" })).status""");
         Assert.Equal(403, status);
     }
+
+    [Fact]
+    public async Task A_connectors_syncs_follow_live_and_its_webhook_events_replay_from_the_page()
+    {
+        var team = await server.TeamAsync();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/records", async (HttpContext http) =>
+        {
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(60)); // held until the page shows the sync under way
+            var first = http.Request.Query["offset"] is var offset && (offset.Count == 0 || offset == "0");
+            return Results.Json(new { data = first ? new[] { new { id = "r1", title = "Synced record", updated_at = "2026-11-30T10:00:00Z" } } : [] });
+        }));
+        var templateId = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key' AND workspace_id IS NULL");
+        var connector = await (await team.Admin.Http.PostAsJsonAsync($"/v1/templates/{templateId}/install",
+            new { workspace_id = team.Id, name = "Synced", credentials = new { api_key = "k" }, config = new { base_url = stub.Url } })).AssertStatusAsync(201);
+        var connectorId = Guid.Parse(connector.GetProperty("id").GetString()!);
+        const string hostile = "<img src=x onerror=\"window.__pwned=1\">";
+        await server.OwnerExecuteAsync(
+            """
+            INSERT INTO connector_webhook_events (workspace_id, id, connector_id, event_type, verification, signature_valid, processed, processed_at, attempts, note)
+            VALUES (@ws, gen_random_uuid(), @connectorId, @hostile, 'standard', true, true, now(), 1, 'no action is mapped to this event type')
+            """, new { ws = team.Id, connectorId, hostile });
+
+        var page = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(page, team.Member.Key);
+        await page.GotoAsync($"/w/{team.Id}/connectors/{connectorId}");
+        await page.GetByRole(AriaRole.Link, new() { Name = "All syncs" }).ClickAsync();
+        await Expect(page.GetByText("No syncs yet.")).ToBeVisibleAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sync now" }).ClickAsync();
+        var row = page.Locator("tbody tr").First;
+        await Expect(row.Locator("[data-field=status]")).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("^(queued|running)$"));
+        release.SetResult();
+        await Expect(row.Locator("[data-field=status]")).ToHaveTextAsync("completed");
+        await Expect(row.Locator("[data-field=records_created]")).ToHaveTextAsync("1");
+        await Chromium.ScreenshotAsync(page, "syncs");
+        await Chromium.AssertAccessibleAsync(page);
+
+        // Events: a member sees them (the hostile type as text) but no replay; an admin replays one.
+        await page.GotoAsync($"/w/{team.Id}/connectors/{connectorId}/webhook/events");
+        await Expect(page.GetByRole(AriaRole.Cell, new() { Name = hostile })).ToBeVisibleAsync();
+        await Expect(page.GetByText("no action is mapped to this event type")).ToBeVisibleAsync();
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { Name = "Replay" }).CountAsync());
+        Assert.Null(await page.EvaluateAsync<int?>("() => window.__pwned ?? null"));
+        var admin = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(admin, team.Admin.Key);
+        await admin.GotoAsync($"/w/{team.Id}/connectors/{connectorId}/webhook/events");
+        await Chromium.ScreenshotAsync(admin, "webhook-events");
+        await Chromium.AssertAccessibleAsync(admin);
+        var replay = await admin.RunAndWaitForResponseAsync(
+            () => admin.GetByRole(AriaRole.Button, new() { NameRegex = new System.Text.RegularExpressions.Regex("^Replay the ") }).ClickAsync(),
+            r => r.Url.EndsWith("/replay", StringComparison.Ordinal));
+        Assert.Equal(202, replay.Status);
+        var replays = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?action=connector.webhook_replayed")).AssertStatusAsync(200);
+        Assert.Single(replays.GetProperty("items").EnumerateArray());
+    }
 }

@@ -7,7 +7,9 @@ using Plugboard.Features.Dashboard.Pages;
 using Plugboard.Features.Documents;
 using Plugboard.Features.Executions;
 using Plugboard.Features.Search;
+using Plugboard.Features.Syncs;
 using Plugboard.Features.Templates;
+using Plugboard.Features.Webhooks;
 using Plugboard.Features.Workspaces;
 using Plugboard.Http;
 using Plugboard.Security;
@@ -67,6 +69,24 @@ public static class DashboardPages
             var execution = Value<Execution>(await ExecutionsApi.Get(connectorId, executionId, db, ct));
             var (frame, connectorName) = await FrameWithConnectorAsync(db, http, $"Run {executionId.ToString()[^12..]}", "runs", connectorId, ct);
             return Render<ExecutionPage>(new() { ["Frame"] = frame, ["ConnectorId"] = connectorId, ["ConnectorName"] = connectorName, ["Execution"] = execution });
+        });
+        workspace.MapGet("/connectors/{connectorId:guid}/syncs", async (Guid connectorId, RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
+        {
+            var syncs = Value<Page<SyncLog>>(await SyncsApi.List(connectorId, db, null, null, 20, NullIfEmpty(cursor), ct));
+            var (frame, connectorName) = await FrameWithConnectorAsync(db, http, "Syncs", "connectors", connectorId, ct);
+            return Render<SyncsPage>(new() { ["Frame"] = frame with { Title = $"Syncs of {connectorName}" }, ["ConnectorId"] = connectorId, ["ConnectorName"] = connectorName, ["Syncs"] = syncs });
+        });
+        workspace.MapGet("/connectors/{connectorId:guid}/webhook/events", async (Guid connectorId, RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
+        {
+            var events = Value<Page<WebhookEvent>>(await WebhooksApi.List(connectorId, db, null, null, null, null, null, null, NullIfEmpty(cursor), ct));
+            var (frame, connectorName) = await FrameWithConnectorAsync(db, http, "Webhook events", "connectors", connectorId, ct);
+            return Render<WebhookEventsPage>(new()
+            {
+                ["Frame"] = frame with { Title = $"Webhook events of {connectorName}" },
+                ["ConnectorId"] = connectorId,
+                ["ConnectorName"] = connectorName,
+                ["Events"] = events,
+            });
         });
         workspace.MapGet("/runs", async (RequestDb db, HttpContext http, string? status, string? trigger, [FromQuery(Name = "connector_id")] string? connector,
             string? cursor, CancellationToken ct) =>

@@ -82,7 +82,7 @@ public static class SyncsApi
         return TypedResults.Accepted($"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/syncs/{syncId}", await ReadAsync(db, connectorId, syncId, ct));
     }
 
-    private static async Task<IResult> List(Guid connectorId, RequestDb db, string? status, string? trigger, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> List(Guid connectorId, RequestDb db, string? status, string? trigger, int? limit, string? cursor, CancellationToken ct)
     {
         await ConnectorAsync(db, connectorId, ct);
         if (status is not null && !Statuses.Contains(status))

@@ -129,7 +129,7 @@ public static class WebhooksApi
 
     private const string SummaryColumns = "id, event_type, external_id, verification, processed, processed_at, attempts, error, note, result::text AS result, received_at";
 
-    private static async Task<IResult> List(Guid connectorId, RequestDb db, string? type, bool? processed, string? verification, DateTime? since, DateTime? until,
+    internal static async Task<IResult> List(Guid connectorId, RequestDb db, string? type, bool? processed, string? verification, DateTime? since, DateTime? until,
         int? limit, string? cursor, CancellationToken ct)
     {
         await ConnectorsApi.Find(db, connectorId, ct);

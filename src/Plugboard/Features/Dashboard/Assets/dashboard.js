@@ -112,6 +112,27 @@
     source.onerror = () => { if (source.readyState === EventSource.CLOSED) show("The live log stopped: reload the page to see the latest state."); };
   }
 
+  // A connector's syncs: a queued or running one's row follows its progress stream.
+  for (const row of document.querySelectorAll("tr[data-sync-stream]")) {
+    const source = new EventSource(row.dataset.syncStream);
+    const update = (message) => {
+      const sync = JSON.parse(message.data);
+      for (const cell of row.querySelectorAll("[data-field]")) {
+        const value = sync[cell.dataset.field];
+        if (cell.dataset.field === "status") {
+          const status = document.createElement("span");
+          status.className = `status status-${sync.status}`;
+          status.textContent = sync.status;
+          cell.replaceChildren(status);
+        } else {
+          cell.textContent = value === null || value === undefined ? "" : String(value);
+        }
+      }
+    };
+    source.addEventListener("progress", update);
+    source.addEventListener("end", (message) => { update(message); source.close(); });
+  }
+
   // Uploads: a batch per drop, files sent in parallel with their own progress, the batch's progress from its stream.
   const dropzone = document.getElementById("dropzone");
   if (dropzone) {
