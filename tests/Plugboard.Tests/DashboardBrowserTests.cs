@@ -112,6 +112,13 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
         await Expect(page.Locator("table tbody tr").First).ToContainTextAsync("succeeded");
         await Chromium.ScreenshotAsync(page, "runs");
         await Chromium.AssertAccessibleAsync(page);
+
+        // Analytics: today's two successful runs are in the chart's table.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Analytics" }).ClickAsync();
+        await page.GetByText("The numbers").ClickAsync();
+        await Expect(page.Locator("#analytics-table tbody tr").Last.Locator("td").First).ToHaveTextAsync("2");
+        await Chromium.ScreenshotAsync(page, "analytics");
+        await Chromium.AssertAccessibleAsync(page);
         Assert.True(page.ConsoleErrors().Count == 0, string.Join("\n", page.ConsoleErrors()));
         Assert.DoesNotContain(server.Canary, server.LogText);
     }

@@ -11,6 +11,7 @@ using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Plugboard.Data;
 using Plugboard.Features.Admin;
+using Plugboard.Features.Analytics;
 using Plugboard.Features.ApiKeys;
 using Plugboard.Features.AuditLog;
 using Plugboard.Features.Connectors;
@@ -241,6 +242,7 @@ public static class PlugboardApp
         ConnectorsApi.Map(workspace);
         TemplatesApi.Map(v1, workspace);
         AuditLogApi.Map(workspace);
+        AnalyticsApi.Map(workspace);
         AdminApi.Map(v1);
         ExecutionsApi.Map(workspace);
         DocumentsApi.Map(workspace);

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.Components.Web;
 using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
+using Plugboard.Features.Analytics;
 using Plugboard.Features.Connectors;
 using Plugboard.Features.Dashboard.Pages;
 using Plugboard.Features.Documents;
@@ -98,10 +99,7 @@ public static class DashboardPages
                 ? Guid.TryParse(text, out var id) ? id : throw Problems.BadRequest("connector_id must be a connector's id.")
                 : null;
             var executions = Value<Page<Execution>>(await ExecutionsApi.ListAsync(db, connectorId, status, trigger, null, null, null, NullIfEmpty(cursor), ct));
-            var ids = executions.Items.Select(e => e.ConnectorId).Distinct().ToArray();
-            var names = (await db.QueryAsync<(Guid Id, string Name)>(
-                    "(SELECT id, name FROM connectors ORDER BY name, id LIMIT 200) UNION SELECT id, name FROM connectors WHERE id = ANY(@ids) ORDER BY 2, 1",
-                    new { ids }, ct)).ToDictionary(r => r.Id, r => r.Name);
+            var names = await ConnectorNamesAsync(db, executions.Items.Select(e => e.ConnectorId), ct);
             var frame = await FrameAsync(db, http, "Runs", "runs", ct);
             return Render<RunsPage>(new()
             {
@@ -112,6 +110,16 @@ public static class DashboardPages
                 ["Trigger"] = trigger,
                 ["ConnectorId"] = connectorId,
             });
+        });
+        workspace.MapGet("/analytics", async (RequestDb db, HttpContext http, int? days, [FromQuery(Name = "connector_id")] string? connector, CancellationToken ct) =>
+        {
+            Guid? connectorId = NullIfEmpty(connector) is { } text
+                ? Guid.TryParse(text, out var id) ? id : throw Problems.BadRequest("connector_id must be a connector's id.")
+                : null;
+            var data = Value<Analytics.Analytics>(await AnalyticsApi.Get(db, days, connectorId, ct));
+            var names = await ConnectorNamesAsync(db, connectorId is { } c ? [c] : [], ct);
+            var frame = await FrameAsync(db, http, "Analytics", "analytics", ct);
+            return Render<AnalyticsPage>(new() { ["Frame"] = frame, ["Data"] = data, ["ConnectorNames"] = names });
         });
         workspace.MapGet("/marketplace", async (RequestDb db, HttpContext http, string? q, string? kind, bool? featured, string? cursor, CancellationToken ct) =>
         {
@@ -163,6 +171,12 @@ public static class DashboardPages
             await http.Response.WriteAsync(html, http.RequestAborted);
         }
     }
+
+    /// <summary>Names for a connector filter: the first 200 by name, and those the page shows.</summary>
+    private static async Task<Dictionary<Guid, string>> ConnectorNamesAsync(RequestDb db, IEnumerable<Guid> shown, CancellationToken ct) =>
+        (await db.QueryAsync<(Guid Id, string Name)>(
+            "(SELECT id, name FROM connectors ORDER BY name, id LIMIT 200) UNION SELECT id, name FROM connectors WHERE id = ANY(@ids) ORDER BY 2, 1",
+            new { ids = shown.Distinct().ToArray() }, ct)).ToDictionary(r => r.Id, r => r.Name);
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
