@@ -258,4 +258,36 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
         var replays = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/audit-log?action=connector.webhook_replayed")).AssertStatusAsync(200);
         Assert.Single(replays.GetProperty("items").EnumerateArray());
     }
+
+    [Fact]
+    public async Task Platform_admins_see_the_queue_and_workers_and_retry_a_dead_job_and_nobody_else_does()
+    {
+        var admin = await server.NewUserAsync("admin");
+        var team = await server.TeamAsync();
+        var kind = "dashboard-" + Guid.NewGuid().ToString("N")[..8];
+        var jobId = Guid.NewGuid();
+        await server.OwnerExecuteAsync(
+            "INSERT INTO jobs (id, kind, workspace_id, state, attempts, max_attempts, last_error, finished_at) VALUES (@jobId, @kind, @ws, 'dead', 3, 3, '<b>boom</b>', now())",
+            new { jobId, kind, ws = team.Id });
+
+        var owner = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(owner, team.Owner.Key);
+        Assert.Equal(0, await owner.GetByRole(AriaRole.Link, new() { Name = "Platform" }).CountAsync());
+        var refused = await owner.GotoAsync("/platform");
+        Assert.Equal(403, refused!.Status);
+
+        var page = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(page, admin.Key);
+        await page.GotoAsync("/platform");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Workers" })).ToBeVisibleAsync();
+        var row = page.Locator("#dead-jobs tbody tr", new() { HasText = kind });
+        await Expect(row).ToContainTextAsync("<b>boom</b>");
+        await Chromium.ScreenshotAsync(page, "platform");
+        await Chromium.AssertAccessibleAsync(page);
+        var retry = await page.RunAndWaitForResponseAsync(() => row.GetByRole(AriaRole.Button, new() { NameRegex = new System.Text.RegularExpressions.Regex("^Retry ") }).ClickAsync(),
+            r => r.Url.EndsWith($"/v1/admin/jobs/{jobId}/retry", StringComparison.Ordinal));
+        Assert.Equal(204, retry.Status);
+        Assert.NotEqual("dead", await server.OwnerScalarAsync<string>("SELECT state FROM jobs WHERE id = @jobId", new { jobId }));
+        await server.OwnerExecuteAsync("DELETE FROM jobs WHERE id = @jobId", new { jobId }); // no worker handles this kind
+    }
 }

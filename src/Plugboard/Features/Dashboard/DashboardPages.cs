@@ -48,6 +48,15 @@ public static class DashboardPages
             return Render<WorkspacesPage>(new() { ["Frame"] = frame, ["Workspaces"] = workspaces });
         });
 
+        ui.MapGet("/platform", async (HttpContext http, RequestDb db, Plugboard.Jobs.JobQueue queue, CancellationToken ct) =>
+        {
+            var stats = Value<Plugboard.Jobs.JobStats>(await Features.Jobs.JobsAdminApi.Stats(db, queue, ct));
+            var workers = Value<IReadOnlyList<Features.Jobs.JobsAdminApi.WorkerHeartbeat>>(await Features.Jobs.JobsAdminApi.Workers(db, ct));
+            var dead = Value<Page<Plugboard.Jobs.DeadJob>>(await Features.Jobs.JobsAdminApi.ListDead(db, queue, 50, null, ct));
+            var frame = new DashboardFrame("Platform", "platform", null, null, null, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);
+            return Render<PlatformPage>(new() { ["Frame"] = frame, ["Stats"] = stats, ["Workers"] = workers, ["Dead"] = dead });
+        }).AddEndpointFilter<SignedInFilter>();
+
         var workspace = ui.MapGroup("/w/{workspaceId}")
             .AddEndpointFilter<SignedInFilter>().AddEndpointFilter<WorkspaceAccessFilter>().AddEndpointFilter<CommitOnSuccessFilter>();
         workspace.MapGet("", (string workspaceId) => Results.Redirect($"/w/{Uri.EscapeDataString(workspaceId)}/connectors"));
@@ -194,7 +203,7 @@ public static class DashboardPages
     {
         var names = await db.QuerySingleOrDefaultAsync<(string? Workspace, string? Connector)>(
             "SELECT (SELECT name FROM workspaces WHERE id = app_workspace_id()), (SELECT name FROM connectors WHERE id = @connectorId)", new { connectorId }, ct);
-        var frame = new DashboardFrame(title, section, db.WorkspaceId, names.Workspace ?? db.WorkspaceId, db.WorkspaceRole, DashboardSessions.Csrf(http) ?? "");
+        var frame = new DashboardFrame(title, section, db.WorkspaceId, names.Workspace ?? db.WorkspaceId, db.WorkspaceRole, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);
         return (frame, names.Connector ?? (connectorId is null ? "" : throw Problems.NotFound("The connector")));
     }
 

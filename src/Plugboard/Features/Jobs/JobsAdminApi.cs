@@ -34,7 +34,7 @@ public static class JobsAdminApi
     }
 
     /// <summary>Every worker process that has beaten recently or not cleanly stopped, newest beat first; live ones beat within a minute.</summary>
-    private static async Task<IResult> Workers(RequestDb db, CancellationToken ct)
+    internal static async Task<IResult> Workers(RequestDb db, CancellationToken ct)
     {
         db.RequirePlatformRole("admin", "see the workers");
         return TypedResults.Ok(await db.QueryAsync<WorkerHeartbeat>(
@@ -44,13 +44,13 @@ public static class JobsAdminApi
             """, new { within = Health.HealthApi.LiveWithin }, ct));
     }
 
-    private static async Task<IResult> Stats(RequestDb db, JobQueue queue, CancellationToken ct)
+    internal static async Task<IResult> Stats(RequestDb db, JobQueue queue, CancellationToken ct)
     {
         db.RequirePlatformRole("admin", "see the job queue");
         return TypedResults.Ok(await queue.StatsAsync(ct));
     }
 
-    private static async Task<IResult> ListDead(RequestDb db, JobQueue queue, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> ListDead(RequestDb db, JobQueue queue, int? limit, string? cursor, CancellationToken ct)
     {
         db.RequirePlatformRole("admin", "list dead jobs");
         var take = Paging.Limit(limit);
