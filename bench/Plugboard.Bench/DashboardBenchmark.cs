@@ -1,14 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using Dapper;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Plugboard.Data;
 using Plugboard.Hosting;
-using Plugboard.Security;
 
 namespace Plugboard.Bench;
 
@@ -72,17 +67,9 @@ public static class DashboardBenchmark
         }
         Console.WriteLine($"loaded {runs.Count:N0} executions in {load.Elapsed.TotalSeconds:F0} s");
 
-        var app = PlugboardApp.Build([], new PlugboardHostOptions(home.FullName, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api),
-            new Dictionary<string, string?>
-            {
-                ["DATABASE_URL"] = settings.OwnerConnectionString,
-                ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
-                ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
-                ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000",
-                ["PLUGBOARD_LOG_LEVEL"] = "Warning",
-            });
+        var app = BenchHost.Build(settings, home.FullName, HostMode.Api, new Dictionary<string, string?> { ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000" });
         await app.StartAsync();
-        var url = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var url = BenchHost.Address(app);
         var cookies = new CookieContainer();
         using var http = new HttpClient(new SocketsHttpHandler { CookieContainer = cookies, AllowAutoRedirect = false, MaxConnectionsPerServer = concurrency * 2 }) { BaseAddress = url };
         using (var signIn = await http.PostAsync("/sign-in", new FormUrlEncodedContent(new Dictionary<string, string> { ["api_key"] = owner.ApiKey! })))

@@ -4,13 +4,9 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Dapper;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Plugboard.Data;
 using Plugboard.Hosting;
-using Plugboard.Security;
 
 namespace Plugboard.Bench;
 
@@ -33,19 +29,15 @@ public static class E2eBenchmark
         Migrator.Up(settings);
         await using var stub = await Stub.StartAsync(app => app.MapGet("/ping", () => Results.Json(new { ok = true, id = 7 })), record: false);
         var home = Directory.CreateTempSubdirectory("plugboard-bench-e2e");
-        var app = PlugboardApp.Build([], new PlugboardHostOptions(home.FullName, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false), new Dictionary<string, string?>
+        var app = BenchHost.Build(settings, home.FullName, HostMode.All, new Dictionary<string, string?>
         {
-            ["DATABASE_URL"] = settings.OwnerConnectionString,
-            ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
-            ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
             ["PLUGBOARD_OUTBOUND_ALLOW"] = "127.0.0.1/32",
             ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000",
-            ["PLUGBOARD_LOG_LEVEL"] = "Warning",
         });
         await app.StartAsync();
         await using var db = new Db(settings);
         var owner = await Bootstrap.EnsureOwnerAsync(db, home.FullName, "owner@e2e.bench", CancellationToken.None);
-        var url = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var url = BenchHost.Address(app);
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients * 2 }) { BaseAddress = url };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
         var created = await http.PostAsJsonAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors", new

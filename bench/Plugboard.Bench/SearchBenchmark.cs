@@ -1,14 +1,9 @@
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using Dapper;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Plugboard.Data;
 using Plugboard.Hosting;
-using Plugboard.Security;
 
 namespace Plugboard.Bench;
 
@@ -98,17 +93,9 @@ public static class SearchBenchmark
         var work = Enumerable.Range(0, queries).Select(_ => (Workspace: ids[random.Next(ids.Length)],
             Query: random.Next(3) == 0 ? $"{Corpus.Word(random, vocabulary)} {Corpus.Word(random, vocabulary)}" : Corpus.Word(random, vocabulary))).ToList();
 
-        var app = PlugboardApp.Build([], new PlugboardHostOptions(home.FullName, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api),
-            new Dictionary<string, string?>
-            {
-                ["DATABASE_URL"] = settings.OwnerConnectionString,
-                ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
-                ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
-                ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000",
-                ["PLUGBOARD_LOG_LEVEL"] = "Warning",
-            });
+        var app = BenchHost.Build(settings, home.FullName, HostMode.Api, new Dictionary<string, string?> { ["PLUGBOARD_WORKSPACE_RATE_LIMIT"] = "1000000" });
         await app.StartAsync();
-        var url = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var url = BenchHost.Address(app);
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency * 2 }) { BaseAddress = url };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
         long hits = 0;

@@ -7,13 +7,9 @@ using System.Text;
 using System.Text.Json;
 using Dapper;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Plugboard.Data;
 using Plugboard.Hosting;
-using Plugboard.Security;
 
 namespace Plugboard.Bench;
 
@@ -35,15 +31,7 @@ public static class WebhooksBenchmark
         Migrator.Up(settings);
         var home = Directory.CreateTempSubdirectory("plugboard-bench-webhooks");
         // The API alone (as `plugboard serve` runs it): processing jobs stay queued, so only ingest is measured.
-        var app = PlugboardApp.Build([], new PlugboardHostOptions(home.FullName, "http://127.0.0.1:0", TextWriter.Null, CreateKeyRing: false, Mode: HostMode.Api),
-            new Dictionary<string, string?>
-            {
-                ["DATABASE_URL"] = settings.OwnerConnectionString,
-                ["PLUGBOARD_DB_ROLE_PASSWORD"] = settings.RolePassword,
-                ["PLUGBOARD_KEYS"] = KeyRing.Generate().ToJson(),
-                ["PLUGBOARD_WEBHOOK_RATE_LIMIT"] = "1000000",
-                ["PLUGBOARD_LOG_LEVEL"] = "Warning",
-            });
+        var app = BenchHost.Build(settings, home.FullName, HostMode.Api, new Dictionary<string, string?> { ["PLUGBOARD_WEBHOOK_RATE_LIMIT"] = "1000000" });
         app.MapPost("/bench/plain", async (HttpRequest request) =>
         {
             await request.Body.CopyToAsync(Stream.Null);
@@ -52,7 +40,7 @@ public static class WebhooksBenchmark
         await app.StartAsync();
         await using var db = new Db(settings);
         var owner = await Bootstrap.EnsureOwnerAsync(db, home.FullName, "owner@webhooks.bench", CancellationToken.None);
-        var url = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var url = BenchHost.Address(app);
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = senders * 2 }) { BaseAddress = url };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", owner.ApiKey);
         var created = await http.PostAsJsonAsync($"/v1/workspaces/{owner.WorkspaceId}/connectors", new

@@ -1,8 +1,6 @@
 using System.Collections.Frozen;
 using System.Security.Cryptography;
-using System.Text.Json;
 using Microsoft.Net.Http.Headers;
-using Plugboard.Http;
 
 namespace Plugboard.Features.Dashboard;
 
@@ -15,8 +13,6 @@ public static class DashboardAssets
     private sealed record Asset(byte[] Content, string ContentType, string Version);
 
     private static readonly FrozenDictionary<string, Asset> Assets = Load();
-
-    public static readonly JsonSerializerOptions Indented = new(ApiJson.Options) { WriteIndented = true };
 
     private static FrozenDictionary<string, Asset> Load()
     {

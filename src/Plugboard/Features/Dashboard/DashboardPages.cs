@@ -104,9 +104,7 @@ public static class DashboardPages
             // An empty filter field of the form means "any".
             status = NullIfEmpty(status);
             trigger = NullIfEmpty(trigger);
-            Guid? connectorId = NullIfEmpty(connector) is { } text
-                ? Guid.TryParse(text, out var id) ? id : throw Problems.BadRequest("connector_id must be a connector's id.")
-                : null;
+            var connectorId = ConnectorFilter(connector);
             var executions = Value<Page<Execution>>(await ExecutionsApi.ListAsync(db, connectorId, status, trigger, null, null, null, NullIfEmpty(cursor), ct));
             var names = await ConnectorNamesAsync(db, executions.Items.Select(e => e.ConnectorId), ct);
             var frame = await FrameAsync(db, http, "Runs", "runs", ct);
@@ -122,9 +120,7 @@ public static class DashboardPages
         });
         workspace.MapGet("/analytics", async (RequestDb db, HttpContext http, int? days, [FromQuery(Name = "connector_id")] string? connector, CancellationToken ct) =>
         {
-            Guid? connectorId = NullIfEmpty(connector) is { } text
-                ? Guid.TryParse(text, out var id) ? id : throw Problems.BadRequest("connector_id must be a connector's id.")
-                : null;
+            var connectorId = ConnectorFilter(connector);
             var data = Value<Analytics.Analytics>(await AnalyticsApi.Get(db, days, connectorId, ct));
             var names = await ConnectorNamesAsync(db, connectorId is { } c ? [c] : [], ct);
             var frame = await FrameAsync(db, http, "Analytics", "analytics", ct);
@@ -188,6 +184,12 @@ public static class DashboardPages
             new { ids = shown.Distinct().ToArray() }, ct)).ToDictionary(r => r.Id, r => r.Name);
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
+
+    /// <summary>A filter form's connector field: empty means any.</summary>
+    private static Guid? ConnectorFilter(string? value) =>
+        NullIfEmpty(value) is { } text
+            ? Guid.TryParse(text, out var id) ? id : throw Problems.BadRequest("connector_id must be a connector's id.")
+            : null;
 
     /// <summary>What an API handler answered (the handlers return typed results).</summary>
     private static T Value<T>(IResult result) =>

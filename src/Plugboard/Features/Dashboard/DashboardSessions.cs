@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
@@ -27,12 +28,13 @@ public static class DashboardSessions
     public static TimeSpan Lifetime(IConfiguration configuration) =>
         TimeSpan.FromHours(Settings.Number(configuration, "PLUGBOARD_SESSION_HOURS", 12, 0.01, 24 * 90));
 
-    public static string NewToken() => "pbs_" + Base64Url(RandomNumberGenerator.GetBytes(32));
+    public static string NewToken() => "pbs_" + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
 
-    public static byte[] Hash(string token) => SHA256.HashData(Encoding.UTF8.GetBytes(token));
+    /// <summary>What is stored of a session token: its SHA-256, as for API keys.</summary>
+    public static byte[] Hash(string token) => Security.ApiKeys.Hash(token);
 
     /// <summary>The CSRF token of a session: an HMAC of a fixed label under the session's own secret.</summary>
-    public static string CsrfFor(string token) => Base64Url(HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), "plugboard-dashboard-csrf"u8));
+    public static string CsrfFor(string token) => Base64Url.EncodeToString(HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), "plugboard-dashboard-csrf"u8));
 
     /// <summary>The current request's CSRF token (null unless a session authenticated it).</summary>
     public static string? Csrf(HttpContext http) => http.Items[CsrfItem] as string;
@@ -46,19 +48,17 @@ public static class DashboardSessions
     public static bool SecureCookies(HttpContext http) =>
         http.Request.IsHttps || http.RequestServices.GetService<Credentials.OAuthSettings>()?.PublicUrl?.Scheme == Uri.UriSchemeHttps;
 
-    public static void SetCookie(HttpContext http, string token, DateTimeOffset expires) =>
-        http.Response.Cookies.Append(CookieName, token, new CookieOptions
-        {
-            HttpOnly = true,
-            SameSite = SameSiteMode.Strict,
-            Secure = SecureCookies(http),
-            Path = "/",
-            Expires = expires,
-            IsEssential = true,
-        });
+    private static CookieOptions CookieOptions(HttpContext http) =>
+        new() { HttpOnly = true, SameSite = SameSiteMode.Strict, Secure = SecureCookies(http), Path = "/", IsEssential = true };
 
-    public static void ClearCookie(HttpContext http) =>
-        http.Response.Cookies.Delete(CookieName, new CookieOptions { HttpOnly = true, SameSite = SameSiteMode.Strict, Secure = SecureCookies(http), Path = "/" });
+    public static void SetCookie(HttpContext http, string token, DateTimeOffset expires)
+    {
+        var options = CookieOptions(http);
+        options.Expires = expires;
+        http.Response.Cookies.Append(CookieName, token, options);
+    }
+
+    public static void ClearCookie(HttpContext http) => http.Response.Cookies.Delete(CookieName, CookieOptions(http));
 
     /// <summary>
     /// Refuses (403, problem `csrf`) a state-changing request authenticated by a session cookie unless it carries the
@@ -83,8 +83,6 @@ public static class DashboardSessions
         }
         await next();
     }
-
-    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }
 
 /// <summary>Authenticates the dashboard's session cookie (when no Authorization header is sent).</summary>

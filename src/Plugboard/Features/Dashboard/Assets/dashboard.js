@@ -14,6 +14,22 @@
     flash.hidden = false;
   }
 
+  // A status badge, as the server renders it.
+  function statusBadge(status) {
+    const badge = document.createElement("span");
+    badge.className = `status status-${status}`;
+    badge.textContent = status;
+    return badge;
+  }
+
+  // Sets each [data-field] inside element to that field of data, as text.
+  function fill(element, data) {
+    for (const field of element.querySelectorAll("[data-field]")) {
+      const value = data[field.dataset.field];
+      field.textContent = value === null || value === undefined ? "" : String(value);
+    }
+  }
+
   async function api(method, url, body) {
     const response = await fetch(url, {
       method,
@@ -88,19 +104,13 @@
       const step = JSON.parse(message.data);
       const item = template.content.firstElementChild.cloneNode(true);
       item.dataset.status = step.status ?? "";
-      for (const field of item.querySelectorAll("[data-field]")) {
-        const value = step[field.dataset.field];
-        field.textContent = value === null || value === undefined ? "" : String(value);
-      }
+      fill(item, step);
       steps.appendChild(item);
     });
     source.addEventListener("end", (message) => {
       source.close();
       const run = JSON.parse(message.data);
-      const status = document.createElement("span");
-      status.className = `status status-${run.status}`;
-      status.textContent = run.status;
-      document.getElementById("execution-status").replaceChildren(status);
+      document.getElementById("execution-status").replaceChildren(statusBadge(run.status));
       setText("execution-finished", run.finished_at ? new Date(run.finished_at).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "—");
       setText("execution-duration", run.duration_ms !== null && run.duration_ms !== undefined ? `${run.duration_ms} ms` : "—");
       setText("execution-output", run.output === null || run.output === undefined ? "—" : JSON.stringify(run.output, null, 2));
@@ -117,17 +127,8 @@
     const source = new EventSource(row.dataset.syncStream);
     const update = (message) => {
       const sync = JSON.parse(message.data);
-      for (const cell of row.querySelectorAll("[data-field]")) {
-        const value = sync[cell.dataset.field];
-        if (cell.dataset.field === "status") {
-          const status = document.createElement("span");
-          status.className = `status status-${sync.status}`;
-          status.textContent = sync.status;
-          cell.replaceChildren(status);
-        } else {
-          cell.textContent = value === null || value === undefined ? "" : String(value);
-        }
-      }
+      fill(row, sync);
+      row.querySelector('[data-field="status"]').replaceChildren(statusBadge(sync.status));
     };
     source.addEventListener("progress", update);
     source.addEventListener("end", (message) => { update(message); source.close(); });
