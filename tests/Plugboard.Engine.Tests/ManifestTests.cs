@@ -28,6 +28,28 @@ public sealed class ManifestTests
         Assert.Equal(1, result.Manifest.Version);
     }
 
+    [Fact]
+    public void ToYaml_reads_back_to_the_same_json_for_every_template_in_the_schemas_field_order_and_for_strings_that_look_like_other_types()
+    {
+        var files = Directory.GetFiles(RepoFile("templates"), "*.yaml");
+        Assert.NotEmpty(files);
+        foreach (var file in files)
+        {
+            var json = ManifestParser.Parse(File.ReadAllText(file), "/manifest").Json!.AsObject();
+            // As jsonb gives it back: top-level keys in another order than written.
+            var reordered = new JsonObject(json.Reverse().Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
+            var yaml = ManifestParser.ToYaml(reordered);
+            Assert.True(JsonNode.DeepEquals(json, ManifestParser.Parse(yaml).Json), file);
+            Assert.StartsWith("version: 1\n", yaml, StringComparison.Ordinal);
+            Assert.Contains("\nsteps:\n  - id: ", yaml, StringComparison.Ordinal); // block style, not JSON in disguise
+        }
+        var tricky = JsonNode.Parse("""
+            {"a": "100", "b": "true", "c": "", "d": "null", "e": "{{ x }}", "f": "line1\nline2", "g": "- not a list", "h": 1.5, "i": false, "j": null,
+             "k": ["#hash", "key: value", " padded "], "l": {}, "m": []}
+            """)!;
+        Assert.Equal(tricky.ToJsonString(), ManifestParser.Parse(ManifestParser.ToYaml(tricky)).Json!.ToJsonString());
+    }
+
     // Built once: the schema has an $id, which JsonSchema.Net registers globally.
     private static readonly Lazy<Json.Schema.JsonSchema> Published = new(() => Json.Schema.JsonSchema.FromText(ManifestSchema.Json));
 

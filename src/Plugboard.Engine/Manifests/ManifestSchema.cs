@@ -36,6 +36,40 @@ public static class ManifestSchema
 
     public static string Json => Text.Value;
 
+    /// <summary>Every field name the schema declares, ranked by where it is first declared: the order a manifest's
+    /// fields are written back in (version, base_url, auth, … steps; a step's id before its request).</summary>
+    internal static readonly Lazy<IReadOnlyDictionary<string, int>> FieldOrder = new(() =>
+    {
+        var order = new Dictionary<string, int>(StringComparer.Ordinal);
+        void Visit(JsonNode? node)
+        {
+            switch (node)
+            {
+                case JsonObject o:
+                    if (o["properties"] is JsonObject properties)
+                    {
+                        foreach (var (name, _) in properties)
+                        {
+                            order.TryAdd(name, order.Count);
+                        }
+                    }
+                    foreach (var (_, child) in o)
+                    {
+                        Visit(child);
+                    }
+                    break;
+                case JsonArray a:
+                    foreach (var item in a)
+                    {
+                        Visit(item);
+                    }
+                    break;
+            }
+        }
+        Visit(Document.Value);
+        return order;
+    });
+
     /// <summary>Where <paramref name="manifest"/> breaks the schema's manifest definition, as (JSON pointer, message).</summary>
     public static IReadOnlyList<(string Pointer, string Message)> Check(JsonNode? manifest)
     {

@@ -115,7 +115,7 @@ public static partial class ManifestParser
             !stack.TryPeek(out var owner) ? ""
             : owner.Container is JsonObject ? $"{owner.Pointer}/{Escape(owner.Key ?? "")}" : $"{owner.Pointer}/{owner.Index}";
 
-        private static JsonNode? ScalarValue(Scalar scalar)
+        internal static JsonNode? ScalarValue(Scalar scalar)
         {
             var value = scalar.Value ?? "";
             var tag = scalar.Tag.IsEmpty ? null : scalar.Tag.Value;
