@@ -12,7 +12,7 @@ namespace Plugboard.Tests;
 [Collection(ServerCollection.Name)]
 public sealed class ExecutionTests(PlugboardServer server)
 {
-    private static async Task<JsonElement> WaitForEndAsync(Actor actor, string location, TimeSpan? timeout = null)
+    internal static async Task<JsonElement> WaitForEndAsync(Actor actor, string location, TimeSpan? timeout = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
         while (true)

@@ -87,6 +87,34 @@ public sealed class ManifestToolingTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task Validation_gives_the_manifest_as_json_and_an_outline_of_steps_streams_and_what_each_step_reads()
+    {
+        var user = await server.NewUserAsync();
+        // Broken elsewhere, the outline still follows the document: second reads first (and a step that does not exist).
+        var broken = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = BrokenYaml.Replace("steps.nowhere.id", "steps.first.id }}/{{ steps.nowhere.id", StringComparison.Ordinal) })).AssertStatusAsync(200);
+        Assert.False(broken.GetProperty("valid").GetBoolean());
+        var steps = broken.GetProperty("outline").GetProperty("steps").EnumerateArray().ToList();
+        Assert.Equal(["first", "second"], steps.Select(s => s.GetProperty("id").GetString()));
+        Assert.Equal("GET", steps[1].GetProperty("method").GetString());
+        Assert.Empty(steps[0].GetProperty("uses").EnumerateArray());
+        Assert.Equal(["first"], steps[1].GetProperty("uses").EnumerateArray().Select(u => u.GetString()));
+        Assert.Equal("https://api.example.test", broken.GetProperty("manifest").GetProperty("base_url").GetString());
+
+        // A template file: the manifest inside it, its stream drawn from the step that extracts the records.
+        var template = await File.ReadAllTextAsync(Path.Combine(PlugboardServer.RepoRoot, "templates", "generic-rest-api-key.yaml"));
+        var answer = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = template })).AssertStatusAsync(200);
+        Assert.True(answer.GetProperty("valid").GetBoolean());
+        Assert.Equal(1, answer.GetProperty("manifest").GetProperty("version").GetInt32());
+        Assert.False(answer.GetProperty("manifest").TryGetProperty("slug", out _));
+        var stream = Assert.Single(answer.GetProperty("outline").GetProperty("streams").EnumerateArray());
+        Assert.Equal(("records", "list"), (stream.GetProperty("name").GetString(), stream.GetProperty("step").GetString()));
+        Assert.True(answer.GetProperty("outline").GetProperty("steps")[0].GetProperty("paginated").GetBoolean());
+        // What validation answers for the dashboard's starter manifest is what a new draft starts from: valid.
+        var starter = await (await user.Http.PostAsJsonAsync("/v1/manifests/validate", new { manifest = Plugboard.Features.Dashboard.DashboardPages.StarterManifest })).AssertStatusAsync(200);
+        Assert.True(starter.GetProperty("valid").GetBoolean(), starter.GetRawText());
+    }
+
+    [Fact]
     public async Task An_alias_bomb_is_refused_with_a_pointer_by_the_api_and_the_cli()
     {
         var bomb = Plugboard.Testing.HostileInput.AliasBomb();

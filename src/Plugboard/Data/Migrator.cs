@@ -65,6 +65,9 @@ public sealed class WebhooksMigration : SqlScriptMigration;
 [Migration(14, "dashboard_sessions")]
 public sealed class DashboardSessionsMigration : SqlScriptMigration;
 
+[Migration(15, "test_runs")]
+public sealed class TestRunsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

@@ -364,11 +364,15 @@ CREATE TABLE public.connector_executions (
     cancel_requested_at timestamp with time zone,
     attempts integer DEFAULT 0 NOT NULL,
     output_truncated boolean DEFAULT false NOT NULL,
+    manifest jsonb,
+    CONSTRAINT connector_executions_manifest_only_in_tests CHECK (((manifest IS NULL) = (trigger <> 'test'::text))),
     CONSTRAINT connector_executions_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text, 'timed_out'::text]))),
-    CONSTRAINT connector_executions_trigger_check CHECK ((trigger = ANY (ARRAY['manual'::text, 'api'::text, 'schedule'::text, 'webhook'::text])))
+    CONSTRAINT connector_executions_trigger_check CHECK ((trigger = ANY (ARRAY['manual'::text, 'api'::text, 'schedule'::text, 'webhook'::text, 'test'::text])))
 );
 
 ALTER TABLE ONLY public.connector_executions FORCE ROW LEVEL SECURITY;
+
+COMMENT ON COLUMN public.connector_executions.manifest IS 'A test run''s draft manifest, run instead of the connector''s; NULL for every other execution.';
 
 CREATE TABLE public.connector_stream_states (
     workspace_id text NOT NULL,
@@ -1176,6 +1180,8 @@ CREATE POLICY api_insert ON public.workspace_members FOR INSERT TO plugboard_api
 
 CREATE POLICY api_insert ON public.workspaces FOR INSERT TO plugboard_api WITH CHECK (((id = public.app_workspace_id()) AND (public.app_user_id() IS NOT NULL)));
 
+CREATE POLICY api_insert_test_run_admin ON public.connector_executions AS RESTRICTIVE FOR INSERT TO plugboard_api WITH CHECK (((manifest IS NULL) OR public.app_role_at_least('admin'::text)));
+
 ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY api_select ON public.api_keys FOR SELECT TO plugboard_api USING (((user_id = public.app_user_id()) OR ((workspace_id = public.app_workspace_id()) AND public.app_role_at_least('admin'::text))));
@@ -1423,7 +1429,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.audit_log TO plugboard_service
 GRANT SELECT,INSERT ON TABLE public.audit_log TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_executions TO plugboard_service;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_executions TO plugboard_api;
+GRANT SELECT,INSERT,DELETE ON TABLE public.connector_executions TO plugboard_api;
+
+GRANT UPDATE(status) ON TABLE public.connector_executions TO plugboard_api;
+
+GRANT UPDATE(finished_at) ON TABLE public.connector_executions TO plugboard_api;
+
+GRANT UPDATE(cancel_requested_at) ON TABLE public.connector_executions TO plugboard_api;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.connector_stream_states TO plugboard_service;
 GRANT SELECT ON TABLE public.connector_stream_states TO plugboard_api;

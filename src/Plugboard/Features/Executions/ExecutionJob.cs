@@ -5,12 +5,13 @@ namespace Plugboard.Features.Executions;
 /// <summary>The job that carries one execution: which row to run, limited per connector by the claim itself.</summary>
 public static class ExecutionJob
 {
-    public sealed record Payload(string WorkspaceId, Guid ConnectorId, Guid ExecutionId);
+    /// <param name="Test">A test run of a draft manifest: its outcome does not count as the connector's (error count, last error).</param>
+    public sealed record Payload(string WorkspaceId, Guid ConnectorId, Guid ExecutionId, bool Test = false);
 
-    public static JobRequest Request(string workspaceId, Guid connectorId, Guid executionId, int maxConcurrency) => new(
+    public static JobRequest Request(string workspaceId, Guid connectorId, Guid executionId, int maxConcurrency, bool test = false) => new(
         Kind: ExecutionsApi.JobKind,
         WorkspaceId: workspaceId,
-        Payload: new Payload(workspaceId, connectorId, executionId),
+        Payload: new Payload(workspaceId, connectorId, executionId, test),
         MaxAttempts: 5,
         ConcurrencyKey: $"connector:{connectorId}",
         ConcurrencyLimit: maxConcurrency,

@@ -44,7 +44,8 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             return;
         }
 
-        var parsed = manifests.Get(target.ManifestVersion, target.Manifest);
+        // A test run's draft is parsed for this run only; saved manifests are cached by connector row version.
+        var parsed = target.ManifestVersion is { } version ? manifests.Get(version, target.Manifest) : ManifestParser.Parse(JsonNode.Parse(target.Manifest));
         var started = Stopwatch.GetTimestamp();
         RunResult result;
         var observer = new StepLogWriter(db, payload.WorkspaceId, payload.ExecutionId, logger);
@@ -146,7 +147,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
                SET error_count = CASE WHEN @status = 'succeeded' THEN 0 ELSE error_count + 1 END,
                    last_error = CASE WHEN @status = 'succeeded' THEN NULL ELSE @error END,
                    last_error_at = CASE WHEN @status = 'succeeded' THEN NULL ELSE now() END
-             WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled' AND {lease_held}
+             WHERE workspace_id = @workspaceId AND id = @connectorId AND @status <> 'cancelled' AND NOT @test AND {lease_held}
                AND (@status <> 'succeeded' OR error_count <> 0 OR last_error IS NOT NULL)
             """,
         ],
@@ -161,6 +162,7 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
             workspaceId = payload.WorkspaceId,
             executionId = payload.ExecutionId,
             connectorId = payload.ConnectorId,
+            test = payload.Test,
         }, ct);
     }
 
@@ -193,8 +195,9 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
                 UPDATE connector_executions
                    SET status = 'running', started_at = coalesce(started_at, now()), attempts = attempts + 1
                  WHERE workspace_id = @WorkspaceId AND id = @ExecutionId AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
-             RETURNING workspace_id, connector_id, status, inputs)
-            SELECT e.status, e.inputs::text AS inputs, c.manifest::text AS manifest, c.id::text || ':' || c.row_version AS manifest_version,
+             RETURNING workspace_id, connector_id, status, inputs, manifest AS test_manifest)
+            SELECT e.status, e.inputs::text AS inputs, coalesce(e.test_manifest, c.manifest)::text AS manifest,
+                   CASE WHEN e.test_manifest IS NULL THEN c.id::text || ':' || c.row_version END AS manifest_version,
                    c.config::text AS config, c.credential_id, k.encrypted_payload
               FROM e
               JOIN connectors c ON c.workspace_id = e.workspace_id AND c.id = e.connector_id
@@ -204,5 +207,5 @@ public sealed class ExecutionJobHandler(Db db, KeyRing keys, ConnectorRunner run
         return await results.ReadSingleOrDefaultAsync<Target>();
     }
 
-    private sealed record Target(string Status, string Inputs, string Manifest, string ManifestVersion, string Config, Guid? CredentialId, string? EncryptedPayload);
+    private sealed record Target(string Status, string Inputs, string Manifest, string? ManifestVersion, string Config, Guid? CredentialId, string? EncryptedPayload);
 }

@@ -5,6 +5,9 @@ namespace Plugboard.Features.Executions;
 
 public sealed record CreateExecutionRequest(JsonElement? Inputs = null);
 
+/// <summary>A draft manifest (a JSON object, as a connector stores it) and the inputs to run it with.</summary>
+public sealed record TestRunRequest(JsonElement Manifest, JsonElement? Inputs = null);
+
 public sealed record Execution(
     Guid Id, Guid ConnectorId, string Status, string Trigger, JsonElement Inputs, JsonElement? Output, bool OutputTruncated, string? Error,
     DateTime? StartedAt, DateTime? FinishedAt, int? DurationMs, int Attempts, DateTime? CancelRequestedAt, DateTime CreatedAt, DateTime UpdatedAt,

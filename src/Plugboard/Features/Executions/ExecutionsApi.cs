@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Dapper;
 using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
+using Plugboard.Engine.Manifests;
 using Plugboard.Http;
 using Plugboard.Jobs;
 
@@ -16,12 +17,13 @@ public static class ExecutionsApi
 {
     public const string JobKind = "execution";
     public static readonly string[] Statuses = ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"];
-    public static readonly string[] Triggers = ["manual", "api", "schedule", "webhook"];
+    public static readonly string[] Triggers = ["manual", "api", "schedule", "webhook", "test"];
 
     public static void Map(RouteGroupBuilder workspace)
     {
         var executions = workspace.MapGroup("/connectors/{connectorId:guid}/executions").WithTags("Executions");
         executions.MapPost("", Create).Produces<Execution>(202);
+        workspace.MapPost("/connectors/{connectorId:guid}/test-runs", TestRun).WithTags("Executions").Produces<Execution>(202);
         executions.MapGet("", async (Guid connectorId, RequestDb db, string? status, string? trigger, DateTime? since, DateTime? until, int? limit, string? cursor, CancellationToken ct) =>
         {
             if (!await db.QuerySingleOrDefaultAsync<bool>("SELECT EXISTS (SELECT 1 FROM connectors WHERE id = @connectorId)", new { connectorId }, ct))
@@ -63,6 +65,39 @@ public static class ExecutionsApi
             WITH job AS ({JobQueue.InsertOneSql})
             INSERT INTO connector_executions (workspace_id, id, connector_id, status, trigger, inputs, created_by)
             VALUES (app_workspace_id(), @id, @connectorId, 'queued', 'api', @inputs::jsonb, app_user_id())
+            RETURNING {ExecutionRow.Columns}
+            """, parameters, ct);
+        var location = $"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/executions/{id}";
+        return await Idempotency.AcceptedAsync(http, db, location, row!.ToExecution(withSteps: false), ct);
+    }
+
+    /// <summary>
+    /// A test run: a draft manifest (the studio's) run once with the connector's credential and config, as an execution
+    /// with trigger <c>test</c> whose steps are followed like any other; the connector's own manifest is not changed and
+    /// its error count is not touched. Admins only, as saving the manifest is: the draft decides where the credential goes.
+    /// </summary>
+    private static async Task<IResult> TestRun(Guid connectorId, TestRunRequest body, RequestDb db, RateLimitBuckets rateLimit, HttpContext http, CancellationToken ct)
+    {
+        var connector = await db.QuerySingleOrDefaultAsync<ConnectorToTest>(
+            "SELECT max_concurrency, config::text AS config FROM connectors WHERE id = @connectorId", new { connectorId }, ct)
+            ?? throw Problems.NotFound("The connector");
+        db.RequireRole("admin", "test-run a draft manifest with a connector's credential");
+        rateLimit.Take(http, db.WorkspaceId!);
+        var manifest = Connectors.ConnectorsApi.ValidManifest(body.Manifest);
+        Connectors.ConnectorsApi.CheckConfig(manifest, connector.Config);
+        var inputs = ExecutionInputs.Check(ManifestParser.Parse(JsonNode.Parse(manifest)), body.Inputs);
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
+        {
+            return replay;
+        }
+        var id = Guid.CreateVersion7();
+        var parameters = new DynamicParameters(new { id, connectorId, inputs = inputs.ToJsonString(), manifest });
+        JobQueue.AddInsertParameters(parameters, ExecutionJob.Request(db.WorkspaceId!, connectorId, id, connector.MaxConcurrency, test: true));
+        var row = await db.QuerySingleOrDefaultAsync<ExecutionRow>(
+            $"""
+            WITH job AS ({JobQueue.InsertOneSql})
+            INSERT INTO connector_executions (workspace_id, id, connector_id, status, trigger, inputs, manifest, created_by)
+            VALUES (app_workspace_id(), @id, @connectorId, 'queued', 'test', @inputs::jsonb, @manifest::jsonb, app_user_id())
             RETURNING {ExecutionRow.Columns}
             """, parameters, ct);
         var location = $"/v1/workspaces/{db.WorkspaceId}/connectors/{connectorId}/executions/{id}";
@@ -184,6 +219,8 @@ public static class ExecutionsApi
             await Task.Delay(TimeSpan.FromMilliseconds(200), ct);
         }
     }
+
+    private sealed record ConnectorToTest(int MaxConcurrency, string Config);
 
     private sealed record ConnectorToRun(string Manifest, bool IsActive, int MaxConcurrency, string ManifestVersion);
 }
