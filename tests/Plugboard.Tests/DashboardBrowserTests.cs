@@ -240,6 +240,18 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
         await Chromium.ScreenshotAsync(page, "syncs");
         await Chromium.AssertAccessibleAsync(page);
 
+        // The records feed: what the sync added, oldest change first.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Records feed" }).ClickAsync();
+        var record = page.Locator("#records tbody tr");
+        await Expect(record).ToHaveCountAsync(1);
+        await Expect(record).ToContainTextAsync("Synced record");
+        await Expect(record.Locator("td").Nth(1)).ToHaveTextAsync("added");
+        await Chromium.ScreenshotAsync(page, "records");
+        await Chromium.AssertAccessibleAsync(page);
+        await page.GetByLabel("Change").SelectOptionAsync("deleted");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.GetByText("No records yet")).ToBeVisibleAsync();
+
         // Events: a member sees them (the hostile type as text) but no replay; an admin replays one.
         await page.GotoAsync($"/w/{team.Id}/connectors/{connectorId}/webhook/events");
         await Expect(page.GetByRole(AriaRole.Cell, new() { Name = hostile })).ToBeVisibleAsync();
@@ -289,5 +301,166 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
         Assert.Equal(204, retry.Status);
         Assert.NotEqual("dead", await server.OwnerScalarAsync<string>("SELECT state FROM jobs WHERE id = @jobId", new { jobId }));
         await server.OwnerExecuteAsync("DELETE FROM jobs WHERE id = @jobId", new { jobId }); // no worker handles this kind
+    }
+
+    private const string StudioDraft = """
+        version: 1
+        base_url: "{{ config.base_url }}"
+        auth:
+          type: api_key
+          in: header
+          name: X-API-Key
+          value: "{{ credentials.api_key }}"
+        config:
+          base_url:
+            type: string
+            required: true
+        steps:
+          - id: list
+            request:
+              method: GET
+              path: /records
+            extract:
+              first: "$.data[0].id"
+          - id: detail
+            request:
+              method: GET
+              path: "/records/{{ steps.list.first }}"
+            extract:
+              title: "$.title"
+          - id: again
+            request:
+              method: GET
+              path: "/records/{{ steps.list.first }}"
+        output:
+          title: "{{ steps.detail.title }}"
+        """;
+
+    [Fact]
+    public async Task The_studio_checks_and_completes_a_draft_draws_it_test_runs_it_live_and_saves_it_as_a_connector_and_a_template_that_is_moderated()
+    {
+        var team = await server.TeamAsync();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = await Stub.StartAsync(app =>
+        {
+            app.MapGet("/records", () => Results.Json(new { data = new[] { new { id = "r7", title = "Listed" } } }));
+            app.MapGet("/records/r7", async () =>
+            {
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(60)); // held until the page shows the first step
+                return Results.Json(new { title = "Seventh record" });
+            });
+        });
+        var templateId = await server.OwnerScalarAsync<Guid>("SELECT id FROM connector_templates WHERE slug = 'generic-rest-api-key' AND workspace_id IS NULL");
+        var installed = await (await team.Admin.Http.PostAsJsonAsync($"/v1/templates/{templateId}/install",
+            new { workspace_id = team.Id, name = "Records", credentials = new { api_key = server.Canary }, config = new { base_url = stub.Url } })).AssertStatusAsync(201);
+        var connectorId = installed.GetProperty("id").GetString()!;
+
+        var page = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(page, team.Admin.Key);
+        await page.GotoAsync($"/w/{team.Id}/connectors/{connectorId}");
+        await page.GetByRole(AriaRole.Link, new() { Name = "Edit the manifest in the studio" }).ClickAsync();
+        // The connector's manifest, as YAML, checked and drawn: one paginated step feeding one stream.
+        var editor = page.Locator("#studio-editor");
+        await Expect(editor).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("^version: 1\n"));
+        await Expect(page.Locator("#studio-validity")).ToHaveTextAsync("Valid: 1 step, 1 stream(s)");
+        await Expect(page.Locator("#studio-graph .graph-step")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#studio-graph .graph-stream")).ToHaveCountAsync(1);
+        await Chromium.ScreenshotAsync(page, "studio");
+        await Chromium.AssertAccessibleAsync(page);
+
+        // Completion from the schema: the keys a request may have, then the methods.
+        await editor.FillAsync("version: 1\nbase_url: https://api.example.test\nsteps:\n  - id: list\n    request:\n      me");
+        await editor.PressAsync("Control+End");
+        await editor.PressAsync("Control+Space");
+        await Expect(page.Locator("#studio-completions [role=option]").First).ToContainTextAsync("method");
+        await editor.PressAsync("Enter");
+        await Expect(editor).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("\n      method: $"));
+        await editor.PressAsync("Control+Space");
+        await Expect(page.Locator("#studio-completions [role=option]").First).ToHaveTextAsync("GET");
+        await editor.PressAsync("ArrowDown");
+        await editor.PressAsync("Enter");
+        await Expect(editor).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("\n      method: POST$"));
+        await editor.PressAsync("Enter");
+        await page.Keyboard.TypeAsync("      pa"); // typing a key opens the suggestions by itself
+        await Expect(page.Locator("#studio-completions")).ToBeVisibleAsync();
+        await editor.PressAsync("Tab");
+        await Expect(editor).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("\n      path: $"));
+        await editor.PressAsync("Escape");
+
+        // A problem is listed with its line; choosing it puts the cursor there.
+        await editor.FillAsync(StudioDraft.Replace("steps.detail.title", "steps.nowhere.title", StringComparison.Ordinal));
+        var issue = page.Locator("#studio-issues li").First;
+        await Expect(issue).ToContainTextAsync("nowhere");
+        await issue.GetByRole(AriaRole.Button).ClickAsync();
+        var line = StudioDraft.Split('\n').ToList().FindIndex(l => l.Contains("steps.detail.title", StringComparison.Ordinal)) + 1;
+        await Expect(page.Locator("#studio-cursor")).ToContainTextAsync($"Line {line},");
+
+        // The valid draft: three steps, the third reading the first's result (a data edge besides the sequence).
+        await editor.FillAsync(StudioDraft);
+        await Expect(page.Locator("#studio-validity")).ToHaveTextAsync("Valid: 3 steps, 0 stream(s)");
+        await Expect(page.Locator("#studio-graph .graph-step")).ToHaveCountAsync(3);
+        var edge = page.Locator("#studio-graph .graph-use");
+        await Expect(edge).ToHaveCountAsync(1);
+        Assert.Equal(("list", "again"), (await edge.GetAttributeAsync("data-from"), await edge.GetAttributeAsync("data-to")));
+
+        // Test run with the connector's credential: the first step shows while the second is held, then the end.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test run" }).ClickAsync();
+        await Expect(page.Locator("#studio-steps > li [data-field=step_id]")).ToHaveTextAsync(["list"]);
+        await Expect(page.Locator("#studio-run-status")).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("^(queued|running)$"));
+        release.SetResult();
+        await Expect(page.Locator("#studio-run-status")).ToHaveTextAsync("succeeded");
+        await Expect(page.Locator("#studio-steps > li [data-field=step_id]")).ToHaveTextAsync(["list", "detail", "again"]);
+        await Expect(page.Locator("#studio-run-output")).ToContainTextAsync("Seventh record");
+        Assert.All(stub.Requests, r => Assert.Equal(server.Canary, r.Headers.GetValueOrDefault("X-API-Key")));
+        Assert.DoesNotContain(server.Canary, await page.ContentAsync());
+        await Chromium.ScreenshotAsync(page, "studio-test-run");
+        var connector = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}")).AssertStatusAsync(200);
+        Assert.Equal(1, connector.GetProperty("manifest").GetProperty("steps").GetArrayLength()); // a test run saves nothing
+
+        // Save it to the connector, then as a community template.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save to Records" }).ClickAsync();
+        await Expect(page.Locator("#flash")).ToContainTextAsync("Saved");
+        connector = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/connectors/{connectorId}")).AssertStatusAsync(200);
+        Assert.Equal(3, connector.GetProperty("manifest").GetProperty("steps").GetArrayLength());
+        var slug = "studio-" + Guid.NewGuid().ToString("N")[..8];
+        var name = "Studio records " + slug[^8..];
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync(name);
+        await page.GetByLabel("Slug (lowercase letters, digits and dashes)").FillAsync(slug);
+        await page.GetByLabel("Category (one lowercase word, e.g. crm)").FillAsync("developer-tools");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save as template" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex($"/w/{team.Id}/templates$"));
+        var mine = page.Locator($"#templates tr[data-template='{slug}']");
+        await Expect(mine).ToContainTextAsync("waiting for review");
+        await Chromium.ScreenshotAsync(page, "templates");
+        await Chromium.AssertAccessibleAsync(page);
+        var template = await (await team.Admin.Http.GetAsync($"/v1/workspaces/{team.Id}/templates")).AssertStatusAsync(200);
+        var saved = template.GetProperty("items").EnumerateArray().Single(t => t.GetProperty("slug").GetString() == slug);
+        Assert.Equal("api_key", saved.GetProperty("auth_type").GetString());
+        Assert.Equal(["api_key"], saved.GetProperty("credential_fields").EnumerateArray().Select(f => f.GetProperty("name").GetString()));
+
+        // Moderation: refused to the workspace's admin, done by a platform admin; the author sees the reason.
+        Assert.True(page.ConsoleErrors().Count == 0, string.Join("\n", page.ConsoleErrors()));
+        Assert.Equal(403, (await page.GotoAsync("/platform/templates"))!.Status);
+        var moderator = await server.NewUserAsync("admin");
+        var review = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(review, moderator.Key);
+        await review.GotoAsync("/platform/templates");
+        await review.GetByRole(AriaRole.Link, new() { Name = name }).ClickAsync();
+        await Expect(review.GetByText("the base URL's host only")).ToBeVisibleAsync();
+        await Expect(review.Locator("#template-manifest")).ToContainTextAsync("steps.list.first");
+        await Chromium.ScreenshotAsync(review, "template-review");
+        await Chromium.AssertAccessibleAsync(review);
+        await review.GetByLabel("Reason").FillAsync("Describe what the records are.");
+        await review.GetByRole(AriaRole.Button, new() { Name = "Reject" }).ClickAsync();
+        await Expect(review.Locator("dd").First).ToContainTextAsync("rejected");
+        await page.GotoAsync($"/w/{team.Id}/templates");
+        await Expect(mine).ToContainTextAsync(new System.Text.RegularExpressions.Regex("rejected\\s— Describe what the records are\\."));
+        await review.GetByRole(AriaRole.Button, new() { Name = "Publish" }).ClickAsync();
+        await Expect(review.Locator("dd").First).ToContainTextAsync("published");
+        await page.GotoAsync($"/w/{team.Id}/marketplace?kind=community&q={Uri.EscapeDataString(name)}");
+        await Expect(page.GetByRole(AriaRole.Link, new() { Name = name })).ToBeVisibleAsync();
+        Assert.Contains("403", Assert.Single(page.ConsoleErrors()), StringComparison.Ordinal); // the refused moderation page, nothing else
+        Assert.True(review.ConsoleErrors().Count == 0, string.Join("\n", review.ConsoleErrors()));
+        Assert.DoesNotContain(server.Canary, server.LogText);
     }
 }

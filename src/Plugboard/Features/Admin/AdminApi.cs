@@ -35,7 +35,7 @@ public static class AdminApi
         admin.MapGet("/audit-log", AuditLogApi.ListPlatform).Produces<Page<AuditEntry>>();
     }
 
-    private static async Task<IResult> ListTemplates(RequestDb db, string? status, string? kind, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> ListTemplates(RequestDb db, string? status, string? kind, int? limit, string? cursor, CancellationToken ct)
     {
         db.RequirePlatformRole("developer", "list all templates");
         var take = Paging.Limit(limit);

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.Components.Web;
 using Microsoft.AspNetCore.Mvc;
@@ -57,6 +59,21 @@ public static class DashboardPages
             return Render<PlatformPage>(new() { ["Frame"] = frame, ["Stats"] = stats, ["Workers"] = workers, ["Dead"] = dead });
         }).AddEndpointFilter<SignedInFilter>();
 
+        ui.MapGet("/platform/templates", async (HttpContext http, RequestDb db, string? status, string? cursor, CancellationToken ct) =>
+        {
+            status = NullIfEmpty(status) ?? "draft";
+            var templates = Value<Page<Template>>(await Admin.AdminApi.ListTemplates(db, status, "community", 50, NullIfEmpty(cursor), ct));
+            var frame = new DashboardFrame("Template moderation", "platform", null, null, null, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);
+            return Render<ModerationPage>(new() { ["Frame"] = frame, ["Templates"] = templates, ["Status"] = status });
+        }).AddEndpointFilter<SignedInFilter>();
+        ui.MapGet("/platform/templates/{templateId:guid}", async (Guid templateId, HttpContext http, RequestDb db, CancellationToken ct) =>
+        {
+            db.RequirePlatformRole("admin", "review templates");
+            var template = (await TemplatesApi.Find(db, templateId, ct)).ToTemplate();
+            var frame = new DashboardFrame($"Review: {template.Name}", "platform", null, null, null, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);
+            return Render<TemplateReviewPage>(new() { ["Frame"] = frame, ["Template"] = template, ["Yaml"] = ManifestYaml(template.Manifest) });
+        }).AddEndpointFilter<SignedInFilter>();
+
         var workspace = ui.MapGroup("/w/{workspaceId}")
             .AddEndpointFilter<SignedInFilter>().AddEndpointFilter<WorkspaceAccessFilter>().AddEndpointFilter<CommitOnSuccessFilter>();
         workspace.MapGet("", (string workspaceId) => Results.Redirect($"/w/{Uri.EscapeDataString(workspaceId)}/connectors"));
@@ -85,6 +102,22 @@ public static class DashboardPages
             var syncs = Value<Page<SyncLog>>(await SyncsApi.List(connectorId, db, null, null, 20, NullIfEmpty(cursor), ct));
             var (frame, connectorName) = await FrameWithConnectorAsync(db, http, "Syncs", "connectors", connectorId, ct);
             return Render<SyncsPage>(new() { ["Frame"] = frame with { Title = $"Syncs of {connectorName}" }, ["ConnectorId"] = connectorId, ["ConnectorName"] = connectorName, ["Syncs"] = syncs });
+        });
+        workspace.MapGet("/connectors/{connectorId:guid}/records", async (Guid connectorId, RequestDb db, HttpContext http, string? action, string? cursor, CancellationToken ct) =>
+        {
+            action = NullIfEmpty(action);
+            cursor = NullIfEmpty(cursor);
+            var records = Value<Syncs.RecordsPage>(await RecordsApi.List(connectorId, db, cursor, action, 50, ct));
+            var (frame, connectorName) = await FrameWithConnectorAsync(db, http, "Records", "connectors", connectorId, ct);
+            return Render<RecordsFeedPage>(new()
+            {
+                ["Frame"] = frame with { Title = $"Records of {connectorName}" },
+                ["ConnectorId"] = connectorId,
+                ["ConnectorName"] = connectorName,
+                ["Records"] = records,
+                ["Action"] = action,
+                ["Cursor"] = cursor,
+            });
         });
         workspace.MapGet("/connectors/{connectorId:guid}/webhook/events", async (Guid connectorId, RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
         {
@@ -140,6 +173,22 @@ public static class DashboardPages
             var frame = await FrameAsync(db, http, template.Name, "marketplace", ct);
             return Render<TemplatePage>(new() { ["Frame"] = frame, ["Template"] = template });
         });
+        workspace.MapGet("/templates", async (RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
+        {
+            var templates = Value<Page<Template>>(await TemplatesApi.ListCommunity(db, 50, NullIfEmpty(cursor), ct));
+            var frame = await FrameAsync(db, http, "Your templates", "marketplace", ct);
+            return Render<TemplatesPage>(new() { ["Frame"] = frame, ["Templates"] = templates });
+        });
+        workspace.MapGet("/studio", async (RequestDb db, HttpContext http, [FromQuery(Name = "connector_id")] string? connector, CancellationToken ct) =>
+        {
+            var connectorId = ConnectorFilter(connector);
+            var opened = connectorId is { } id ? Value<Connector>(await ConnectorsApi.Get(id, db, http, ct)) : null;
+            http.Response.Headers.ETag = default;
+            var names = await ConnectorNamesAsync(db, connectorId is { } c ? [c] : [], ct);
+            var frame = await FrameAsync(db, http, opened is null ? "Manifest studio" : $"Studio: {opened.Name}", "studio", ct);
+            var yaml = opened?.Manifest is { ValueKind: JsonValueKind.Object } m && m.EnumerateObject().Any() ? ManifestYaml(m) : StarterManifest;
+            return Render<StudioPage>(new() { ["Frame"] = frame, ["Connector"] = opened, ["Yaml"] = yaml, ["Connectors"] = names });
+        });
         workspace.MapGet("/uploads", async (RequestDb db, HttpContext http, CancellationToken ct) =>
         {
             var batches = Value<Page<Batch>>(await BatchesApi.List(db, null, 20, null, ct));
@@ -156,6 +205,28 @@ public static class DashboardPages
             return Render<SearchPage>(new() { ["Frame"] = frame, ["Hits"] = hits, ["Query"] = q, ["Source"] = source });
         });
     }
+
+    private static string ManifestYaml(JsonElement? manifest) =>
+        manifest is { } m ? Engine.Manifests.ManifestParser.ToYaml(JsonNode.Parse(m.GetRawText())) : "";
+
+    /// <summary>What a new draft starts from: the smallest manifest that runs, to be edited.</summary>
+    internal const string StarterManifest =
+        """
+        version: 1
+        base_url: https://api.example.com
+        auth:
+          type: bearer
+          token: "{{ credentials.token }}"
+        steps:
+          - id: list
+            request:
+              method: GET
+              path: /items
+            extract:
+              items: "$.data[*]"
+        output: "{{ steps.list.items }}"
+
+        """;
 
     internal static IResult Render<TPage>(Dictionary<string, object?> parameters, int status = 200) where TPage : IComponent =>
         new PageResult<TPage>(parameters, status);

@@ -41,7 +41,7 @@ public static class RecordsApi
     public static void Map(RouteGroupBuilder workspace) =>
         workspace.MapGet("/connectors/{connectorId:guid}/records", List).WithTags("Syncs").Produces<RecordsPage>();
 
-    private static async Task<IResult> List(Guid connectorId, RequestDb db, string? cursor, string? action, int? limit, CancellationToken ct)
+    internal static async Task<IResult> List(Guid connectorId, RequestDb db, string? cursor, string? action, int? limit, CancellationToken ct)
     {
         if (!await db.QuerySingleOrDefaultAsync<bool>("SELECT EXISTS (SELECT FROM connectors WHERE id = @connectorId)", new { connectorId }, ct))
         {

@@ -140,7 +140,7 @@ public static class TemplatesApi
         return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/connectors/{connector.Id}", connector, ct);
     }
 
-    private static async Task<IResult> ListCommunity(RequestDb db, int? limit, string? cursor, CancellationToken ct)
+    internal static async Task<IResult> ListCommunity(RequestDb db, int? limit, string? cursor, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<TemplateRow>(

@@ -90,36 +90,46 @@
     }
   });
 
-  // The execution page: steps as they are logged, then the final state.
-  const execution = document.getElementById("execution");
-  if (execution && execution.dataset.stream) {
-    const steps = document.getElementById("steps");
-    const template = document.getElementById("step-template");
-    const source = new EventSource(execution.dataset.stream);
-    let shown = steps.children.length;
-    const setText = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+  // A run's steps as they are logged, then its final state: on the execution page and in the studio's test run.
+  // parts: steps (list), template (one step's markup), and optional status, finished, duration, output, error elements.
+  function followRun(streamUrl, parts, onEnd) {
+    const source = new EventSource(streamUrl);
+    let shown = parts.steps.children.length;
+    const setText = (element, text) => { if (element) element.textContent = text; };
     source.addEventListener("step", (message) => {
       if (Number(message.lastEventId) <= shown) return; // already rendered by the server
       shown = Number(message.lastEventId);
       const step = JSON.parse(message.data);
-      const item = template.content.firstElementChild.cloneNode(true);
+      const item = parts.template.content.firstElementChild.cloneNode(true);
       item.dataset.status = step.status ?? "";
       fill(item, step);
-      steps.appendChild(item);
+      parts.steps.appendChild(item);
     });
     source.addEventListener("end", (message) => {
       source.close();
       const run = JSON.parse(message.data);
-      document.getElementById("execution-status").replaceChildren(statusBadge(run.status));
-      setText("execution-finished", run.finished_at ? new Date(run.finished_at).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "—");
-      setText("execution-duration", run.duration_ms !== null && run.duration_ms !== undefined ? `${run.duration_ms} ms` : "—");
-      setText("execution-output", run.output === null || run.output === undefined ? "—" : JSON.stringify(run.output, null, 2));
-      const error = document.getElementById("execution-error");
-      if (error && run.error) { error.textContent = run.error; error.hidden = false; }
-      document.getElementById("cancel-run")?.closest("form")?.remove();
-      execution.dataset.finished = run.status;
+      parts.status?.replaceChildren(statusBadge(run.status));
+      setText(parts.finished, run.finished_at ? new Date(run.finished_at).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "—");
+      setText(parts.duration, run.duration_ms !== null && run.duration_ms !== undefined ? `${run.duration_ms} ms` : "—");
+      setText(parts.output, run.output === null || run.output === undefined ? "—" : JSON.stringify(run.output, null, 2));
+      if (parts.error && run.error) { parts.error.textContent = run.error; parts.error.hidden = false; }
+      if (onEnd) onEnd(run);
     });
     source.onerror = () => { if (source.readyState === EventSource.CLOSED) show("The live log stopped: reload the page to see the latest state."); };
+    return source;
+  }
+
+  // The execution page.
+  const execution = document.getElementById("execution");
+  if (execution && execution.dataset.stream) {
+    const byId = (id) => document.getElementById(id);
+    followRun(execution.dataset.stream, {
+      steps: byId("steps"), template: byId("step-template"), status: byId("execution-status"), finished: byId("execution-finished"),
+      duration: byId("execution-duration"), output: byId("execution-output"), error: byId("execution-error"),
+    }, (run) => {
+      byId("cancel-run")?.closest("form")?.remove();
+      execution.dataset.finished = run.status;
+    });
   }
 
   // A connector's syncs: a queued or running one's row follows its progress stream.
@@ -207,4 +217,5 @@
     dropzone.addEventListener("dragleave", () => dropzone.classList.remove("over"));
     dropzone.addEventListener("drop", (e) => { e.preventDefault(); dropzone.classList.remove("over"); upload([...e.dataTransfer.files]); });
   }
+  window.Plugboard = { api, show, followRun, statusBadge };
 })();
