@@ -93,7 +93,7 @@ public sealed class DatabaseGrantsTests(PlugboardServer server)
              WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
             """)).ToList();
         Assert.Equal(["authenticate_api_key", "authenticate_dashboard_session", "end_dashboard_session", "ensure_user", "find_user_by_email",
-            "record_template_install", "start_dashboard_session", "workspace_role_of"], functions.Select(f => f.Name).Order());
+            "record_template_install", "start_dashboard_session", "start_user_dashboard_session", "workspace_role_of"], functions.Select(f => f.Name).Order());
         // Those called on every request keep their plans per session: PL/pgSQL, never a (re-planned) SQL body.
         Assert.Equal(["plpgsql", "plpgsql", "plpgsql", "plpgsql"], await new NpgsqlConnection(server.Settings.OwnerConnectionString).QueryAsync<string>(
             """

@@ -68,6 +68,9 @@ public sealed class DashboardSessionsMigration : SqlScriptMigration;
 [Migration(15, "test_runs")]
 public sealed class TestRunsMigration : SqlScriptMigration;
 
+[Migration(16, "oidc_dashboard_sessions")]
+public sealed class OidcDashboardSessionsMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

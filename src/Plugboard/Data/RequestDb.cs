@@ -308,4 +308,4 @@ public sealed class RequestDb(Db db) : IAsyncDisposable
     }
 }
 
-public sealed record AuthenticatedKey(Guid KeyId, Guid UserId, string? WorkspaceId, string? KeyRole, string? PlatformRole, DateTime? KeyExpiresAt);
+public sealed record AuthenticatedKey(Guid? KeyId, Guid UserId, string? WorkspaceId, string? KeyRole, string? PlatformRole, DateTime? KeyExpiresAt);

@@ -74,13 +74,13 @@ CREATE FUNCTION public.authenticate_dashboard_session(p_token_hash bytea) RETURN
     AS $$
 BEGIN
     RETURN QUERY
-        SELECT k.id, k.user_id, k.workspace_id, k.role,
+        SELECT k.id, coalesce(k.user_id, d.user_id), k.workspace_id, k.role,
                CASE WHEN k.workspace_id IS NULL AND k.role IS NULL
-                    THEN (SELECT s.role FROM saas_admin_users s WHERE s.user_id = k.user_id) END,
+                    THEN (SELECT s.role FROM saas_admin_users s WHERE s.user_id = coalesce(k.user_id, d.user_id)) END,
                k.expires_at
-          FROM dashboard_sessions d JOIN api_keys k ON k.id = d.api_key_id
+          FROM dashboard_sessions d LEFT JOIN api_keys k ON k.id = d.api_key_id
          WHERE d.token_hash = p_token_hash AND d.revoked_at IS NULL AND d.expires_at > now()
-           AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now());
+           AND (d.user_id IS NOT NULL OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())));
 END
 $$;
 
@@ -276,6 +276,19 @@ BEGIN
         SELECT gen_random_uuid(), p_token_hash, k.id, least(now() + p_ttl, coalesce(k.expires_at, 'infinity'))
           FROM api_keys k
          WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+        RETURNING expires_at INTO ends;
+    RETURN ends;
+END
+$$;
+
+CREATE FUNCTION public.start_user_dashboard_session(p_email text, p_token_hash bytea, p_ttl interval) RETURNS timestamp with time zone
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE ends timestamptz;
+BEGIN
+    INSERT INTO dashboard_sessions (id, token_hash, user_id, expires_at)
+        SELECT gen_random_uuid(), p_token_hash, u.id, now() + p_ttl FROM users u WHERE u.email = lower(p_email)
         RETURNING expires_at INTO ends;
     RETURN ends;
 END
@@ -529,10 +542,12 @@ ALTER TABLE ONLY public.connectors FORCE ROW LEVEL SECURITY;
 CREATE TABLE public.dashboard_sessions (
     id uuid NOT NULL,
     token_hash bytea NOT NULL,
-    api_key_id uuid NOT NULL,
+    api_key_id uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
-    revoked_at timestamp with time zone
+    revoked_at timestamp with time zone,
+    user_id uuid,
+    CONSTRAINT dashboard_sessions_one_owner CHECK (((api_key_id IS NULL) <> (user_id IS NULL)))
 );
 
 ALTER TABLE ONLY public.dashboard_sessions FORCE ROW LEVEL SECURITY;
@@ -933,6 +948,8 @@ CREATE INDEX dashboard_sessions_expires_idx ON public.dashboard_sessions USING b
 
 CREATE INDEX dashboard_sessions_key_idx ON public.dashboard_sessions USING btree (api_key_id);
 
+CREATE INDEX dashboard_sessions_user_idx ON public.dashboard_sessions USING btree (user_id) WHERE (user_id IS NOT NULL);
+
 CREATE INDEX document_chunks_search_idx ON public.document_chunks USING gin (workspace_id, search);
 
 CREATE INDEX file_upload_batch_failures_batch_idx ON public.file_upload_batch_failures USING btree (workspace_id, batch_id, id);
@@ -1062,6 +1079,9 @@ ALTER TABLE ONLY public.connectors
 
 ALTER TABLE ONLY public.dashboard_sessions
     ADD CONSTRAINT dashboard_sessions_api_key_id_fkey FOREIGN KEY (api_key_id) REFERENCES public.api_keys(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.dashboard_sessions
+    ADD CONSTRAINT dashboard_sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.document_chunks
     ADD CONSTRAINT document_chunks_workspace_id_document_id_fkey FOREIGN KEY (workspace_id, document_id) REFERENCES public.imported_documents(workspace_id, id) ON DELETE CASCADE;
@@ -1395,6 +1415,9 @@ GRANT ALL ON FUNCTION public.record_template_install(p_template_id uuid) TO plug
 
 REVOKE ALL ON FUNCTION public.start_dashboard_session(p_key_hash bytea, p_token_hash bytea, p_ttl interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.start_dashboard_session(p_key_hash bytea, p_token_hash bytea, p_ttl interval) TO plugboard_api;
+
+REVOKE ALL ON FUNCTION public.start_user_dashboard_session(p_email text, p_token_hash bytea, p_ttl interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.start_user_dashboard_session(p_email text, p_token_hash bytea, p_ttl interval) TO plugboard_api;
 
 REVOKE ALL ON FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.workspace_role_of(p_user_id uuid, p_workspace_id text) TO plugboard_api;

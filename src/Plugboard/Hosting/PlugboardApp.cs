@@ -89,6 +89,7 @@ public static class PlugboardApp
         _ = OAuthSettings.FromConfiguration(configuration);
         _ = Features.Retention.RetentionOptions.FromConfiguration(configuration);
         _ = WebhookSettings.FromConfiguration(configuration);
+        _ = OidcSignInSettings.FromConfiguration(configuration);
     }
 
     static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
@@ -159,6 +160,10 @@ public static class PlugboardApp
         builder.Services.AddOpenApi(OpenApiContract.Configure);
 
         var oidcAuthority = configuration["PLUGBOARD_OIDC_AUTHORITY"];
+        if (OidcSignInSettings.FromConfiguration(configuration) is { } singleSignOn)
+        {
+            DashboardOidc.Add(builder.Services, singleSignOn);
+        }
         var auth = builder.Services.AddAuthentication("bearer")
             .AddPolicyScheme("bearer", "API key, OIDC token or dashboard session", o => o.ForwardDefaultSelector = http =>
                 ApiKeyAuthenticationHandler.BearerToken(http.Request) is { } token

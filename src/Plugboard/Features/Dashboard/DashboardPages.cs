@@ -33,6 +33,10 @@ public static class DashboardPages
         ui.MapGet("/sign-in", (HttpContext http, IConfiguration configuration, string? next) =>
             http.User.Identity?.IsAuthenticated == true ? Results.Redirect("/") : SignInPage(configuration, null, next, 200));
         ui.MapPost("/sign-in", SignIn);
+        if (app.Services.GetService<OidcSignInSettings>() is not null)
+        {
+            DashboardOidc.Map(ui);
+        }
         ui.MapPost("/sign-out", SignOut);
         ui.MapGet("/", Home);
         ui.MapGet("/switch", async (HttpContext http, RequestDb db, string? workspace, string? cursor, CancellationToken ct) =>
@@ -280,11 +284,17 @@ public static class DashboardPages
         return (frame, names.Connector ?? (connectorId is null ? "" : throw Problems.NotFound("The connector")));
     }
 
-    private static IResult SignInPage(IConfiguration configuration, string? error, string? next, int status) =>
-        Render<SignInPage>(new() { ["Error"] = error, ["Next"] = LocalPath(next), ["Hours"] = DashboardSessions.Lifetime(configuration).TotalHours }, status);
+    internal static IResult SignInPage(IConfiguration configuration, string? error, string? next, int status) =>
+        Render<SignInPage>(new()
+        {
+            ["Error"] = error,
+            ["Next"] = LocalPath(next),
+            ["Hours"] = DashboardSessions.Lifetime(configuration).TotalHours,
+            ["SingleSignOn"] = string.IsNullOrWhiteSpace(configuration["PLUGBOARD_OIDC_CLIENT_ID"]) ? null : OidcSignInSettings.FromConfiguration(configuration)?.DisplayName,
+        }, status);
 
     /// <summary>A path on this site to return to after signing in; anything else (another host, //host) is dropped.</summary>
-    private static string? LocalPath(string? next) =>
+    internal static string? LocalPath(string? next) =>
         next is { Length: > 1 and <= 2000 } && next[0] == '/' && next[1] is not '/' and not '\\' ? next : null;
 
     private static async Task<IResult> SignIn(HttpContext http, RequestDb db, IConfiguration configuration, CancellationToken ct)
