@@ -95,8 +95,12 @@ public static class DashboardOidc
         http.Response.Cookies.Append(CookieName, keys.Encrypt(JsonSerializer.Serialize(attempt), CookieAad), new CookieOptions
         {
             // Lax, not Strict: the identity provider sends the browser back with a top-level cross-site navigation.
-            HttpOnly = true, SameSite = SameSiteMode.Lax, Secure = DashboardSessions.SecureCookies(http), Path = OidcSignInSettings.StartPath,
-            Expires = attempt.ExpiresAt, IsEssential = true,
+            HttpOnly = true,
+            SameSite = SameSiteMode.Lax,
+            Secure = DashboardSessions.SecureCookies(http),
+            Path = OidcSignInSettings.StartPath,
+            Expires = attempt.ExpiresAt,
+            IsEssential = true,
         });
         var challenge = Base64Url.EncodeToString(SHA256.HashData(Encoding.ASCII.GetBytes(attempt.Verifier)));
         var query = new Dictionary<string, string?>
