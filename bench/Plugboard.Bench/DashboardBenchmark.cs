@@ -101,11 +101,12 @@ public static class DashboardBenchmark
         string RunApi((Guid Connector, Guid Execution) r) => $"/v1/workspaces/{Workspace}/connectors/{r.Connector}/executions/{r.Execution}";
 
         Console.WriteLine($"warm-up, then {rounds} alternating rounds of {requests} requests per kind from {concurrency} clients …");
-        var warm = Sample(500);
+        // Long enough for the tiered JIT to finish with both paths (the page runs more code than the API).
+        var warm = Sample(3000);
         await BenchTools.MeasureAsync(warm, concurrency, r => TimeToFirstByte(RunPage(r)));
         await BenchTools.MeasureAsync(warm, concurrency, r => TimeToFirstByte(RunApi(r)));
-        await BenchTools.MeasureAsync(Enumerable.Repeat(listPage, 300).ToList(), concurrency, TimeToFirstByte);
-        await BenchTools.MeasureAsync(Enumerable.Repeat(listApi, 300).ToList(), concurrency, TimeToFirstByte);
+        await BenchTools.MeasureAsync(Enumerable.Repeat(listPage, 1000).ToList(), concurrency, TimeToFirstByte);
+        await BenchTools.MeasureAsync(Enumerable.Repeat(listApi, 1000).ToList(), concurrency, TimeToFirstByte);
 
         var samples = new Dictionary<string, List<double>> { ["list_page"] = [], ["list_api"] = [], ["run_page"] = [], ["run_api"] = [] };
         for (var round = 0; round < rounds; round++)

@@ -77,19 +77,28 @@ public static class ConnectorsApi
             AS last_execution_at
         """;
 
-    internal static async Task<IResult> List(RequestDb db, int? limit, string? cursor, [FromQuery(Name = "is_active")] bool? isActive, [FromQuery(Name = "template_id")] Guid? templateId, CancellationToken ct)
+    internal static async Task<IResult> List(RequestDb db, int? limit, string? cursor, [FromQuery(Name = "is_active")] bool? isActive, [FromQuery(Name = "template_id")] Guid? templateId, CancellationToken ct) =>
+        TypedResults.Ok(await ListAsync(db, limit, cursor, isActive, templateId, Columns, ct));
+
+    // The dashboard's list shows each connector's health, not its manifest or config: it does not read or parse them.
+    private static readonly string HealthColumns = Columns.Replace("manifest::text AS manifest, config::text AS config", "'{}' AS manifest, '{}' AS config", StringComparison.Ordinal);
+
+    /// <summary>A page of connectors for the dashboard's list: as the API's, with an empty manifest and config.</summary>
+    internal static Task<Page<Connector>> ListHealthAsync(RequestDb db, string? cursor, CancellationToken ct) => ListAsync(db, null, cursor, null, null, HealthColumns, ct);
+
+    private static async Task<Page<Connector>> ListAsync(RequestDb db, int? limit, string? cursor, bool? isActive, Guid? templateId, string columns, CancellationToken ct)
     {
         var take = Paging.Limit(limit);
         var rows = await db.QueryAsync<ConnectorRow>(
             $"""
-            SELECT {Columns} FROM connectors
+            SELECT {columns} FROM connectors
              WHERE (@after::uuid IS NULL OR id < @after)
                AND (@isActive::boolean IS NULL OR is_active = @isActive)
                AND (@templateId::uuid IS NULL OR template_id = @templateId)
              ORDER BY id DESC LIMIT @take
             """, new { after = Paging.AfterId(cursor), isActive, templateId, take = take + 1 }, ct);
         var page = Paging.ToPage(rows, take, c => c.Id);
-        return TypedResults.Ok(new Page<Connector>(page.Items.Select(r => r.ToConnector()).ToList(), page.NextCursor));
+        return new Page<Connector>(page.Items.Select(r => r.ToConnector()).ToList(), page.NextCursor);
     }
 
     internal static async Task<IResult> Get(Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct)

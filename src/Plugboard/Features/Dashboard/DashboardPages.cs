@@ -84,7 +84,7 @@ public static class DashboardPages
         workspace.MapGet("/connectors", async (RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
         {
             var frame = await FrameAsync(db, http, "Connectors", "connectors", ct);
-            var connectors = Value<Page<Connector>>(await ConnectorsApi.List(db, null, cursor, null, null, ct));
+            var connectors = await ConnectorsApi.ListHealthAsync(db, cursor, ct);
             return Render<ConnectorsPage>(new() { ["Frame"] = frame, ["Connectors"] = connectors });
         });
         workspace.MapGet("/connectors/{connectorId:guid}", async (Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct) =>
@@ -97,8 +97,8 @@ public static class DashboardPages
         });
         workspace.MapGet("/connectors/{connectorId:guid}/runs/{executionId:guid}", async (Guid connectorId, Guid executionId, RequestDb db, HttpContext http, CancellationToken ct) =>
         {
-            var execution = Value<Execution>(await ExecutionsApi.Get(connectorId, executionId, db, ct));
-            var (frame, connectorName) = await FrameWithConnectorAsync(db, http, $"Run {executionId.ToString()[^12..]}", "runs", connectorId, ct);
+            var (execution, workspaceName, connectorName) = await ExecutionsApi.GetNamedAsync(connectorId, executionId, db, ct);
+            var frame = Frame(db, http, $"Run {executionId.ToString()[^12..]}", "runs", workspaceName);
             return Render<ExecutionPage>(new() { ["Frame"] = frame, ["ConnectorId"] = connectorId, ["ConnectorName"] = connectorName, ["Execution"] = execution });
         });
         workspace.MapGet("/connectors/{connectorId:guid}/syncs", async (Guid connectorId, RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
@@ -280,9 +280,11 @@ public static class DashboardPages
     {
         var names = await db.QuerySingleOrDefaultAsync<(string? Workspace, string? Connector)>(
             "SELECT (SELECT name FROM workspaces WHERE id = app_workspace_id()), (SELECT name FROM connectors WHERE id = @connectorId)", new { connectorId }, ct);
-        var frame = new DashboardFrame(title, section, db.WorkspaceId, names.Workspace ?? db.WorkspaceId, db.WorkspaceRole, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);
-        return (frame, names.Connector ?? (connectorId is null ? "" : throw Problems.NotFound("The connector")));
+        return (Frame(db, http, title, section, names.Workspace), names.Connector ?? (connectorId is null ? "" : throw Problems.NotFound("The connector")));
     }
+
+    private static DashboardFrame Frame(RequestDb db, HttpContext http, string title, string section, string? workspaceName) =>
+        new(title, section, db.WorkspaceId, workspaceName ?? db.WorkspaceId, db.WorkspaceRole, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);
 
     internal static IResult SignInPage(IConfiguration configuration, string? error, string? next, int status) =>
         Render<SignInPage>(new()

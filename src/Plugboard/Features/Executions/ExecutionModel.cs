@@ -13,7 +13,7 @@ public sealed record Execution(
     DateTime? StartedAt, DateTime? FinishedAt, int? DurationMs, int Attempts, DateTime? CancelRequestedAt, DateTime CreatedAt, DateTime UpdatedAt,
     JsonElement? Steps = null);
 
-internal sealed record ExecutionRow
+internal record ExecutionRow
 {
     public Guid Id { get; init; }
     public Guid ConnectorId { get; init; }
@@ -42,4 +42,11 @@ internal sealed record ExecutionRow
         OutputTruncated, Error, StartedAt, FinishedAt, DurationMs, Attempts, CancelRequestedAt, CreatedAt, UpdatedAt, withSteps ? JsonColumns.Element(StepsLog) : null);
 
     public static bool IsFinished(string status) => status is "succeeded" or "failed" or "cancelled" or "timed_out";
+}
+
+/// <summary>An execution with the names its dashboard page shows, read in the same statement.</summary>
+internal sealed record NamedExecutionRow : ExecutionRow
+{
+    public string? WorkspaceName { get; init; }
+    public string ConnectorName { get; init; } = "";
 }

@@ -133,6 +133,19 @@ public static class ExecutionsApi
     internal static async Task<IResult> Get(Guid connectorId, Guid executionId, RequestDb db, CancellationToken ct) =>
         TypedResults.Ok((await FindAsync(db, connectorId, executionId, ct)).ToExecution(withSteps: true));
 
+    /// <summary>For the run page: the execution (with its steps) and the workspace's and connector's names, in one round trip.</summary>
+    internal static async Task<(Execution Execution, string? WorkspaceName, string ConnectorName)> GetNamedAsync(Guid connectorId, Guid executionId, RequestDb db, CancellationToken ct)
+    {
+        var row = await db.QuerySingleOrDefaultAsync<NamedExecutionRow>(
+            $"""
+            SELECT {ExecutionRow.Columns},
+                   (SELECT name FROM workspaces WHERE id = app_workspace_id()) AS workspace_name,
+                   (SELECT name FROM connectors WHERE id = @connectorId) AS connector_name
+              FROM connector_executions WHERE id = @executionId AND connector_id = @connectorId
+            """, new { connectorId, executionId }, ct) ?? throw Problems.NotFound("The execution");
+        return (row.ToExecution(withSteps: true), row.WorkspaceName, row.ConnectorName);
+    }
+
     private static async Task<ExecutionRow> FindAsync(RequestDb db, Guid connectorId, Guid executionId, CancellationToken ct) =>
         await db.QuerySingleOrDefaultAsync<ExecutionRow>(
             $"SELECT {ExecutionRow.Columns} FROM connector_executions WHERE id = @executionId AND connector_id = @connectorId", new { connectorId, executionId }, ct)
