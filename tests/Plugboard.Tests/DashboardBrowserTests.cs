@@ -140,6 +140,12 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
             Assert.Equal(can.Pause ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Rotate signing secret" }).CountAsync());
             await Chromium.ScreenshotAsync(page, $"connector-as-{role}{(role == "member" ? "-phone" : "")}");
             await Chromium.AssertAccessibleAsync(page);
+            // The studio checks anyone's draft; only admins test-run it (with a connector's credential) or save it.
+            await page.GotoAsync($"/w/{team.Id}/studio?connector_id={connector.GetProperty("id").GetString()}");
+            await Expect(page.Locator("#studio-validity")).ToContainTextAsync("Valid");
+            Assert.Equal(can.Pause ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Test run" }).CountAsync());
+            Assert.Equal(can.Pause ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Save as template" }).CountAsync());
+            Assert.Equal(can.Pause ? 1 : 0, await page.GetByRole(AriaRole.Button, new() { Name = "Save to Roles" }).CountAsync());
             if (role == "viewer")
             {
                 // What the page does not offer, the API refuses, even with the session's own CSRF token.

@@ -196,6 +196,19 @@ public sealed class DashboardSignOnTests(PlugboardServer server, Chromium chromi
             await (await http.SendAsync(create)).AssertProblemAsync(403);
         }
 
+        // A user's session dies with the user.
+        var leaver = await server.NewUserAsync();
+        idp.Email = leaver.Email;
+        var leaverJar = new CookieContainer();
+        using (var leaving = Browserless(url, leaverJar))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await FollowAsync(leaving, "/sign-in/oidc")).StatusCode);
+            await (await leaving.GetAsync("/v1/me")).AssertStatusAsync(200);
+            await server.OwnerScalarAsync<int>("WITH gone AS (DELETE FROM users WHERE id = @id RETURNING 1) SELECT count(*)::int FROM gone", new { id = leaver.UserId });
+            Assert.Equal(HttpStatusCode.Unauthorized, (await leaving.GetAsync("/v1/me")).StatusCode);
+        }
+        idp.Email = team.Viewer.Email;
+
         // Refused, each with the sign-in page and no session: a callback this browser did not start (no or forged
         // attempt cookie, another state), a replayed code, an ID token with another nonce, an unverified email, an
         // email no user has, and the provider's refusal.
@@ -255,11 +268,17 @@ public sealed class DashboardSignOnTests(PlugboardServer server, Chromium chromi
     }
 
     [Fact]
-    public void A_client_id_without_an_authority_stops_the_process_with_a_message_naming_the_setting()
+    public void A_client_id_without_an_https_authority_stops_the_process_with_a_message_naming_the_setting()
     {
         var configuration = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["PLUGBOARD_OIDC_CLIENT_ID"] = "x" }).Build();
         var error = Assert.Throws<InvalidSettingException>(() => Plugboard.Features.Dashboard.OidcSignInSettings.FromConfiguration(configuration));
         Assert.Contains("PLUGBOARD_OIDC_AUTHORITY", error.Message, StringComparison.Ordinal);
+        var plainHttp = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["PLUGBOARD_OIDC_CLIENT_ID"] = "x",
+            ["PLUGBOARD_OIDC_AUTHORITY"] = "http://idp.example.test",
+        }).Build();
+        Assert.Contains("https", Assert.Throws<InvalidSettingException>(() => Plugboard.Features.Dashboard.OidcSignInSettings.FromConfiguration(plainHttp)).Message, StringComparison.Ordinal);
     }
 }
