@@ -469,4 +469,92 @@ public sealed class DashboardBrowserTests(PlugboardServer server, Chromium chrom
         Assert.True(review.ConsoleErrors().Count == 0, string.Join("\n", review.ConsoleErrors()));
         Assert.DoesNotContain(server.Canary, server.LogText);
     }
+
+    [Fact]
+    public async Task An_oauth_template_is_installed_and_connected_through_the_providers_consent_page()
+    {
+        var team = await server.TeamAsync();
+        const string clientId = "dashboard-app", clientSecret = "dashboard-app-secret-41c9";
+        var codes = new System.Collections.Concurrent.ConcurrentDictionary<string, string>();
+        var accessToken = "access-" + Guid.NewGuid().ToString("N");
+        await using var provider = await Stub.StartAsync(app =>
+        {
+            // Consent is given at once: the provider sends the browser back with a code for this redirect URI.
+            app.MapGet("/authorize", (HttpRequest r) =>
+            {
+                if (r.Query["client_id"] != clientId || r.Query["code_challenge_method"] != "S256")
+                {
+                    return Results.BadRequest("bad request");
+                }
+                var code = "code-" + Guid.NewGuid().ToString("N");
+                codes[code] = r.Query["redirect_uri"].ToString();
+                return Results.Redirect(Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(r.Query["redirect_uri"].ToString(),
+                    new Dictionary<string, string?> { ["code"] = code, ["state"] = r.Query["state"] }));
+            });
+            app.MapPost("/token", async (HttpRequest r) =>
+            {
+                var form = await r.ReadFormAsync();
+                return form["client_id"] == clientId && form["client_secret"] == clientSecret && codes.TryRemove(form["code"].ToString(), out var redirect) && redirect == form["redirect_uri"]
+                    ? Results.Json(new { access_token = accessToken, token_type = "bearer", expires_in = 3600, refresh_token = "refresh-1" })
+                    : Results.Json(new { error = "invalid_grant" }, statusCode: 400);
+            });
+            app.MapGet("/me", (HttpRequest r) => r.Headers.Authorization == "Bearer " + accessToken
+                ? Results.Json(new { name = "Ada" }) : Results.Json(new { error = "invalid_token" }, statusCode: 401));
+        });
+        var name = "OAuth app " + Guid.NewGuid().ToString("N")[..8];
+        var created = await (await server.PlatformOwner.Http.PostAsJsonAsync("/v1/admin/templates", new
+        {
+            slug = "oauth-" + Guid.NewGuid().ToString("N")[..10],
+            name,
+            auth_type = "oauth2_authorization_code",
+            credential_fields = new object[]
+            {
+                new { name = "client_id", label = "Client ID" }, new { name = "client_secret", label = "Client secret" },
+                new { name = "access_token", label = "Access token", required = false },
+            },
+            manifest = new Dictionary<string, object?>
+            {
+                ["version"] = 1,
+                ["base_url"] = "{{ config.base_url }}",
+                ["config"] = new { base_url = new { type = "string", required = true } },
+                ["auth"] = new Dictionary<string, object?>
+                {
+                    ["type"] = "oauth2_authorization_code",
+                    ["authorization_url"] = "{{ config.base_url }}/authorize",
+                    ["token_url"] = "{{ config.base_url }}/token",
+                    ["client_id"] = "{{ credentials.client_id }}",
+                    ["client_secret"] = "{{ credentials.client_secret }}",
+                },
+                ["steps"] = new[] { new { id = "me", request = new { method = "GET", path = "/me" }, extract = new { name = "$.name" } } },
+                ["output"] = new { name = "{{ steps.me.name }}" },
+            },
+        })).AssertStatusAsync(201);
+        var templateId = created.GetProperty("id").GetString();
+        await (await server.PlatformOwner.Http.PostAsync($"/v1/admin/templates/{templateId}/publish", null)).AssertStatusAsync(200);
+
+        var page = await chromium.NewPageAsync(server.BaseAddress);
+        await SignInAsync(page, team.Admin.Key);
+        await page.GotoAsync($"/w/{team.Id}/marketplace/{templateId}");
+        await Expect(page.GetByText("/v1/oauth/callback")).ToBeVisibleAsync(); // the redirect URI to register
+        Assert.Equal(0, await page.GetByLabel("Access token").CountAsync()); // tokens come from the provider, not the form
+        await page.GetByLabel("Client ID").FillAsync(clientId);
+        await page.GetByLabel("Client secret").FillAsync(clientSecret);
+        await page.GetByLabel("base_url (required)").FillAsync(provider.Url);
+        await Chromium.AssertAccessibleAsync(page);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Install and connect" }).ClickAsync();
+        // There (the provider's consent) and back (the callback), to the new connector's page.
+        await Expect(page.Locator(".flash.ok")).ToContainTextAsync("Account connected");
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex($"/w/{team.Id}/connectors/[0-9a-f-]{{36}}\\?oauth_id="));
+        await Chromium.ScreenshotAsync(page, "connector-connected");
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Reconnect account" })).ToBeVisibleAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Run now" }).ClickAsync();
+        await Expect(page.Locator("#execution-status")).ToHaveTextAsync("succeeded");
+        await Expect(page.Locator("#execution-output")).ToContainTextAsync("Ada");
+        var content = await page.ContentAsync();
+        Assert.DoesNotContain(accessToken, content);
+        Assert.DoesNotContain(clientSecret, content);
+        Assert.True(page.ConsoleErrors().Count == 0, string.Join("\n", page.ConsoleErrors()));
+        Assert.DoesNotContain(accessToken, server.LogText);
+        Assert.DoesNotContain(clientSecret, server.LogText);
+    }
 }

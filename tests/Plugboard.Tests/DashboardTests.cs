@@ -270,6 +270,12 @@ public sealed partial class DashboardTests(PlugboardServer server)
         Assert.Contains("Generic REST API (API key)", await browser.Http.GetStringAsync($"/w/{team.Id}/marketplace?q=generic"));
         Assert.DoesNotContain("Generic REST API (API key)", await browser.Http.GetStringAsync($"/w/{team.Id}/marketplace?kind=community"));
         Assert.DoesNotContain("Generic REST API (API key)", await browser.Http.GetStringAsync($"/w/{team.Id}/marketplace?q=zzz-no-such-template"));
+        // Categories: offered from the published templates, and filtering.
+        var meetings = await browser.Http.GetStringAsync($"/w/{team.Id}/marketplace?category=meetings");
+        Assert.Contains("<option value=\"meetings\" selected>meetings</option>", meetings);
+        Assert.Contains("<option value=\"developer-tools\">developer-tools</option>", meetings);
+        Assert.Contains("Zoom", meetings);
+        Assert.DoesNotContain("Generic REST API (API key)", meetings);
     }
 
     [Theory]

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Mvc;
 using Plugboard.Data;
 using Plugboard.Features.Analytics;
 using Plugboard.Features.Connectors;
+using Plugboard.Features.Credentials;
 using Plugboard.Features.Dashboard.Pages;
 using Plugboard.Features.Documents;
 using Plugboard.Features.Executions;
@@ -87,13 +88,19 @@ public static class DashboardPages
             var connectors = await ConnectorsApi.ListHealthAsync(db, cursor, ct);
             return Render<ConnectorsPage>(new() { ["Frame"] = frame, ["Connectors"] = connectors });
         });
-        workspace.MapGet("/connectors/{connectorId:guid}", async (Guid connectorId, RequestDb db, HttpContext http, CancellationToken ct) =>
+        workspace.MapGet("/connectors/{connectorId:guid}", async (Guid connectorId, RequestDb db, OAuthSettings urls, HttpContext http, CancellationToken ct) =>
         {
             var connector = Value<Connector>(await ConnectorsApi.Get(connectorId, db, http, ct));
             http.Response.Headers.ETag = default; // the API's row version, not this page's
             var executions = Value<Page<Execution>>(await ExecutionsApi.ListAsync(db, connectorId, null, null, null, null, 10, null, ct));
             var frame = await FrameAsync(db, http, connector.Name, "connectors", ct);
-            return Render<ConnectorPage>(new() { ["Frame"] = frame, ["Connector"] = connector, ["Executions"] = executions });
+            // Back from connecting an account: the OAuth callback's outcome (GET …/credentials/oauth/{id} has it too).
+            var query = http.Request.Query;
+            var connected = query["oauth_id"].Count > 0 ? (query["status"].ToString() == "completed" ? "completed" : $"failed: {query["error"]}") : null;
+            return Render<ConnectorPage>(new()
+            {
+                ["Frame"] = frame, ["Connector"] = connector, ["Executions"] = executions, ["Connected"] = connected, ["RedirectUri"] = urls.RedirectUri(http.Request),
+            });
         });
         workspace.MapGet("/connectors/{connectorId:guid}/runs/{executionId:guid}", async (Guid connectorId, Guid executionId, RequestDb db, HttpContext http, CancellationToken ct) =>
         {
@@ -163,19 +170,24 @@ public static class DashboardPages
             var frame = await FrameAsync(db, http, "Analytics", "analytics", ct);
             return Render<AnalyticsPage>(new() { ["Frame"] = frame, ["Data"] = data, ["ConnectorNames"] = names });
         });
-        workspace.MapGet("/marketplace", async (RequestDb db, HttpContext http, string? q, string? kind, bool? featured, string? cursor, CancellationToken ct) =>
+        workspace.MapGet("/marketplace", async (RequestDb db, HttpContext http, string? q, string? kind, string? category, bool? featured, string? cursor, CancellationToken ct) =>
         {
             q = NullIfEmpty(q);
             kind = NullIfEmpty(kind);
-            var templates = Value<Page<Template>>(await TemplatesApi.Search(db, q, null, null, kind, featured, null, NullIfEmpty(cursor), ct));
+            category = NullIfEmpty(category);
+            var templates = Value<Page<Template>>(await TemplatesApi.Search(db, q, category, null, kind, featured, null, NullIfEmpty(cursor), ct));
+            var categories = await db.QueryAsync<string>("SELECT DISTINCT category FROM connector_templates WHERE status = 'published' AND category <> '' ORDER BY 1 LIMIT 100", null, ct);
             var frame = await FrameAsync(db, http, "Marketplace", "marketplace", ct);
-            return Render<MarketplacePage>(new() { ["Frame"] = frame, ["Templates"] = templates, ["Query"] = q, ["Kind"] = kind, ["Featured"] = featured });
+            return Render<MarketplacePage>(new()
+            {
+                ["Frame"] = frame, ["Templates"] = templates, ["Query"] = q, ["Kind"] = kind, ["Category"] = category, ["Categories"] = categories, ["Featured"] = featured,
+            });
         });
-        workspace.MapGet("/marketplace/{templateId:guid}", async (Guid templateId, RequestDb db, HttpContext http, CancellationToken ct) =>
+        workspace.MapGet("/marketplace/{templateId:guid}", async (Guid templateId, RequestDb db, OAuthSettings urls, HttpContext http, CancellationToken ct) =>
         {
             var template = (await TemplatesApi.Find(db, templateId, ct)).ToTemplate();
             var frame = await FrameAsync(db, http, template.Name, "marketplace", ct);
-            return Render<TemplatePage>(new() { ["Frame"] = frame, ["Template"] = template });
+            return Render<TemplatePage>(new() { ["Frame"] = frame, ["Template"] = template, ["RedirectUri"] = urls.RedirectUri(http.Request) });
         });
         workspace.MapGet("/templates", async (RequestDb db, HttpContext http, string? cursor, CancellationToken ct) =>
         {

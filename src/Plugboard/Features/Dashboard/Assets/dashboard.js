@@ -74,8 +74,19 @@
     const buttons = form.querySelectorAll("button");
     buttons.forEach(b => b.disabled = true);
     try {
-      const result = await api(form.dataset.method || "POST", form.dataset.url, body(form));
-      if (form.dataset.show && result) {
+      const payload = body(form);
+      // Where the OAuth callback sends the browser back: an absolute URL on this site.
+      if (form.dataset.redirectTo) payload.redirect_to = new URL(form.dataset.redirectTo, window.location.origin).href;
+      let result = await api(form.dataset.method || "POST", form.dataset.url, payload);
+      if (form.dataset.oauthStart && result && result.id) {
+        // Installed: now connect the account for the new connector, coming back to its page.
+        const back = new URL(form.dataset.go.replace("{id}", encodeURIComponent(result.id)), window.location.origin).href;
+        const client = payload.credentials ?? {};
+        result = await api("POST", form.dataset.oauthStart, { connector_id: result.id, client_id: client.client_id, client_secret: client.client_secret, redirect_to: back });
+      }
+      if (result && result.authorization_url) {
+        window.location.assign(result.authorization_url); // the provider's consent page, which returns to the callback
+      } else if (form.dataset.show && result) {
         const output = document.querySelector(`output[name="${form.dataset.show}"]`);
         if (output) output.textContent = `${result[form.dataset.show]} — copy it now: it is shown only once.`;
         buttons.forEach(b => b.disabled = false);
