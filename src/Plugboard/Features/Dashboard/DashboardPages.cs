@@ -99,7 +99,11 @@ public static class DashboardPages
             var connected = query["oauth_id"].Count > 0 ? (query["status"].ToString() == "completed" ? "completed" : $"failed: {query["error"]}") : null;
             return Render<ConnectorPage>(new()
             {
-                ["Frame"] = frame, ["Connector"] = connector, ["Executions"] = executions, ["Connected"] = connected, ["RedirectUri"] = urls.RedirectUri(http.Request),
+                ["Frame"] = frame,
+                ["Connector"] = connector,
+                ["Executions"] = executions,
+                ["Connected"] = connected,
+                ["RedirectUri"] = urls.RedirectUri(http.Request),
             });
         });
         workspace.MapGet("/connectors/{connectorId:guid}/runs/{executionId:guid}", async (Guid connectorId, Guid executionId, RequestDb db, HttpContext http, CancellationToken ct) =>
@@ -180,7 +184,13 @@ public static class DashboardPages
             var frame = await FrameAsync(db, http, "Marketplace", "marketplace", ct);
             return Render<MarketplacePage>(new()
             {
-                ["Frame"] = frame, ["Templates"] = templates, ["Query"] = q, ["Kind"] = kind, ["Category"] = category, ["Categories"] = categories, ["Featured"] = featured,
+                ["Frame"] = frame,
+                ["Templates"] = templates,
+                ["Query"] = q,
+                ["Kind"] = kind,
+                ["Category"] = category,
+                ["Categories"] = categories,
+                ["Featured"] = featured,
             });
         });
         workspace.MapGet("/marketplace/{templateId:guid}", async (Guid templateId, RequestDb db, OAuthSettings urls, HttpContext http, CancellationToken ct) =>
