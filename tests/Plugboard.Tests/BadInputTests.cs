@@ -230,6 +230,7 @@ public sealed class BadInputTests(PlugboardServer server)
         _ when pattern.EndsWith("/members/{userId:guid}", StringComparison.Ordinal) => "{\"role\":\"viewer\"}",
         _ when pattern.EndsWith("/executions", StringComparison.Ordinal) => "{\"inputs\":{}}",
         _ when pattern.EndsWith("/sync", StringComparison.Ordinal) => "{\"full_refresh\":false}",
+        _ when pattern.EndsWith("/test-runs", StringComparison.Ordinal) => "{\"manifest\":{}}",
         _ when pattern.EndsWith("/webhook/secret", StringComparison.Ordinal) || pattern.EndsWith("/webhook/events/replay", StringComparison.Ordinal) => "{}",
         _ when pattern.EndsWith("/install", StringComparison.Ordinal) => "{\"workspace_id\":\"ws_doesnotexist0000\"}",
         _ when pattern == "/v1/workspaces/{workspaceId}/api-keys" => "{\"name\":\"n\"}",
