@@ -314,7 +314,7 @@ public static class DashboardPages
             ["Error"] = error,
             ["Next"] = LocalPath(next),
             ["Hours"] = DashboardSessions.Lifetime(configuration).TotalHours,
-            ["SingleSignOn"] = string.IsNullOrWhiteSpace(configuration["PLUGBOARD_OIDC_CLIENT_ID"]) ? null : OidcSignInSettings.FromConfiguration(configuration)?.DisplayName,
+            ["SingleSignOn"] = OidcSignInSettings.FromConfiguration(configuration)?.DisplayName,
         }, status);
 
     /// <summary>A path on this site to return to after signing in; anything else (another host, //host) is dropped.</summary>
