@@ -218,6 +218,10 @@ public sealed class DashboardSignOnTests(PlugboardServer server, Chromium chromi
             using var client = Browserless(url, attempt);
             var toIdp = await client.GetAsync("/sign-in/oidc");
             Assert.Equal(HttpStatusCode.Redirect, toIdp.StatusCode);
+            var attemptCookie = toIdp.Headers.GetValues("Set-Cookie").Single(c => c.StartsWith("pb_oidc=", StringComparison.Ordinal)).ToLowerInvariant();
+            Assert.Contains("path=/sign-in/oidc", attemptCookie, StringComparison.Ordinal);
+            Assert.Contains("httponly", attemptCookie, StringComparison.Ordinal);
+            Assert.Contains("samesite=lax", attemptCookie, StringComparison.Ordinal);
             using var idpClient = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false });
             var back = (await idpClient.GetAsync(toIdp.Headers.Location)).Headers.Location!.ToString();
             return (await client.GetAsync(rewriteCallback?.Invoke(back) ?? back), attempt);
