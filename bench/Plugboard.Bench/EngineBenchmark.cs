@@ -106,19 +106,36 @@ public static class EngineBenchmark
             return 0;
         }
         double engineTotal = 0, rawTotal = 0;
+        TimeSpan engineCpu = default, rawCpu = default;
         for (var round = 0; round < rounds; round++)
         {
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             var raw = await Measure(Raw, runs, concurrency);
+            var afterRaw = Process.GetCurrentProcess().TotalProcessorTime;
             var engine = await Measure(Engine, runs, concurrency);
+            engineCpu += Process.GetCurrentProcess().TotalProcessorTime - afterRaw;
+            rawCpu += afterRaw - cpu;
             Console.WriteLine($"round {round + 1}: engine {engine:F0} runs/s, raw {raw:F0} runs/s");
             engineTotal += engine;
             rawTotal += raw;
         }
         Console.WriteLine($"runs per round: {runs}, rounds: {rounds}, concurrency: {concurrency}, 3 requests per run, warm-up {warmup.TotalSeconds:0} s");
+        // The whole process's CPU (the stub's share included, the same for both): the engine side keeps both cores busy,
+        // the raw side mostly waits on round trips.
+        Console.WriteLine($"cpu per run: engine {engineCpu.TotalMicroseconds / (runs * rounds):F0} µs, raw {rawCpu.TotalMicroseconds / (runs * rounds):F0} µs");
+        Console.WriteLine($"allocated per run (the stub's share included): engine {await AllocatedPerRun(Engine, concurrency):N0} bytes, raw {await AllocatedPerRun(Raw, concurrency):N0} bytes");
         Console.WriteLine($"engine (ConnectorRunner, SSRF guard): {engineTotal / rounds:F0} runs/s");
         Console.WriteLine($"raw (HttpClient + System.Text.Json): {rawTotal / rounds:F0} runs/s");
         Console.WriteLine($"ratio: {engineTotal / rawTotal:F2}");
         return 0;
+    }
+
+    private static async Task<long> AllocatedPerRun(Func<Task> run, int concurrency)
+    {
+        const int runs = 2000;
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        await Measure(run, runs, concurrency);
+        return (GC.GetTotalAllocatedBytes(precise: true) - before) / runs;
     }
 
     private static async Task<double> Measure(Func<Task> run, int runs, int concurrency)

@@ -15,28 +15,13 @@ public sealed partial class ConnectorRunner
         /// <summary>
         /// The first attempt runs outside the retry pipeline, since most requests succeed at once; a retryable outcome
         /// (or transient error) then enters Polly with that outcome as its first attempt, so Polly's delays (Retry-After,
-        /// backoff with jitter) and attempt limit apply exactly as if it had run every attempt.
+        /// backoff with jitter) and attempt limit apply exactly as if it had run every attempt. The first attempt is the
+        /// same state machine as the send (one async frame per request fewer).
         /// </summary>
-        private async Task<HttpOutcome> SendAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth)
-        {
-            HttpOutcome? first = null;
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError = null;
-            try
-            {
-                first = await SendFollowingRedirectsAsync(request, context, 1, timeout, applyAuth, ct).ConfigureAwait(false);
-                if (!retry.ShouldRetry(first, null))
-                {
-                    return first;
-                }
-            }
-            catch (Exception ex) when (retry.ShouldRetry(null, ex))
-            {
-                firstError = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
-            }
-            return await RetryAsync(request, retry, context, timeout, applyAuth, first, firstError).ConfigureAwait(false);
-        }
+        private Task<HttpOutcome> SendAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth) =>
+            SendFollowingRedirectsAsync(request, context, 1, timeout, applyAuth, ct, retry);
 
-        // Separate from SendAsync so the closure Polly's callback needs is allocated only when a request is retried.
+        // Separate from the first attempt so the closure Polly's callback needs is allocated only when a request is retried.
         private async Task<HttpOutcome> RetryAsync(PreparedRequest request, StepRetry retry, LogContext context, TimeSpan timeout, bool applyAuth,
             HttpOutcome? first, System.Runtime.ExceptionServices.ExceptionDispatchInfo? firstError)
         {
@@ -49,7 +34,7 @@ public sealed partial class ConnectorRunner
                     firstError?.Throw();
                     return first!;
                 }
-                var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token).ConfigureAwait(false);
+                var outcome = await SendFollowingRedirectsAsync(request, context, number, timeout, applyAuth, token, null).ConfigureAwait(false);
                 return outcome with { Attempts = number };
             }, ct).ConfigureAwait(false);
         }
@@ -67,8 +52,13 @@ public sealed partial class ConnectorRunner
 
         public void DisposeSpareSources() => Interlocked.Exchange(ref _spareAttemptSource, null)?.Dispose();
 
-        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth, CancellationToken token)
+        /// <summary>One attempt, following redirects. With <paramref name="retry"/> (the first attempt), a retryable outcome or
+        /// error continues in <see cref="RetryAsync"/>.</summary>
+        private async Task<HttpOutcome> SendFollowingRedirectsAsync(PreparedRequest request, LogContext context, int attempt, TimeSpan timeout, bool applyAuth,
+            CancellationToken token, StepRetry? retry)
         {
+            HttpOutcome outcome;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo? error = null;
             var attemptCts = RentAttemptSource(token);
             try
             {
@@ -188,21 +178,31 @@ public sealed partial class ConnectorRunner
                             throw new ResponseTooLargeException(
                                 $"The run has read more than {_options.MaxRunResponseBytes} bytes of responses in all; fetch fewer pages (paginate.max_pages) or items.");
                         }
-                        var outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
+                        outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
                         {
                             Redirected = hop > 0,
                             MediaType = response.Content.Headers.ContentType?.MediaType,
                         };
                         await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), bytes, attempt,
                             request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
-                        return outcome;
+                        break;
                     }
                 }
+            }
+            catch (Exception ex) when (retry is not null && retry.ShouldRetry(null, ex))
+            {
+                error = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
+                outcome = null!;
             }
             finally
             {
                 ReturnAttemptSource(attemptCts, token);
             }
+            if (retry is not null && (error is not null || retry.ShouldRetry(outcome, null)))
+            {
+                return await RetryAsync(request, retry, context, timeout, applyAuth, error is null ? outcome : null, error).ConfigureAwait(false);
+            }
+            return outcome;
         }
 
         /// <summary>

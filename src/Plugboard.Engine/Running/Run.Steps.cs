@@ -47,19 +47,22 @@ public sealed partial class ConnectorRunner
                     result[name] = new JArray(results.Select(r => r[name] ?? JValue.CreateNull()));
                 }
             }
+            else if (step.Paginate is { } paginate)
+            {
+                result = await RunPagesAsync(step, paginate, pipeline, _model.With(stepId: step.Id), null).ConfigureAwait(false);
+            }
             else
             {
-                result = await RunInstanceAsync(step, pipeline, _model.With(stepId: step.Id), null).ConfigureAwait(false);
+                // Awaited here rather than through RunInstanceAsync: one async frame per request fewer.
+                result = ExtractAndRelease(step, await SendStepAsync(step, pipeline, _model.With(stepId: step.Id), null, null, null, null).ConfigureAwait(false));
             }
             _model.Steps[step.Id] = result;
         }
 
-        // Not async itself, so an unpaginated step costs one state machine less per request.
-        private Task<JObject> RunInstanceAsync(StepSpec step, StepRetry pipeline, TemplateModel model, int? item) =>
-            step.Paginate is { } paginate ? RunPagesAsync(step, paginate, pipeline, model, item) : SendAndExtractAsync(step, pipeline, model, item);
-
-        private async Task<JObject> SendAndExtractAsync(StepSpec step, StepRetry pipeline, TemplateModel model, int? item) =>
-            ExtractAndRelease(step, await SendStepAsync(step, pipeline, model, null, null, item, null).ConfigureAwait(false));
+        private async Task<JObject> RunInstanceAsync(StepSpec step, StepRetry pipeline, TemplateModel model, int? item) =>
+            step.Paginate is { } paginate
+                ? await RunPagesAsync(step, paginate, pipeline, model, item).ConfigureAwait(false)
+                : ExtractAndRelease(step, await SendStepAsync(step, pipeline, model, null, null, item, null).ConfigureAwait(false));
 
         private async Task<JObject> RunPagesAsync(StepSpec step, PaginateSpec paginate, StepRetry pipeline, TemplateModel model, int? item)
         {
