@@ -31,10 +31,14 @@ public sealed class CompiledTemplate
 
     public bool IsLiteral => Template is null;
 
-    /// <summary>Set when the whole source is <c>{{ record.a.b }}</c>: read straight from the record's JSON when it holds a
-    /// plain value there (a stream maps every record with such templates; Fluid renders the rest).</summary>
-    internal string[]? RecordPath { get; init; }
+    /// <summary>Set when the source is literal text and <c>{{ name.name… }}</c> paths only (no filters, tags or indexes):
+    /// rendered by reading the model's JSON directly when every path holds a plain value (a string, an integer, a
+    /// boolean, null or nothing), which is what most request templates and stream mappings are; Fluid renders the rest.</summary>
+    internal TemplatePart[]? PlainParts { get; init; }
 }
+
+/// <summary>A piece of a plain template: literal text, or the path of a value.</summary>
+internal readonly record struct TemplatePart(string? Text, string[]? Path);
 
 /// <summary>
 /// Records whether a render read <c>credentials</c> or <c>session</c>: whatever a template then does with the value
@@ -202,10 +206,7 @@ public sealed partial class TemplateEngine(int maxOutputChars)
         {
             single = output.Expression;
         }
-        template = new CompiledTemplate(source, parsed, single)
-        {
-            RecordPath = RecordPathPattern().Match(source) is { Success: true } path ? path.Groups[1].Value.Split('.', StringSplitOptions.RemoveEmptyEntries) : null,
-        };
+        template = new CompiledTemplate(source, parsed, single) { PlainParts = PlainParts(source) };
         if (Cache.Count < MaxCachedTemplates)
         {
             Cache.TryAdd(source, template);
@@ -219,21 +220,21 @@ public sealed partial class TemplateEngine(int maxOutputChars)
     public async ValueTask<string> RenderAsync(string source, TemplateModel model, SecretReads? reads = null) =>
         await RenderAsync(Compile(source), model, reads).ConfigureAwait(false);
 
-    public async ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
+    public ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
+    {
+        if (template.Template is null)
+        {
+            return ValueTask.FromResult(template.Source);
+        }
+        return template.PlainParts is { } parts && RenderPlain(parts, model, reads) is { } plain ? ValueTask.FromResult(plain) : RenderWithFluidAsync(template, model, reads);
+    }
+
+    /// <summary>Renders through Fluid whatever the template is (the plain path's reference: tests compare the two).</summary>
+    internal async ValueTask<string> RenderWithFluidAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
     {
         if (template.Template is null)
         {
             return template.Source;
-        }
-        if (RecordValue(template, model) is { } value)
-        {
-            return value.Type switch
-            {
-                JTokenType.String => (string)value!,
-                JTokenType.Integer => ((long)value).ToString(CultureInfo.InvariantCulture),
-                JTokenType.Boolean => (bool)value ? "true" : "false",
-                _ => "",
-            };
         }
         var writer = new BoundedWriter(maxOutputChars);
         try
@@ -254,10 +255,17 @@ public sealed partial class TemplateEngine(int maxOutputChars)
         {
             return new JValue(await RenderAsync(template, model, reads).ConfigureAwait(false));
         }
-        if (RecordValue(template, model) is { } plain)
+        if (template.PlainParts is [{ Path: { } path }] && PlainValue(path, model, reads) is { } plain)
         {
-            return plain.Type is JTokenType.Null ? JValue.CreateNull() : new JValue((JValue)plain);
+            return plain.Type is JTokenType.Null ? JValue.CreateNull() : new JValue(plain);
         }
+        return await EvaluateWithFluidAsync(template, model, reads).ConfigureAwait(false);
+    }
+
+    /// <summary>Evaluates a single-expression template through Fluid (the plain path's reference: tests compare the two).</summary>
+    internal async ValueTask<JToken> EvaluateWithFluidAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
+    {
+        ArgumentNullException.ThrowIfNull(template.SingleExpression);
         FluidValue value;
         try
         {
@@ -301,37 +309,142 @@ public sealed partial class TemplateEngine(int maxOutputChars)
         }
     }
 
-    /// <summary>The value a <c>{{ record.a.b }}</c> template reads, when it is a string (within the output limit), an
-    /// integer, a boolean or null, or absent (a null token, as Fluid's nil); null when Fluid must render it.</summary>
-    private JToken? RecordValue(CompiledTemplate template, TemplateModel model)
+    // Members Fluid gives a meaning of its own (a dictionary's size, first, last; the empty and blank literals): such a
+    // path is left to Fluid.
+    private static readonly HashSet<string> FluidMembers = new(StringComparer.Ordinal) { "size", "first", "last", "empty", "blank" };
+    private static readonly JValue Nothing = JValue.CreateNull();
+
+    /// <summary>The parts of a template made of literal text and <c>{{ a.b.c }}</c> identifier paths only; null otherwise.</summary>
+    private static TemplatePart[]? PlainParts(string source)
     {
-        if (template.RecordPath is not { } path || model.Record is not JObject current)
+        var parts = new List<TemplatePart>();
+        var at = 0;
+        while (at < source.Length)
         {
-            return null;
-        }
-        JToken? value = current;
-        foreach (var name in path)
-        {
-            if (value is not JObject obj)
+            var open = source.IndexOf("{{", at, StringComparison.Ordinal);
+            var text = open < 0 ? source[at..] : source[at..open];
+            if (text.Contains("{%", StringComparison.Ordinal) || text.Contains("}}", StringComparison.Ordinal) || text.Contains("%}", StringComparison.Ordinal))
             {
                 return null;
             }
-            if (!obj.TryGetValue(name, StringComparison.Ordinal, out value))
+            if (text.Length > 0)
             {
-                return JValue.CreateNull();
+                parts.Add(new TemplatePart(text, null));
+            }
+            if (open < 0)
+            {
+                break;
+            }
+            var close = source.IndexOf("}}", open + 2, StringComparison.Ordinal);
+            if (close < 0 || PlainPath().Match(source, open + 2, close - open - 2) is not { Success: true } match)
+            {
+                return null;
+            }
+            var path = match.Groups[1].Value.Split('.');
+            if (path.Skip(1).Any(FluidMembers.Contains) || FluidMembers.Contains(path[0]))
+            {
+                return null;
+            }
+            parts.Add(new TemplatePart(null, path));
+            at = close + 2;
+        }
+        return [.. parts];
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$")]
+    private static partial System.Text.RegularExpressions.Regex PlainPath();
+
+    /// <summary>The text of a plain template when every path holds a plain value; null when Fluid must render it.</summary>
+    private string? RenderPlain(TemplatePart[] parts, TemplateModel model, SecretReads? reads)
+    {
+        if (parts is [{ Path: { } only }])
+        {
+            return Text(PlainValue(only, model, reads));
+        }
+        var builder = new StringBuilder();
+        foreach (var part in parts)
+        {
+            if (part.Text is { } text)
+            {
+                builder.Append(text);
+            }
+            else if (PlainValue(part.Path!, model, reads) is { } value)
+            {
+                builder.Append(Text(value));
+            }
+            else
+            {
+                return null;
+            }
+            if (builder.Length > maxOutputChars)
+            {
+                return null; // Fluid reports it
             }
         }
-        return value switch
+        return builder.ToString();
+
+        static string? Text(JValue? value) => value?.Type switch
         {
+            JTokenType.String => (string)value!,
+            JTokenType.Integer => ((long)value).ToString(CultureInfo.InvariantCulture),
+            JTokenType.Boolean => (bool)value ? "true" : "false",
+            null => null,
+            _ => "",
+        };
+    }
+
+    /// <summary>
+    /// The value a path reads, as Fluid would see it, when it is a string (within the output limit), an integer, a
+    /// boolean, null or absent (<see cref="Nothing"/>); null when Fluid must evaluate it. Reading credentials or session
+    /// is noted in <paramref name="reads"/>, as the Fluid root does.
+    /// </summary>
+    private JValue? PlainValue(string[] path, TemplateModel model, SecretReads? reads)
+    {
+        JToken? current;
+        switch (path[0])
+        {
+            case "inputs": current = model.Inputs; break;
+            case "config": current = model.Config; break;
+            case "steps": current = model.Steps; break;
+            case "credentials" or "session":
+                if (reads is not null)
+                {
+                    reads.Any = true;
+                }
+                current = path[0] == "credentials" ? model.Credentials : model.Session;
+                break;
+            case "page": current = model.Page; break;
+            case "item": current = model.Item; break;
+            case "record": current = model.Record; break;
+            case "sync": current = model.Sync; break;
+            case "event": current = model.Event; break;
+            default: return null;
+        }
+        for (var i = 1; i < path.Length; i++)
+        {
+            switch (current)
+            {
+                case null or JValue { Type: JTokenType.Null }:
+                    return Nothing; // a member of nil is nil
+                case JObject obj:
+                    if (!obj.TryGetValue(path[i], StringComparison.Ordinal, out current))
+                    {
+                        return Nothing;
+                    }
+                    break;
+                default:
+                    return null;
+            }
+        }
+        return current switch
+        {
+            null => Nothing,
             JValue { Type: JTokenType.String } s when ((string)s!).Length <= maxOutputChars => s,
             JValue { Type: JTokenType.Integer } i when i.Value is long => i,
             JValue { Type: JTokenType.Boolean or JTokenType.Null } v => v,
             _ => null,
         };
     }
-
-    [System.Text.RegularExpressions.GeneratedRegex(@"^\s*\{\{\s*record((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\}\}\s*$")]
-    private static partial System.Text.RegularExpressions.Regex RecordPathPattern();
 
     private static TemplateContext CreateContext(TemplateModel model, SecretReads? reads) =>
         new(reads is null ? model.RootValue : model.TrackedRoot(reads), Options, allowModelMembers: false);
