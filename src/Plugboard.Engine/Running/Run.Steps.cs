@@ -47,14 +47,14 @@ public sealed partial class ConnectorRunner
                     result[name] = new JArray(results.Select(r => r[name] ?? JValue.CreateNull()));
                 }
             }
-            else if (step.Paginate is { } paginate)
-            {
-                result = await RunPagesAsync(step, paginate, pipeline, _model.With(stepId: step.Id), null).ConfigureAwait(false);
-            }
-            else
+            else if (step.Paginate is null)
             {
                 // Awaited here rather than through RunInstanceAsync: one async frame per request fewer.
                 result = ExtractAndRelease(step, await SendStepAsync(step, pipeline, _model.With(stepId: step.Id), null, null, null, null).ConfigureAwait(false));
+            }
+            else
+            {
+                result = await RunInstanceAsync(step, pipeline, _model.With(stepId: step.Id), null).ConfigureAwait(false);
             }
             _model.Steps[step.Id] = result;
         }

@@ -104,6 +104,31 @@ public sealed class TemplateModel
     /// <summary>A root for one render that notes any read of credentials or session in <paramref name="reads"/>.</summary>
     internal FluidValue TrackedRoot(SecretReads reads) => new DictionaryValue(new RootIndexable(this, reads));
 
+    /// <summary>The JSON behind a top-level name, as the Fluid root sees it (a read of credentials or session noted in
+    /// <paramref name="reads"/>); false for the names that are not JSON (index, now, execution, step) and unknown ones.</summary>
+    internal bool TryGetJsonRoot(string name, SecretReads? reads, out JToken? value)
+    {
+        if (reads is not null && name is "credentials" or "session")
+        {
+            reads.Any = true;
+        }
+        value = name switch
+        {
+            "inputs" => Inputs,
+            "config" => Config,
+            "steps" => Steps,
+            "credentials" => Credentials,
+            "session" => Session,
+            "page" => Page,
+            "item" => Item,
+            "record" => Record,
+            "sync" => Sync,
+            "event" => Event,
+            _ => null,
+        };
+        return value is not null || name is "page" or "item" or "record" or "sync" or "event";
+    }
+
     private static DictionaryValue IdObject(string? id) =>
         new(new FluidValueDictionaryFluidIndexable(new Dictionary<string, FluidValue> { ["id"] = id is null ? NilValue.Instance : new StringValue(id) }));
 
@@ -217,8 +242,7 @@ public sealed partial class TemplateEngine(int maxOutputChars)
     public static CompiledTemplate Compile(string source) =>
         TryCompile(source, out var template, out var error) ? template : throw new TemplateException($"Template syntax error in '{source}': {error}");
 
-    public async ValueTask<string> RenderAsync(string source, TemplateModel model, SecretReads? reads = null) =>
-        await RenderAsync(Compile(source), model, reads).ConfigureAwait(false);
+    public ValueTask<string> RenderAsync(string source, TemplateModel model, SecretReads? reads = null) => RenderAsync(Compile(source), model, reads);
 
     public ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
     {
@@ -341,7 +365,7 @@ public sealed partial class TemplateEngine(int maxOutputChars)
                 return null;
             }
             var path = match.Groups[1].Value.Split('.');
-            if (path.Skip(1).Any(FluidMembers.Contains) || FluidMembers.Contains(path[0]))
+            if (path.Any(FluidMembers.Contains))
             {
                 return null;
             }
@@ -400,25 +424,9 @@ public sealed partial class TemplateEngine(int maxOutputChars)
     /// </summary>
     private JValue? PlainValue(string[] path, TemplateModel model, SecretReads? reads)
     {
-        JToken? current;
-        switch (path[0])
+        if (!model.TryGetJsonRoot(path[0], reads, out var current))
         {
-            case "inputs": current = model.Inputs; break;
-            case "config": current = model.Config; break;
-            case "steps": current = model.Steps; break;
-            case "credentials" or "session":
-                if (reads is not null)
-                {
-                    reads.Any = true;
-                }
-                current = path[0] == "credentials" ? model.Credentials : model.Session;
-                break;
-            case "page": current = model.Page; break;
-            case "item": current = model.Item; break;
-            case "record": current = model.Record; break;
-            case "sync": current = model.Sync; break;
-            case "event": current = model.Event; break;
-            default: return null;
+            return null;
         }
         for (var i = 1; i < path.Length; i++)
         {
