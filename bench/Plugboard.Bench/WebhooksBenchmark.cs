@@ -104,13 +104,33 @@ public static class WebhooksBenchmark
                 """);
         }
 
+        // Each commit of the writer makes one job per connector, and the benchmark has one connector.
+        async Task<double> EventsPerCommitAsync()
+        {
+            await using var connection = await db.Service.OpenConnectionAsync();
+            return await connection.ExecuteScalarAsync<double>(
+                "SELECT avg(jsonb_array_length(payload->'eventIds')) FROM jobs WHERE kind = 'webhook'");
+        }
+
         // Until the JIT's tiers and the GC's heap count settle, both sides speed up by the second; warm both well.
         var warmup = BenchTools.Arg(args, "--warmup-seconds", 10);
         Console.WriteLine($"warm-up: {warmup} s each …");
         await DriveAsync("/bench/plain", TimeSpan.FromSeconds(warmup));
         var warm = await DriveAsync(hookPath, TimeSpan.FromSeconds(warmup));
-        // Alternating rounds, so drift in the machine's speed falls on both sides alike.
         var rounds = BenchTools.Arg(args, "--rounds", 3);
+        // --only plain|ingest runs one side for the whole time (to profile it alone).
+        var only = Array.IndexOf(args, "--only") is var at and >= 0 && at + 1 < args.Length ? args[at + 1] : null;
+        if (only is not null)
+        {
+            var alone = await DriveAsync(only == "plain" ? "/bench/plain" : hookPath, TimeSpan.FromSeconds(seconds * rounds));
+            Console.WriteLine($"{only} alone: {alone.Ok / alone.Seconds:F0}/s");
+            Console.WriteLine($"events per commit: {await EventsPerCommitAsync():F1}");
+            await app.StopAsync();
+            await app.DisposeAsync();
+            home.Delete(recursive: true);
+            return 0;
+        }
+        // Alternating rounds, so drift in the machine's speed falls on both sides alike.
         (long Ok, long Other, double Seconds) plain = default, ingest = default;
         for (var round = 1; round <= rounds; round++)
         {
@@ -122,6 +142,7 @@ public static class WebhooksBenchmark
             Console.WriteLine($"  plain {p.Ok / p.Seconds:F0}/s, ingest {i.Ok / i.Seconds:F0}/s");
         }
         var stored = await StoredAsync();
+        var perCommit = await EventsPerCommitAsync();
         await app.StopAsync();
         await app.DisposeAsync();
         home.Delete(recursive: true);
@@ -131,6 +152,7 @@ public static class WebhooksBenchmark
         var ingestRate = ingest.Ok / ingest.Seconds;
         Console.WriteLine($"plain_per_s: {plainRate:F0} ({plain.Other} not 2xx)");
         Console.WriteLine($"ingest_events_per_s: {ingestRate:F0} ({ingest.Other} not 2xx)");
+        Console.WriteLine($"events per commit: {perCommit:F1}");
         Console.WriteLine($"acknowledged: {acknowledged}, stored with their jobs: {stored}");
         Console.WriteLine($"lost: {acknowledged - stored}");
         Console.WriteLine($"ratio: {ingestRate / plainRate:F3}");

@@ -37,13 +37,25 @@ public sealed class RunnerTests
     }
 
     [Theory]
-    [InlineData("application/json; charset=iso-8859-1", false)]
-    [InlineData("application/json", true)]
-    public async Task Bodies_are_read_by_their_charset_and_a_UTF8_byte_order_mark_is_skipped(string contentType, bool bom)
+    [InlineData("application/json; charset=iso-8859-1", false, false)]
+    [InlineData("application/json;format=x; Charset=\"ISO-8859-1\" ;q=1", false, false)]
+    [InlineData("application/json; charset=iso-8859-1", false, true)]
+    [InlineData("application/json", true, false)]
+    [InlineData("application/json", true, true)]
+    public async Task Bodies_are_read_by_their_charset_and_a_UTF8_byte_order_mark_is_skipped(string contentType, bool bom, bool chunked)
     {
-        var encoding = contentType.Contains("iso-8859-1", StringComparison.Ordinal) ? System.Text.Encoding.Latin1 : System.Text.Encoding.UTF8;
+        var encoding = contentType.Contains("iso-8859-1", StringComparison.OrdinalIgnoreCase) ? System.Text.Encoding.Latin1 : System.Text.Encoding.UTF8;
         var body = (bom ? System.Text.Encoding.UTF8.Preamble.ToArray() : []).Concat(encoding.GetBytes("""{"name":"Zoë Ångström"}""")).ToArray();
-        await using var stub = await Stub.StartAsync(app => app.MapGet("/r", () => Results.Bytes(body, contentType)));
+        // Announced length (read straight into an array of that size) or chunked (no Content-Length: a growing buffer).
+        await using var stub = await Stub.StartAsync(app => app.MapGet("/r", async (HttpContext http) =>
+        {
+            http.Response.ContentType = contentType;
+            if (!chunked)
+            {
+                http.Response.ContentLength = body.Length;
+            }
+            await http.Response.Body.WriteAsync(body);
+        }));
         var result = await Engine.RunAsync(Single(stub.Url, """
                 request: { method: GET, path: /r }
                 extract: { items: "$.name" }

@@ -181,7 +181,7 @@ public sealed partial class ConnectorRunner
                         outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
                         {
                             Redirected = hop > 0,
-                            MediaType = response.Content.Headers.ContentType?.MediaType,
+                            MediaType = ContentTypeOf(response).MediaType,
                         };
                         await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), bytes, attempt,
                             request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
@@ -289,33 +289,84 @@ public sealed partial class ConnectorRunner
 
         /// <summary>
         /// Buffers the body (decompressed) up to the size cap; returns it as text (decoded by its charset, UTF-8 by
-        /// default) and as UTF-8 bytes for the JSON reader.
+        /// default) and as UTF-8 bytes for the JSON reader. A body of announced length is read straight into an array
+        /// of that length; one of unknown length (chunked, or decompressed) grows a buffer up to the cap.
         /// </summary>
         private async Task<(string Text, byte[] Utf8)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
         {
             var max = _options.MaxResponseBytes;
-            if (response.Content.Headers.ContentLength is { } length && length > max)
+            byte[] bytes;
+            if (response.Content.Headers.ContentLength is { } length)
             {
-                throw new ResponseTooLargeException($"The response is {length} bytes, more than the limit of {max} bytes.");
+                if (length > max)
+                {
+                    throw new ResponseTooLargeException($"The response is {length} bytes, more than the limit of {max} bytes.");
+                }
+                bytes = length == 0 ? [] : new byte[length];
+                if (length > 0)
+                {
+                    await using var stream = await response.Content.ReadAsStreamAsync(token).ConfigureAwait(false);
+                    await stream.ReadExactlyAsync(bytes, token).ConfigureAwait(false);
+                }
             }
-            try
+            else
             {
-                await response.Content.LoadIntoBufferAsync(max, token).ConfigureAwait(false);
+                try
+                {
+                    await response.Content.LoadIntoBufferAsync(max, token).ConfigureAwait(false);
+                }
+                catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+                {
+                    throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
+                }
+                bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
             }
-            catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
-            {
-                throw new ResponseTooLargeException($"The response exceeded the limit of {max} bytes; stopped reading.");
-            }
-            var bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-            var charset = response.Content.Headers.ContentType?.CharSet?.Trim('"', ' ');
+            var charset = ContentTypeOf(response).Charset;
             if (string.IsNullOrEmpty(charset) || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
             {
                 var bom = bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? Encoding.UTF8.Preamble.Length : 0;
                 return (Encoding.UTF8.GetString(bytes, bom, bytes.Length - bom), bom == 0 ? bytes : bytes[bom..]);
             }
-            // Other charsets: decoded as HttpContent does, and re-encoded for the JSON reader.
-            var text = await response.Content.ReadAsStringAsync(token).ConfigureAwait(false);
+            // Other charsets: decoded as HttpContent does (its preamble dropped), and re-encoded for the JSON reader.
+            Encoding encoding;
+            try
+            {
+                encoding = Encoding.GetEncoding(charset);
+            }
+            catch (ArgumentException e)
+            {
+                // What HttpContent.ReadAsStringAsync throws for a charset it does not know.
+                throw new InvalidOperationException($"The character set provided in ContentType is invalid ('{charset}').", e);
+            }
+            var preamble = encoding.Preamble;
+            var skip = preamble.Length > 0 && bytes.AsSpan().StartsWith(preamble) ? preamble.Length : 0;
+            var text = encoding.GetString(bytes, skip, bytes.Length - skip);
             return (text, Encoding.UTF8.GetBytes(text));
+        }
+
+        /// <summary>The response's media type and charset, read from the raw header (not parsed into a header object per response).</summary>
+        private static (string? MediaType, string? Charset) ContentTypeOf(HttpResponseMessage response)
+        {
+            if (!response.Content.Headers.NonValidated.TryGetValues("Content-Type", out var values))
+            {
+                return (null, null);
+            }
+            var raw = values.ToString().AsSpan();
+            var semicolon = raw.IndexOf(';');
+            var mediaType = (semicolon < 0 ? raw : raw[..semicolon]).Trim();
+            string? charset = null;
+            for (var rest = semicolon < 0 ? [] : raw[(semicolon + 1)..]; !rest.IsEmpty;)
+            {
+                var next = rest.IndexOf(';');
+                var parameter = (next < 0 ? rest : rest[..next]).Trim();
+                rest = next < 0 ? [] : rest[(next + 1)..];
+                var equals = parameter.IndexOf('=');
+                if (equals > 0 && parameter[..equals].Trim().Equals("charset", StringComparison.OrdinalIgnoreCase))
+                {
+                    charset = parameter[(equals + 1)..].Trim().Trim('"').Trim().ToString();
+                }
+            }
+            return (mediaType.IsEmpty ? null : mediaType.ToString(), charset);
         }
 
         /// <summary>Streams a download's body into its sink (emptied first: a retry starts over), refusing more than its limit.</summary>

@@ -209,15 +209,15 @@ public sealed partial class TemplateEngine(int maxOutputChars)
 
     public static bool TryCompile(string source, out CompiledTemplate template, out string? error)
     {
-        if (Cache.TryGetValue(source, out var cached))
+        if (IsLiteralText(source))
         {
-            template = cached;
+            template = new CompiledTemplate(source, null, null);
             error = null;
             return true;
         }
-        if (!source.Contains("{{", StringComparison.Ordinal) && !source.Contains("{%", StringComparison.Ordinal))
+        if (Cache.TryGetValue(source, out var cached))
         {
-            template = new CompiledTemplate(source, null, null);
+            template = cached;
             error = null;
             return true;
         }
@@ -242,7 +242,13 @@ public sealed partial class TemplateEngine(int maxOutputChars)
     public static CompiledTemplate Compile(string source) =>
         TryCompile(source, out var template, out var error) ? template : throw new TemplateException($"Template syntax error in '{source}': {error}");
 
-    public ValueTask<string> RenderAsync(string source, TemplateModel model, SecretReads? reads = null) => RenderAsync(Compile(source), model, reads);
+    /// <summary>Text without an output or a tag: rendered as itself.</summary>
+    private static bool IsLiteralText(string source) =>
+        source.IndexOf('{', StringComparison.Ordinal) < 0
+        || (!source.Contains("{{", StringComparison.Ordinal) && !source.Contains("{%", StringComparison.Ordinal));
+
+    public ValueTask<string> RenderAsync(string source, TemplateModel model, SecretReads? reads = null) =>
+        IsLiteralText(source) ? ValueTask.FromResult(source) : RenderAsync(Compile(source), model, reads);
 
     public ValueTask<string> RenderAsync(CompiledTemplate template, TemplateModel model, SecretReads? reads = null)
     {
