@@ -291,6 +291,33 @@ public sealed class SecurityTests
         Assert.Contains("***", everything);
     }
 
+    [Fact]
+    public async Task A_secret_echoed_into_the_output_is_masked_at_any_depth()
+    {
+        await using var api = await Stub.StartAsync(app => app.MapGet("/echo", (HttpRequest r) => Results.Json(new
+        {
+            items = new object[] { new { key = r.Headers["X-Key"].ToString() }, new[] { "plain", $"in a list: {r.Headers["X-Key"]}" } },
+        })));
+        var result = await Engine.RunAsync($$$"""
+            version: 1
+            base_url: "{{{api.Url}}}"
+            auth: { type: api_key, in: header, name: X-Key, value: "{{ credentials.key }}" }
+            steps:
+              - id: echo
+                request: { method: GET, path: /echo }
+                extract: { items: "$.items", first: "$.items[0].key", text: "$.items[1][1]" }
+            output:
+              nested: { all: "{{ steps.echo.items }}", list: ["{{ steps.echo.first }}", { deeper: ["x {{ steps.echo.text }} y"] }] }
+            """, new Dictionary<string, string> { ["key"] = Canary });
+        Engine.Succeeded(result);
+        var output = result.Output!.ToJsonString();
+        Assert.DoesNotContain(Canary, output);
+        Assert.Equal("***", (string?)result.Output!["nested"]!["list"]![0]);
+        Assert.Equal("x in a list: *** y", (string?)result.Output!["nested"]!["list"]![1]!["deeper"]![0]);
+        Assert.Equal("in a list: ***", (string?)result.Output!["nested"]!["all"]![1]![1]);
+        Assert.Equal("***", (string?)result.Output!["nested"]!["all"]![0]!["key"]);
+    }
+
     private sealed class Observer(List<StepLogEntry> entries) : IRunObserver
     {
         public ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)

@@ -67,4 +67,23 @@ public sealed class TemplateTests
         var error = await Assert.ThrowsAsync<TemplateException>(async () => await engine.RenderAsync("{{ inputs.long }}{{ inputs.long }}", model));
         Assert.Contains("exceeds 10 characters", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_derived_model_sees_its_own_values_and_shares_the_rest()
+    {
+        // Fluid templates (a filter): they read the models' Fluid views, which a derived model shares only where nothing changed.
+        var engine = new TemplateEngine(1024);
+        const string source = "{{ page.number | plus: 0 }}/{{ item | upcase }}/{{ session.token | upcase }}/{{ credentials.key | upcase }}/{{ record.id | plus: 0 }}/{{ step.id | upcase }}/{{ inputs.name | upcase }}";
+        var first = new TemplateModel { Inputs = new JObject { ["name"] = "ada" } }.With(page: new JObject { ["number"] = 1 }, item: "a",
+            session: new JObject { ["token"] = "s1" }, credentials: new JObject { ["key"] = "k1" }, record: new JObject { ["id"] = 1 }, stepId: "one");
+        Assert.Equal("1/A/S1/K1/1/ONE/ADA", await engine.RenderAsync(source, first));
+        var second = first.With(page: new JObject { ["number"] = 2 }, item: "b", session: new JObject { ["token"] = "s2" }, credentials: new JObject { ["key"] = "k2" },
+            record: new JObject { ["id"] = 2 }, stepId: "two");
+        Assert.Equal("2/B/S2/K2/2/TWO/ADA", await engine.RenderAsync(source, second));
+        Assert.Equal("2/B/S2/K2/2/TWO/ADA", await engine.RenderAsync(source, second.With()));
+        Assert.Equal("1/A/S1/K1/1/ONE/ADA", await engine.RenderAsync(source, first));
+        // Steps recorded after a model was derived are seen by both (they share the live JSON).
+        second.Steps["later"] = new JObject { ["id"] = "l-1" };
+        Assert.Equal("L-1", await engine.RenderAsync("{{ steps.later.id | upcase }}", first));
+    }
 }

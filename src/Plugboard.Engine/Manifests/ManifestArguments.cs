@@ -16,14 +16,14 @@ public static class ManifestArguments
     public static IReadOnlyList<ManifestIssue> Check(IReadOnlyDictionary<string, ParameterSpec> specs, JsonObject given, string kind, string field,
         bool refuseUndeclared)
     {
-        var issues = new List<ManifestIssue>();
+        List<ManifestIssue>? issues = null; // most runs have none: no list is made for them
         if (refuseUndeclared)
         {
             foreach (var (name, _) in given)
             {
                 if (!specs.ContainsKey(name))
                 {
-                    issues.Add(new ManifestIssue($"/{field}/{Escape(name)}", $"The manifest declares no {kind} named '{name}'."));
+                    (issues ??= []).Add(new ManifestIssue($"/{field}/{Escape(name)}", $"The manifest declares no {kind} named '{name}'."));
                 }
             }
         }
@@ -33,16 +33,16 @@ public static class ManifestArguments
             {
                 if (spec.Required && spec.Default is null)
                 {
-                    issues.Add(new ManifestIssue($"/{field}/{Escape(name)}", $"missing required {kind} '{name}' ({spec.Type})"));
+                    (issues ??= []).Add(new ManifestIssue($"/{field}/{Escape(name)}", $"missing required {kind} '{name}' ({spec.Type})"));
                 }
                 continue;
             }
             if (!Matches(spec.Type, value))
             {
-                issues.Add(new ManifestIssue($"/{field}/{Escape(name)}", $"{kind} '{name}' must be {spec.Type}"));
+                (issues ??= []).Add(new ManifestIssue($"/{field}/{Escape(name)}", $"{kind} '{name}' must be {spec.Type}"));
             }
         }
-        return issues;
+        return issues is null ? [] : issues;
     }
 
     public static bool Matches(string type, JsonNode? value) => type switch

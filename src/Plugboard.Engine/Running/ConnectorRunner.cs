@@ -218,15 +218,25 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
 
         private void RedactSecretsIn(JToken token)
         {
-            IEnumerable<JToken> all = token is JContainer container ? container.DescendantsAndSelf() : [token];
-            foreach (var value in all.OfType<JValue>().Where(v => v.Type == JTokenType.String).ToList())
+            switch (token)
             {
-                var text = (string)value!;
-                var redacted = redactor.RedactSecretValues(text);
-                if (!ReferenceEquals(text, redacted))
-                {
-                    value.Value = redacted;
-                }
+                case JValue { Type: JTokenType.String } value:
+                    var text = (string)value!;
+                    var redacted = redactor.RedactSecretValues(text);
+                    if (!ReferenceEquals(text, redacted))
+                    {
+                        value.Value = redacted;
+                    }
+                    break;
+                case JProperty property:
+                    RedactSecretsIn(property.Value);
+                    break;
+                case JContainer container:
+                    for (var child = container.First; child is not null; child = child.Next)
+                    {
+                        RedactSecretsIn(child);
+                    }
+                    break;
             }
         }
     }

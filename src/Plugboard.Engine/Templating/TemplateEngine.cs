@@ -168,6 +168,9 @@ public sealed class TemplateModel
         }
     }
 
+    /// <summary>A model that differs in the values given. It shares this one's JSON (and the Fluid views of what is
+    /// unchanged): the steps object always (results recorded later are seen by both), the other roots as they are (they
+    /// are never changed after a model is made, so one nobody has read yet is not created).</summary>
     public TemplateModel With(JObject? page = null, JToken? item = null, int? index = null, JObject? session = null, JObject? credentials = null,
         string? stepId = null, JToken? record = null) => new()
         {
@@ -176,15 +179,26 @@ public sealed class TemplateModel
             Event = Event,
             ExecutionId = ExecutionId,
             StepId = stepId ?? StepId,
-            Inputs = Inputs,
-            Config = Config,
-            Steps = Steps,
-            Credentials = credentials ?? Credentials,
-            Session = session ?? Session,
+            _inputsObject = _inputsObject,
+            _configObject = _configObject,
+            _stepsObject = Steps,
+            _credentialsObject = credentials ?? _credentialsObject,
+            _sessionObject = session ?? _sessionObject,
             Page = page ?? Page,
             Item = item ?? Item,
             Index = index ?? Index,
             Now = Now,
+            _inputs = _inputs,
+            _config = _config,
+            _steps = _steps,
+            _credentials = credentials is null ? _credentials : null,
+            _session = session is null ? _session : null,
+            _page = page is null ? _page : null,
+            _item = item is null ? _item : null,
+            _record = record is null ? _record : null,
+            _sync = _sync,
+            _event = _event,
+            _now = _now,
         };
 }
 
