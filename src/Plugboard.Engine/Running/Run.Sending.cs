@@ -292,7 +292,7 @@ public sealed partial class ConnectorRunner
         /// default) and as UTF-8 bytes for the JSON reader. A body of announced length is read straight into an array
         /// of that length; one of unknown length (chunked, or decompressed) grows a buffer up to the cap.
         /// </summary>
-        private async Task<(string Text, byte[] Utf8)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        private async ValueTask<(string Text, byte[] Utf8)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
         {
             var max = _options.MaxResponseBytes;
             byte[] bytes;
@@ -305,7 +305,8 @@ public sealed partial class ConnectorRunner
                 bytes = length == 0 ? [] : new byte[length];
                 if (length > 0)
                 {
-                    await using var stream = await response.Content.ReadAsStreamAsync(token).ConfigureAwait(false);
+                    // The headers are in: opening the body stream does no I/O.
+                    await using var stream = response.Content.ReadAsStream(token);
                     await stream.ReadExactlyAsync(bytes, token).ConfigureAwait(false);
                 }
             }
