@@ -27,25 +27,7 @@ public sealed partial class ConnectorRunner
             JObject result;
             if (step.ForEach is not null)
             {
-                var path = step.ForEach.Split('.');
-                var list = _model.Steps[path[1]]?[path[2]];
-                var items = list switch
-                {
-                    JArray array => array.ToList(),
-                    null or { Type: JTokenType.Null } => [],
-                    _ => [list],
-                };
-                var results = new JObject[items.Count];
-                var concurrency = Math.Max(1, step.Concurrency ?? _options.DefaultForEachConcurrency);
-                await Parallel.ForEachAsync(Enumerable.Range(0, items.Count), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct },
-                    async (index, _) => results[index] = await RunInstanceAsync(step, pipeline, _model.With(item: items[index], index: index, stepId: step.Id), index)
-                        .ConfigureAwait(false))
-                    .ConfigureAwait(false);
-                result = [];
-                foreach (var name in step.Extract.Keys)
-                {
-                    result[name] = new JArray(results.Select(r => r[name] ?? JValue.CreateNull()));
-                }
+                result = await RunForEachAsync(step, step.ForEach, pipeline).ConfigureAwait(false);
             }
             else if (step.Paginate is null)
             {
@@ -57,6 +39,32 @@ public sealed partial class ConnectorRunner
                 result = await RunInstanceAsync(step, pipeline, _model.With(stepId: step.Id), null).ConfigureAwait(false);
             }
             _model.Steps[step.Id] = result;
+        }
+
+        /// <summary>A for_each step: one instance per item, up to its concurrency; each extracted name becomes a list.
+        /// (A method of its own, so only for_each steps allocate the closure the parallel loop needs.)</summary>
+        private async Task<JObject> RunForEachAsync(StepSpec step, string forEach, StepRetry pipeline)
+        {
+            var path = forEach.Split('.');
+            var list = _model.Steps[path[1]]?[path[2]];
+            var items = list switch
+            {
+                JArray array => array.ToList(),
+                null or { Type: JTokenType.Null } => [],
+                _ => [list],
+            };
+            var results = new JObject[items.Count];
+            var concurrency = Math.Max(1, step.Concurrency ?? _options.DefaultForEachConcurrency);
+            await Parallel.ForEachAsync(Enumerable.Range(0, items.Count), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = ct },
+                async (index, _) => results[index] = await RunInstanceAsync(step, pipeline, _model.With(item: items[index], index: index, stepId: step.Id), index)
+                    .ConfigureAwait(false))
+                .ConfigureAwait(false);
+            JObject result = [];
+            foreach (var name in step.Extract.Keys)
+            {
+                result[name] = new JArray(results.Select(r => r[name] ?? JValue.CreateNull()));
+            }
+            return result;
         }
 
         private async Task<JObject> RunInstanceAsync(StepSpec step, StepRetry pipeline, TemplateModel model, int? item) =>
