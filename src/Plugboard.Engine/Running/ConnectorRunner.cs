@@ -22,8 +22,8 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Manifest, JToken> _outputs = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<DocumentMapping, JToken> _metadata = new();
 
-    public async Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct) =>
-        (await RunCoreAsync(manifest, request, observer, ct).ConfigureAwait(false)).Result;
+    public Task<RunResult> RunAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct) =>
+        RunCoreAsync(manifest, request, observer, static (result, _) => result, ct);
 
     /// <summary>
     /// Runs the manifest's steps for a sync, then maps each stream's records to documents (templates that see
@@ -32,13 +32,17 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
     public async Task<SyncRunResult> SyncAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var (result, run) = await RunCoreAsync(manifest, request.Sync is null ? request with { Sync = new SyncRequest(false, new Dictionary<string, string>()) } : request,
-            observer, ct).ConfigureAwait(false);
-        var succeeded = result.Status == RunStatus.Succeeded;
-        return new SyncRunResult(result.Status, result.Error, result.Log, succeeded ? run.Streams : [], succeeded && !run.Truncated);
+        return await RunCoreAsync(manifest, request.Sync is null ? request with { Sync = new SyncRequest(false, new Dictionary<string, string>()) } : request,
+            observer, static (result, run) =>
+            {
+                var succeeded = result.Status == RunStatus.Succeeded;
+                return new SyncRunResult(result.Status, result.Error, result.Log, succeeded ? run.Streams : [], succeeded && !run.Truncated);
+            }, ct).ConfigureAwait(false);
     }
 
-    private async Task<(RunResult Result, Run Run)> RunCoreAsync(Manifest manifest, RunRequest request, IRunObserver? observer, CancellationToken ct)
+    /// <summary>Runs the steps and hands the result, with the run it came from, to <paramref name="finish"/> (which
+    /// shapes what the caller gets, so the caller needs no async frame of its own).</summary>
+    private async Task<T> RunCoreAsync<T>(Manifest manifest, RunRequest request, IRunObserver? observer, Func<RunResult, Run, T> finish, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(manifest);
         ArgumentNullException.ThrowIfNull(request);
@@ -50,23 +54,23 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
         try
         {
             var output = await run.ExecuteAsync().ConfigureAwait(false);
-            return (new RunResult(RunStatus.Succeeded, output, null, Snapshot(log)), run);
+            return finish(new RunResult(RunStatus.Succeeded, output, null, Snapshot(log)), run);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            return (new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log)), run);
+            return finish(new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log)), run);
         }
         catch (OperationCanceledException) when (execution.IsCancellationRequested)
         {
-            return (new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log)), run);
+            return finish(new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log)), run);
         }
         catch (StepTimeoutException ex)
         {
-            return (new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log)), run);
+            return finish(new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log)), run);
         }
         catch (Exception ex)
         {
-            return (new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log)), run);
+            return finish(new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log)), run);
         }
         finally
         {
