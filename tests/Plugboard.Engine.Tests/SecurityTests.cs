@@ -337,6 +337,10 @@ public sealed class SecurityTests
         Assert.Equal("abc *** ***", redactor.Redact("abc topsecret1 " + Uri.EscapeDataString("topsecret1")));
         Assert.Equal("https://x/y?page=2&access_token=***&client_secret=***&sig=***", redactor.Redact("https://x/y?page=2&access_token=zz&client_secret=yy&sig=qq"));
         Assert.Equal("failed: *** ---> inner ***", redactor.Redact(new InvalidOperationException("failed: topsecret1", new IOException("inner topsecret1"))));
+        // A secret inside a longer one: the longer is replaced first, whichever was added first.
+        var nested = new Redactor(["token-1234"]);
+        nested.Add("token-1234-extended");
+        Assert.Equal("x *** y *** z", nested.Redact("x token-1234-extended y token-1234 z"));
     }
 
     [Theory]

@@ -68,16 +68,20 @@ public sealed partial class Redactor
             {
                 return;
             }
-            var forms = new HashSet<string>(_secrets.Forms, StringComparer.Ordinal)
+            // A handful of forms per secret: a list checked in place is cheaper than sets and a sort by LINQ.
+            var forms = new List<string>(_secrets.Forms.Length + 5);
+            forms.AddRange(_secrets.Forms);
+            foreach (var form in (ReadOnlySpan<string>)[secret, Uri.EscapeDataString(secret), JsonEncodedText.Encode(secret).ToString(),
+                         Convert.ToBase64String(Encoding.UTF8.GetBytes(secret)), secret.Replace("/", "\\/", StringComparison.Ordinal)])
             {
-                secret,
-                Uri.EscapeDataString(secret),
-                JsonEncodedText.Encode(secret).ToString(),
-                Convert.ToBase64String(Encoding.UTF8.GetBytes(secret)),
-                secret.Replace("/", "\\/", StringComparison.Ordinal),
-            };
-            forms.RemoveWhere(f => f.Length < MinimumSecretLength);
-            _secrets = new Secrets([.. forms.OrderByDescending(f => f.Length)]);
+                if (form.Length >= MinimumSecretLength && !forms.Contains(form)) // string equality is ordinal
+                {
+                    forms.Add(form);
+                }
+            }
+            var ordered = forms.ToArray();
+            Array.Sort(ordered, static (a, b) => b.Length.CompareTo(a.Length)); // longest first
+            _secrets = new Secrets(ordered);
         }
     }
 
