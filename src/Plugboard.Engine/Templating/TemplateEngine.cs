@@ -83,23 +83,30 @@ public sealed class TemplateModel
     /// <summary>The run's clock: fixed when the run starts so every template of a run sees the same <c>now</c>.</summary>
     public DateTimeOffset Now { get; init; } = DateTimeOffset.UtcNow;
 
-    // Fluid views of the model, built once per model (they wrap the live JSON, so later step results are visible).
-    private FluidValue? _inputs, _config, _steps, _credentials, _session, _page, _item, _record, _sync, _event, _now, _root;
+    // Fluid views of the model, built once per model (they wrap the live JSON, so later step results are visible), and
+    // kept apart: plain templates never read them, so a model that only plain templates render makes none.
+    private sealed class FluidViews
+    {
+        public FluidValue? Inputs, Config, Steps, Credentials, Session, Page, Item, Record, Sync, Event, Now, Root;
+    }
 
-    internal FluidValue InputsValue => _inputs ??= TemplateEngine.ToFluid(Inputs);
-    internal FluidValue ConfigValue => _config ??= TemplateEngine.ToFluid(Config);
-    internal FluidValue StepsValue => _steps ??= TemplateEngine.ToFluid(Steps);
-    internal FluidValue CredentialsValue => _credentials ??= TemplateEngine.ToFluid(Credentials);
-    internal FluidValue SessionValue => _session ??= TemplateEngine.ToFluid(Session);
-    internal FluidValue PageValue => _page ??= Page is null ? NilValue.Instance : TemplateEngine.ToFluid(Page);
-    internal FluidValue ItemValue => _item ??= TemplateEngine.ToFluid(Item);
-    internal FluidValue RecordValue => _record ??= TemplateEngine.ToFluid(Record);
-    internal FluidValue SyncValue => _sync ??= TemplateEngine.ToFluid(Sync);
-    internal FluidValue EventValue => _event ??= TemplateEngine.ToFluid(Event);
-    internal FluidValue NowValue => _now ??= new DateTimeValue(Now);
+    private FluidViews? _views;
+    private FluidViews Views => _views ??= new FluidViews();
+
+    internal FluidValue InputsValue => Views.Inputs ??= TemplateEngine.ToFluid(Inputs);
+    internal FluidValue ConfigValue => Views.Config ??= TemplateEngine.ToFluid(Config);
+    internal FluidValue StepsValue => Views.Steps ??= TemplateEngine.ToFluid(Steps);
+    internal FluidValue CredentialsValue => Views.Credentials ??= TemplateEngine.ToFluid(Credentials);
+    internal FluidValue SessionValue => Views.Session ??= TemplateEngine.ToFluid(Session);
+    internal FluidValue PageValue => Views.Page ??= Page is null ? NilValue.Instance : TemplateEngine.ToFluid(Page);
+    internal FluidValue ItemValue => Views.Item ??= TemplateEngine.ToFluid(Item);
+    internal FluidValue RecordValue => Views.Record ??= TemplateEngine.ToFluid(Record);
+    internal FluidValue SyncValue => Views.Sync ??= TemplateEngine.ToFluid(Sync);
+    internal FluidValue EventValue => Views.Event ??= TemplateEngine.ToFluid(Event);
+    internal FluidValue NowValue => Views.Now ??= new DateTimeValue(Now);
 
     /// <summary>The template context's model: the top-level names resolve here, so a render sets no scope values.</summary>
-    internal FluidValue RootValue => _root ??= new DictionaryValue(new RootIndexable(this, null));
+    internal FluidValue RootValue => Views.Root ??= new DictionaryValue(new RootIndexable(this, null));
 
     /// <summary>A root for one render that notes any read of credentials or session in <paramref name="reads"/>.</summary>
     internal FluidValue TrackedRoot(SecretReads reads) => new DictionaryValue(new RootIndexable(this, reads));
@@ -188,17 +195,20 @@ public sealed class TemplateModel
             Item = item ?? Item,
             Index = index ?? Index,
             Now = Now,
-            _inputs = _inputs,
-            _config = _config,
-            _steps = _steps,
-            _credentials = credentials is null ? _credentials : null,
-            _session = session is null ? _session : null,
-            _page = page is null ? _page : null,
-            _item = item is null ? _item : null,
-            _record = record is null ? _record : null,
-            _sync = _sync,
-            _event = _event,
-            _now = _now,
+            _views = _views is not { } views ? null : new FluidViews
+            {
+                Inputs = views.Inputs,
+                Config = views.Config,
+                Steps = views.Steps,
+                Credentials = credentials is null ? views.Credentials : null,
+                Session = session is null ? views.Session : null,
+                Page = page is null ? views.Page : null,
+                Item = item is null ? views.Item : null,
+                Record = record is null ? views.Record : null,
+                Sync = views.Sync,
+                Event = views.Event,
+                Now = views.Now,
+            },
         };
 }
 
