@@ -66,6 +66,26 @@ public sealed class RunnerTests
     }
 
     [Fact]
+    public async Task A_HEAD_response_announcing_a_length_has_an_empty_body()
+    {
+        await using var stub = await Stub.StartAsync(app => app.MapMethods("/r", ["HEAD"], (HttpContext http) =>
+        {
+            http.Response.ContentType = "application/json";
+            http.Response.ContentLength = 1234; // the length a GET would have; a HEAD response carries no body
+            return Task.CompletedTask;
+        }));
+        var result = await Engine.RunAsync(Single(stub.Url, """
+                request: { method: HEAD, path: /r }
+                extract: { items: "$.items" }
+            """));
+        Engine.Succeeded(result);
+        Assert.Null((string?)result.Output!["items"]);
+        var entry = Assert.Single(result.Log);
+        Assert.Equal(200, entry.Status);
+        Assert.Equal("", entry.ResponseBody);
+    }
+
+    [Fact]
     public async Task Page_pagination_with_size_and_max_pages()
     {
         await using var stub = await Stub.StartAsync(app => app.MapGet("/r", (int p, int per) => Results.Json(new { data = new[] { p * 10, p * 10 + 1 }, per })));

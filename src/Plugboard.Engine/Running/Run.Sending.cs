@@ -305,9 +305,14 @@ public sealed partial class ConnectorRunner
                 bytes = length == 0 ? [] : new byte[length];
                 if (length > 0)
                 {
-                    // The headers are in: opening the body stream does no I/O.
+                    // The headers are in: opening the body stream does no I/O. A response to HEAD (or a 204 or 304) announces
+                    // a length but has no body: what arrived is the body.
                     await using var stream = response.Content.ReadAsStream(token);
-                    await stream.ReadExactlyAsync(bytes, token).ConfigureAwait(false);
+                    var read = await stream.ReadAtLeastAsync(bytes, bytes.Length, throwOnEndOfStream: false, token).ConfigureAwait(false);
+                    if (read < bytes.Length)
+                    {
+                        bytes = bytes[..read];
+                    }
                 }
             }
             else
