@@ -53,8 +53,13 @@ public sealed class RunnerTests
             if (!chunked)
             {
                 http.Response.ContentLength = body.Length;
+                await http.Response.Body.WriteAsync(body);
+                return;
             }
-            await http.Response.Body.WriteAsync(body);
+            await http.Response.StartAsync(); // headers out before the body: sent chunked
+            await http.Response.Body.WriteAsync(body.AsMemory(0, 5));
+            await http.Response.Body.FlushAsync();
+            await http.Response.Body.WriteAsync(body.AsMemory(5));
         }));
         var result = await Engine.RunAsync(Single(stub.Url, """
                 request: { method: GET, path: /r }

@@ -318,6 +318,24 @@ public sealed class SecurityTests
         Assert.Equal("***", (string?)result.Output!["nested"]!["all"]![0]!["key"]);
     }
 
+    [Fact]
+    public async Task Without_an_output_section_the_steps_returned_are_masked_too()
+    {
+        await using var api = await Stub.StartAsync(app => app.MapGet("/echo", (HttpRequest r) => Results.Json(new { echoed = new[] { $"key {r.Headers["X-Key"]}" } })));
+        var result = await Engine.RunAsync($$$"""
+            version: 1
+            base_url: "{{{api.Url}}}"
+            auth: { type: api_key, in: header, name: X-Key, value: "{{ credentials.key }}" }
+            steps:
+              - id: echo
+                request: { method: GET, path: /echo }
+                extract: { echoed: "$.echoed" }
+            """, new Dictionary<string, string> { ["key"] = Canary });
+        Engine.Succeeded(result);
+        Assert.DoesNotContain(Canary, result.Output!.ToJsonString());
+        Assert.Equal("key ***", (string?)result.Output!["echo"]!["echoed"]![0]);
+    }
+
     private sealed class Observer(List<StepLogEntry> entries) : IRunObserver
     {
         public ValueTask OnStepAsync(StepLogEntry entry, CancellationToken ct)

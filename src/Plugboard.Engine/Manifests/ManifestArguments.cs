@@ -42,7 +42,7 @@ public static class ManifestArguments
                 (issues ??= []).Add(new ManifestIssue($"/{field}/{Escape(name)}", $"{kind} '{name}' must be {spec.Type}"));
             }
         }
-        return issues is null ? [] : issues;
+        return (IReadOnlyList<ManifestIssue>?)issues ?? [];
     }
 
     public static bool Matches(string type, JsonNode? value) => type switch

@@ -51,31 +51,33 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
         using var execution = CancellationTokenSource.CreateLinkedTokenSource(ct);
         execution.CancelAfter(options.ExecutionTimeout);
         var run = new Run(this, manifest, request, redactor, log, observer, execution.Token);
+        RunResult result;
         try
         {
             var output = await run.ExecuteAsync().ConfigureAwait(false);
-            return finish(new RunResult(RunStatus.Succeeded, output, null, Snapshot(log)), run);
+            result = new RunResult(RunStatus.Succeeded, output, null, Snapshot(log));
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            return finish(new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log)), run);
+            result = new RunResult(RunStatus.Cancelled, null, "The run was cancelled.", Snapshot(log));
         }
         catch (OperationCanceledException) when (execution.IsCancellationRequested)
         {
-            return finish(new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log)), run);
+            result = new RunResult(RunStatus.TimedOut, null, $"The run exceeded its execution timeout of {options.ExecutionTimeout.TotalSeconds:0.###} s.", Snapshot(log));
         }
         catch (StepTimeoutException ex)
         {
-            return finish(new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log)), run);
+            result = new RunResult(RunStatus.TimedOut, null, redactor.Redact(ex), Snapshot(log));
         }
         catch (Exception ex)
         {
-            return finish(new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log)), run);
+            result = new RunResult(RunStatus.Failed, null, redactor.Redact(ex), Snapshot(log));
         }
         finally
         {
             run.DisposeSpareSources();
         }
+        return finish(result, run);
     }
 
     /// <summary>
@@ -161,7 +163,10 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
             }
             if (manifest.Output is null)
             {
-                return JsonInterop.ToNode(_model.Steps);
+                // The steps' results are the output: masked like any output (a copy: the model itself is left as it is).
+                var steps = _model.Steps.DeepClone();
+                RedactSecretsIn(steps);
+                return JsonInterop.ToNode(steps);
             }
             var output = await _templates.EvaluateTreeAsync(runner._outputs.GetValue(manifest, static m => JsonInterop.ToToken(m.Output)), _model).ConfigureAwait(false);
             RedactSecretsIn(output);

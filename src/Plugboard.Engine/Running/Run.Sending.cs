@@ -147,7 +147,7 @@ public sealed partial class ConnectorRunner
                         }
                         string text;
                         byte[] utf8;
-                        long downloaded = -1;
+                        long downloaded = -1, read = 0;
                         try
                         {
                             if (request.Download is { } sink && status is >= 200 and < 300)
@@ -157,7 +157,7 @@ public sealed partial class ConnectorRunner
                             }
                             else
                             {
-                                (text, utf8) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                                (text, utf8, read) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
                             }
                         }
                         catch (Exception ex)
@@ -172,7 +172,7 @@ public sealed partial class ConnectorRunner
                             }
                             throw failure;
                         }
-                        var bytes = downloaded >= 0 ? downloaded : response.Content.Headers.ContentLength ?? utf8.Length;
+                        var bytes = downloaded >= 0 ? downloaded : response.Content.Headers.ContentLength ?? read;
                         if (Interlocked.Add(ref _responseBytes, utf8.Length) > _options.MaxRunResponseBytes)
                         {
                             throw new ResponseTooLargeException(
@@ -289,29 +289,42 @@ public sealed partial class ConnectorRunner
 
         /// <summary>
         /// Buffers the body (decompressed) up to the size cap; returns it as text (decoded by its charset, UTF-8 by
-        /// default) and as UTF-8 bytes for the JSON reader. A body of announced length is read straight into an array
-        /// of that length; one of unknown length (chunked, or decompressed) grows a buffer up to the cap.
+        /// default), as UTF-8 bytes for the JSON reader, and how many bytes it had. A body of announced length (not
+        /// chunked) is read straight into an array of that length; one of unknown length (chunked, or decompressed) grows
+        /// a buffer up to the cap; HEAD, 204 and 304 have none.
         /// </summary>
-        private async ValueTask<(string Text, byte[] Utf8)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        private async ValueTask<(string Text, byte[] Utf8, long Bytes)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
         {
             var max = _options.MaxResponseBytes;
-            byte[] bytes;
-            if (response.Content.Headers.ContentLength is { } length)
+            if (response.Content.Headers.ContentLength is { } announced && announced > max)
             {
-                if (length > max)
-                {
-                    throw new ResponseTooLargeException($"The response is {length} bytes, more than the limit of {max} bytes.");
-                }
+                throw new ResponseTooLargeException($"The response is {announced} bytes, more than the limit of {max} bytes.");
+            }
+            byte[] bytes;
+            if (response.StatusCode is System.Net.HttpStatusCode.NoContent or System.Net.HttpStatusCode.NotModified || response.RequestMessage?.Method == HttpMethod.Head)
+            {
+                bytes = [];
+            }
+            else if (response.Content.Headers.ContentLength is { } length && response.Headers.TransferEncodingChunked != true)
+            {
                 bytes = length == 0 ? [] : new byte[length];
                 if (length > 0)
                 {
-                    // The headers are in: opening the body stream does no I/O. A response to HEAD (or a 204 or 304) announces
-                    // a length but has no body: what arrived is the body.
-                    await using var stream = response.Content.ReadAsStream(token);
-                    var read = await stream.ReadAtLeastAsync(bytes, bytes.Length, throwOnEndOfStream: false, token).ConfigureAwait(false);
-                    if (read < bytes.Length)
+                    try
                     {
-                        bytes = bytes[..read];
+                        // The headers are in: opening the body stream does no I/O. The handler ends the stream at the
+                        // announced length, and fails it if the connection ends before.
+                        await using var stream = response.Content.ReadAsStream(token);
+                        var read = await stream.ReadAtLeastAsync(bytes, bytes.Length, throwOnEndOfStream: false, token).ConfigureAwait(false);
+                        if (read < bytes.Length)
+                        {
+                            bytes = bytes[..read];
+                        }
+                    }
+                    catch (Exception e) when (e is IOException or ObjectDisposedException)
+                    {
+                        // As HttpContent reports a failed read of a body (a transport error, retried as such).
+                        throw new HttpRequestException(HttpRequestError.ResponseEnded, "Error while copying content to a stream.", e);
                     }
                 }
             }
@@ -331,7 +344,7 @@ public sealed partial class ConnectorRunner
             if (string.IsNullOrEmpty(charset) || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
             {
                 var bom = bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? Encoding.UTF8.Preamble.Length : 0;
-                return (Encoding.UTF8.GetString(bytes, bom, bytes.Length - bom), bom == 0 ? bytes : bytes[bom..]);
+                return (Encoding.UTF8.GetString(bytes, bom, bytes.Length - bom), bom == 0 ? bytes : bytes[bom..], bytes.Length);
             }
             // Other charsets: decoded as HttpContent does (its preamble dropped), and re-encoded for the JSON reader.
             Encoding encoding;
@@ -342,26 +355,35 @@ public sealed partial class ConnectorRunner
             catch (ArgumentException e)
             {
                 // What HttpContent.ReadAsStringAsync throws for a charset it does not know.
-                throw new InvalidOperationException($"The character set provided in ContentType is invalid ('{charset}').", e);
+                throw new InvalidOperationException("The character set provided in ContentType is invalid.", e);
             }
             var preamble = encoding.Preamble;
             var skip = preamble.Length > 0 && bytes.AsSpan().StartsWith(preamble) ? preamble.Length : 0;
             var text = encoding.GetString(bytes, skip, bytes.Length - skip);
-            return (text, Encoding.UTF8.GetBytes(text));
+            return (text, Encoding.UTF8.GetBytes(text), bytes.Length);
         }
 
-        /// <summary>The response's media type and charset, read from the raw header (not parsed into a header object per response).</summary>
+        /// <summary>The response's media type and charset. The usual one-value header without quotes is read from its raw
+        /// text (no header object parsed per response); anything else is parsed as HttpContent parses it (an invalid one
+        /// has neither).</summary>
         private static (string? MediaType, string? Charset) ContentTypeOf(HttpResponseMessage response)
         {
             if (!response.Content.Headers.NonValidated.TryGetValues("Content-Type", out var values))
             {
                 return (null, null);
             }
-            var raw = values.ToString().AsSpan();
+            var text = values.ToString();
+            if (values.Count != 1 || text.AsSpan().IndexOfAny(',', '"') >= 0)
+            {
+                return System.Net.Http.Headers.MediaTypeHeaderValue.TryParse(text, out var parsed)
+                    ? (parsed.MediaType, parsed.CharSet?.Trim('"', ' '))
+                    : (null, null);
+            }
+            var raw = text.AsSpan();
             var semicolon = raw.IndexOf(';');
             var mediaType = (semicolon < 0 ? raw : raw[..semicolon]).Trim();
             string? charset = null;
-            for (var rest = semicolon < 0 ? [] : raw[(semicolon + 1)..]; !rest.IsEmpty;)
+            for (var rest = semicolon < 0 ? [] : raw[(semicolon + 1)..]; !rest.IsEmpty && charset is null;)
             {
                 var next = rest.IndexOf(';');
                 var parameter = (next < 0 ? rest : rest[..next]).Trim();
@@ -369,7 +391,7 @@ public sealed partial class ConnectorRunner
                 var equals = parameter.IndexOf('=');
                 if (equals > 0 && parameter[..equals].Trim().Equals("charset", StringComparison.OrdinalIgnoreCase))
                 {
-                    charset = parameter[(equals + 1)..].Trim().Trim('"').Trim().ToString();
+                    charset = parameter[(equals + 1)..].Trim().ToString(); // the first, as the header parser takes it
                 }
             }
             return (mediaType.IsEmpty ? null : mediaType.ToString(), charset);
