@@ -298,17 +298,11 @@ public sealed class SecurityTests
         {
             items = new object[] { new { key = r.Headers["X-Key"].ToString() }, new[] { "plain", $"in a list: {r.Headers["X-Key"]}" } },
         })));
-        var result = await Engine.RunAsync($$$"""
-            version: 1
-            base_url: "{{{api.Url}}}"
-            auth: { type: api_key, in: header, name: X-Key, value: "{{ credentials.key }}" }
-            steps:
-              - id: echo
-                request: { method: GET, path: /echo }
+        var result = await RunEchoAsync(api.Url, """
                 extract: { items: "$.items", first: "$.items[0].key", text: "$.items[1][1]" }
             output:
               nested: { all: "{{ steps.echo.items }}", list: ["{{ steps.echo.first }}", { deeper: ["x {{ steps.echo.text }} y"] }] }
-            """, new Dictionary<string, string> { ["key"] = Canary });
+            """);
         Engine.Succeeded(result);
         var output = result.Output!.ToJsonString();
         Assert.DoesNotContain(Canary, output);
@@ -322,19 +316,23 @@ public sealed class SecurityTests
     public async Task Without_an_output_section_the_steps_returned_are_masked_too()
     {
         await using var api = await Stub.StartAsync(app => app.MapGet("/echo", (HttpRequest r) => Results.Json(new { echoed = new[] { $"key {r.Headers["X-Key"]}" } })));
-        var result = await Engine.RunAsync($$$"""
-            version: 1
-            base_url: "{{{api.Url}}}"
-            auth: { type: api_key, in: header, name: X-Key, value: "{{ credentials.key }}" }
-            steps:
-              - id: echo
-                request: { method: GET, path: /echo }
+        var result = await RunEchoAsync(api.Url, """
                 extract: { echoed: "$.echoed" }
-            """, new Dictionary<string, string> { ["key"] = Canary });
+            """);
         Engine.Succeeded(result);
         Assert.DoesNotContain(Canary, result.Output!.ToJsonString());
         Assert.Equal("key ***", (string?)result.Output!["echo"]!["echoed"]![0]);
     }
+
+    /// <summary>One step <c>echo</c> (GET /echo with the Canary as its X-Key header), then <paramref name="rest"/>: its extract and the output.</summary>
+    private static Task<RunResult> RunEchoAsync(string url, string rest) => Engine.RunAsync($$$"""
+        version: 1
+        base_url: "{{{url}}}"
+        auth: { type: api_key, in: header, name: X-Key, value: "{{ credentials.key }}" }
+        steps:
+          - id: echo
+            request: { method: GET, path: /echo }
+        """ + "\n" + rest, new Dictionary<string, string> { ["key"] = Canary });
 
     private sealed class Observer(List<StepLogEntry> entries) : IRunObserver
     {

@@ -148,6 +148,7 @@ public sealed partial class ConnectorRunner
                         string text;
                         byte[] utf8;
                         long downloaded = -1, read = 0;
+                        var contentType = ContentTypeOf(response);
                         try
                         {
                             if (request.Download is { } sink && status is >= 200 and < 300)
@@ -157,7 +158,7 @@ public sealed partial class ConnectorRunner
                             }
                             else
                             {
-                                (text, utf8, read) = await ReadCappedAsync(response, attemptCts.Token).ConfigureAwait(false);
+                                (text, utf8, read) = await ReadCappedAsync(response, contentType.Charset, attemptCts.Token).ConfigureAwait(false);
                             }
                         }
                         catch (Exception ex)
@@ -181,7 +182,7 @@ public sealed partial class ConnectorRunner
                         outcome = new HttpOutcome(status, url, text, ResponseBody.Read(text, utf8), RetryAfter(response), Links(response), auth?.Token, bytes)
                         {
                             Redirected = hop > 0,
-                            MediaType = ContentTypeOf(response).MediaType,
+                            MediaType = contentType.MediaType,
                         };
                         await LogAsync(new StepLogEntry(context.StepId, method.Method, Shown(request, url, target), status, Elapsed(started), bytes, attempt,
                             request.SensitiveBody ? null : redactor.RedactTruncated(text, _options.LoggedBodyChars), status >= 400 ? $"HTTP {status}" : null, context.Page, context.Item, At: at)).ConfigureAwait(false);
@@ -289,11 +290,11 @@ public sealed partial class ConnectorRunner
 
         /// <summary>
         /// Buffers the body (decompressed) up to the size cap; returns it as text (decoded by its charset, UTF-8 by
-        /// default), as UTF-8 bytes for the JSON reader, and how many bytes it had. A body of announced length (not
+        /// default, <paramref name="charset"/> otherwise), as UTF-8 bytes for the JSON reader, and how many bytes it had. A body of announced length (not
         /// chunked) is read straight into an array of that length; one of unknown length (chunked, or decompressed) grows
         /// a buffer up to the cap; HEAD, 204 and 304 have none.
         /// </summary>
-        private async ValueTask<(string Text, byte[] Utf8, long Bytes)> ReadCappedAsync(HttpResponseMessage response, CancellationToken token)
+        private async ValueTask<(string Text, byte[] Utf8, long Bytes)> ReadCappedAsync(HttpResponseMessage response, string? charset, CancellationToken token)
         {
             var max = _options.MaxResponseBytes;
             if (response.Content.Headers.ContentLength is { } announced && announced > max)
@@ -340,7 +341,6 @@ public sealed partial class ConnectorRunner
                 }
                 bytes = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
             }
-            var charset = ContentTypeOf(response).Charset;
             if (string.IsNullOrEmpty(charset) || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
             {
                 var bom = bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? Encoding.UTF8.Preamble.Length : 0;
