@@ -77,6 +77,55 @@ public sealed class DocumentTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task An_upload_whose_intent_the_sweeper_took_meanwhile_is_refused_and_records_nothing()
+    {
+        var team = await server.TeamAsync();
+        // The sweeper judges an upload abandoned between the object's intent and its record: here it removes the
+        // intent while the object is being stored.
+        var store = new IntentSweptWhileStoring(server.Service<IObjectStore>(), server.Settings.OwnerConnectionString);
+        var uploads = new DocumentUploads(server.Service<Plugboard.Data.Db>(), server.Service<BucketSettings>(), store,
+            server.Service<DocumentPipelineOptions>(), Microsoft.Extensions.Logging.Abstractions.NullLogger<DocumentUploads>.Instance);
+        var context = new Plugboard.Data.WorkspaceContext(team.Id, team.Member.UserId, "member");
+
+        var file = await uploads.ReceiveAsync(context, null, new MemoryStream("words the sweeper raced"u8.ToArray()), "slow.txt", "text/plain", CancellationToken.None);
+
+        Assert.Equal((UploadedFile.Refused, 408), (file.Outcome, file.RefusalStatus));
+        Assert.Contains("upload the file again", file.Reason, StringComparison.Ordinal);
+        Assert.Equal(1, store.Swept);
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE workspace_id = @ws", new { ws = team.Id }));
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM jobs WHERE workspace_id = @ws AND kind = 'document'", new { ws = team.Id }));
+
+        // The same bytes again, with nothing in the way, are accepted (nothing of the first attempt counts as a duplicate).
+        var again = await uploads.ReceiveAsync(context, null, new MemoryStream("words the sweeper raced"u8.ToArray()), "slow.txt", "text/plain", CancellationToken.None);
+        Assert.Equal(UploadedFile.Accepted, again.Outcome);
+        Assert.Equal(1, await server.OwnerScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE workspace_id = @ws", new { ws = team.Id }));
+    }
+
+    /// <summary>The real store, except that the first object stored loses its intent row first, as the sweeper removes it.</summary>
+    private sealed class IntentSweptWhileStoring(IObjectStore inner, string ownerConnectionString) : IObjectStore
+    {
+        public int Swept;
+
+        public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+        {
+            if (Interlocked.CompareExchange(ref Swept, 1, 0) == 0)
+            {
+                await using var connection = new Npgsql.NpgsqlConnection(ownerConnectionString);
+                await connection.OpenAsync(ct);
+                await using var delete = new Npgsql.NpgsqlCommand("DELETE FROM pending_objects WHERE object_key = $1", connection) { Parameters = { new() { Value = key } } };
+                Assert.Equal(1, await delete.ExecuteNonQueryAsync(ct));
+            }
+            await inner.PutFileAsync(key, path, contentType, ct);
+        }
+
+        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
+
+        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
+
+        public Task DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
+    }
+
+    [Fact]
     public async Task Refused_files_get_a_problem_that_says_why_and_leave_nothing_behind()
     {
         var team = await server.TeamAsync();

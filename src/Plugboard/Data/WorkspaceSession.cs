@@ -17,6 +17,7 @@ public sealed class WorkspaceSession : IAsyncDisposable
     private readonly NpgsqlTransaction _transaction;
     private bool _committed;
     private bool _statementFailed;
+    private bool _disposed;
 
     private WorkspaceSession(NpgsqlConnection connection, NpgsqlTransaction transaction) => (_connection, _transaction) = (connection, transaction);
 
@@ -88,8 +89,14 @@ public sealed class WorkspaceSession : IAsyncDisposable
         return false;
     }
 
+    /// <summary>Rolls back unless committed and returns the connection; a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
         try
         {
             if (!_committed)

@@ -72,7 +72,14 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         var key = ObjectKeys.Document(context.WorkspaceId, id);
         await using (var session = await WorkspaceSession.BeginAsync(db, context, ct))
         {
-            if (await ExistingAsync(session, sha256, ct) is { } existing)
+            // One statement: the document that already holds these bytes, or (when there is none) the object's intent.
+            var existing = await session.QuerySingleOrDefaultAsync<Guid?>(
+                $"""
+                WITH existing AS ({ExistingSql}),
+                intent AS (INSERT INTO pending_objects (object_key, workspace_id) SELECT @key, app_workspace_id() WHERE NOT EXISTS (SELECT FROM existing))
+                SELECT id FROM existing
+                """, new { sha256, key }, ct);
+            if (existing is not null)
             {
                 if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
                 {
@@ -82,7 +89,6 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
                 await session.CommitAsync(ct);
                 return new UploadedFile(name, UploadedFile.Duplicate, size, detected, sha256, existing, "The workspace already holds a document with the same content.");
             }
-            await session.ExecuteAsync("INSERT INTO pending_objects (object_key, workspace_id) VALUES (@key, app_workspace_id())", new { key }, ct);
             await session.CommitAsync(ct);
         }
         var recorded = false;
@@ -112,34 +118,43 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         var title = Path.GetFileNameWithoutExtension(name) is { Length: > 0 } stem ? stem : name;
         var parameters = new Dapper.DynamicParameters(new { id, batchId, title, name, mediaType, key, size, sha256 });
         JobQueue.AddInsertParameters(parameters, DocumentJob.Request(context.WorkspaceId, id, concurrency: pipeline.WorkspaceConcurrency));
-        var inserted = await session.QuerySingleOrDefaultAsync<Guid?>(
+        // The intent is deleted under its row lock first: when the sweeper took it (and the object), nothing is inserted.
+        var (intent, inserted) = await session.QuerySingleOrDefaultAsync<(bool, Guid?)>(
             $"""
-            WITH doc AS (
+            WITH intent AS (DELETE FROM pending_objects WHERE object_key = @key RETURNING object_key),
+            doc AS (
                 INSERT INTO imported_documents (workspace_id, id, source, batch_id, title, file_name, content_type, storage_path, file_size, content_hash, created_by)
-                VALUES (app_workspace_id(), @id, 'upload', @batchId, @title, @name, @mediaType, @key, @size, @sha256, app_user_id())
+                SELECT app_workspace_id(), @id, 'upload', @batchId, @title, @name, @mediaType, @key, @size, @sha256, app_user_id() WHERE EXISTS (SELECT FROM intent)
                 ON CONFLICT (workspace_id, content_hash) WHERE source = 'upload' AND NOT is_deleted AND content_hash IS NOT NULL DO NOTHING
                 RETURNING id),
             job AS ({JobQueue.InsertOneSelectSql} WHERE EXISTS (SELECT FROM doc))
-            SELECT id FROM doc
+            SELECT EXISTS (SELECT FROM intent), (SELECT id FROM doc)
             """, parameters, ct);
+        if (!intent)
+        {
+            return null; // rolled back: nothing is recorded
+        }
+        if (inserted is null)
+        {
+            // Another upload of the same bytes won the race: this one is its duplicate. Its intent stays (this transaction
+            // is rolled back), so its object and intent are removed after, and the duplicate is counted on its own.
+            await session.DisposeAsync(); // rolled back
+            await using var duplicate = await WorkspaceSession.BeginAsync(db, context, ct);
+            if (batchId is not null && !await TakeIntoBatchAsync(duplicate, batchId.Value, ct))
+            {
+                return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
+            }
+            var existing = await ExistingAsync(duplicate, sha256, ct);
+            await CountProcessedAsync(duplicate, batchId, ct);
+            await duplicate.CommitAsync(CancellationToken.None);
+            return new UploadedFile(name, UploadedFile.Duplicate, size, mediaType, sha256, existing, "The workspace already holds a document with the same content.");
+        }
         // The batch row is locked after the document row, in the order a document job takes them (its document, then
         // its batch's counters): the insert may wait for a job finishing a document of the same bytes, and that job must
         // not be waiting for this batch row meanwhile (a deadlock). A batch that is full rolls the insert back.
         if (batchId is not null && !await TakeIntoBatchAsync(session, batchId.Value, ct))
         {
             return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
-        }
-        if (inserted is null)
-        {
-            // Another upload of the same bytes won the race: this one is its duplicate (its object and intent are removed after).
-            var existing = await ExistingAsync(session, sha256, ct);
-            await CountProcessedAsync(session, batchId, ct);
-            await session.CommitAsync(CancellationToken.None);
-            return new UploadedFile(name, UploadedFile.Duplicate, size, mediaType, sha256, existing, "The workspace already holds a document with the same content.");
-        }
-        if (await session.ExecuteAsync("DELETE FROM pending_objects WHERE object_key = @key", new { key }, ct) == 0)
-        {
-            return null; // rolled back: nothing is recorded
         }
         // Not cancellable from here: once the client's request is gone, a commit that went through must not be undone by cleanup.
         await session.CommitAsync(CancellationToken.None);
@@ -187,10 +202,11 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         }
     }
 
+    private const string ExistingSql =
+        "SELECT id FROM imported_documents WHERE content_hash = @sha256 AND source = 'upload' AND NOT is_deleted AND content_hash IS NOT NULL";
+
     private static Task<Guid?> ExistingAsync(WorkspaceSession session, string sha256, CancellationToken ct) =>
-        session.QuerySingleOrDefaultAsync<Guid?>(
-            "SELECT id FROM imported_documents WHERE content_hash = @sha256 AND source = 'upload' AND NOT is_deleted AND content_hash IS NOT NULL",
-            new { sha256 }, ct);
+        session.QuerySingleOrDefaultAsync<Guid?>(ExistingSql, new { sha256 }, ct);
 
     /// <summary>
     /// Removes an object that was stored but not recorded, with its intent. The intent is deleted first, under its row
