@@ -118,8 +118,18 @@ public sealed class EmbeddedClusterTests : IAsyncLifetime
         var key = (await File.ReadAllTextAsync(Path.Combine(_home, "bootstrap.key"))).Trim();
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
 
-        var worker = Start("worker");
+        var workerUrl = $"http://127.0.0.1:{FreePort()}";
+        var worker = Start(new Dictionary<string, string> { ["PLUGBOARD_WORKER_URLS"] = workerUrl }, "worker");
         await WaitForAsync(() => Task.FromResult(_output.Any(l => l.StartsWith("[worker]", StringComparison.Ordinal) && l.Contains("Application started", StringComparison.Ordinal))), "the worker to start");
+        // A worker listens for health checks only: no API, no API document, no reference page.
+        using (var workerHttp = new HttpClient { BaseAddress = new Uri(workerUrl), Timeout = TimeSpan.FromSeconds(10) })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await workerHttp.GetAsync("/healthz")).StatusCode);
+            foreach (var path in new[] { "/openapi/v1.json", "/docs", "/v1/workspaces" })
+            {
+                Assert.Equal((path, HttpStatusCode.NotFound), (path, (await workerHttp.GetAsync(path)).StatusCode));
+            }
+        }
         await SignalAsync(worker, "TERM");
         await worker.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
         Assert.True(worker.ExitCode == 0, string.Join("\n", _output.TakeLast(30)));

@@ -182,6 +182,10 @@ public sealed class ManifestToolingTests(PlugboardServer server)
     [InlineData("PLUGBOARD_CHUNK_TOKENS", "8")]
     [InlineData("PLUGBOARD_SEARCH_CONFIG", "English; DROP")]
     [InlineData("PLUGBOARD_S3_ENDPOINT", "ftp://bucket")]
+    [InlineData("PLUGBOARD_SCHEDULER_POLL_SECONDS", "often")]
+    [InlineData("PLUGBOARD_SYNC_MAX_FAILURES", "0")]
+    [InlineData("PLUGBOARD_SESSION_HOURS", "a day")]
+    [InlineData("PLUGBOARD_UPLOAD_ORPHAN_HOURS", "-1")]
     public async Task An_unusable_setting_stops_the_process_before_it_starts_naming_the_variable(string name, string value)
     {
         var home = Path.Combine(server.TestHome, "bad-setting-" + Guid.NewGuid().ToString("N")[..8]);

@@ -90,6 +90,9 @@ public static class PlugboardApp
         _ = Features.Retention.RetentionOptions.FromConfiguration(configuration);
         _ = WebhookSettings.FromConfiguration(configuration);
         _ = OidcSignInSettings.FromConfiguration(configuration);
+        _ = Features.Syncs.SyncSchedulerOptions.FromConfiguration(configuration);
+        _ = Features.Dashboard.DashboardSessions.Lifetime(configuration);
+        _ = Features.Documents.ObjectSweeper.GracePeriod(configuration);
     }
 
     static PlugboardApp() => DefaultTypeMap.MatchNamesWithUnderscores = true;
@@ -229,13 +232,13 @@ public static class PlugboardApp
         app.Use((http, next) => DashboardSessions.RequireCsrfAsync(http, () => next(http)));
         app.UseAuthorization();
 
-        app.MapOpenApi("/openapi/v1.json").AllowAnonymous();
-        app.MapScalarApiReference("/docs", o => o.WithTitle("Plugboard API").WithOpenApiRoutePattern("/openapi/v1.json")).AllowAnonymous();
         HealthApi.Map(app);
         if (options.Mode == HostMode.Worker)
         {
             return app; // workers serve health checks only
         }
+        app.MapOpenApi("/openapi/v1.json").AllowAnonymous();
+        app.MapScalarApiReference("/docs", o => o.WithTitle("Plugboard API").WithOpenApiRoutePattern("/openapi/v1.json")).AllowAnonymous();
 
         var v1 = app.MapGroup("/v1").RequireAuthorization().AddEndpointFilter<CommitOnSuccessFilter>();
         var workspace = v1.MapGroup("/workspaces/{workspaceId}").AddEndpointFilter<WorkspaceAccessFilter>();

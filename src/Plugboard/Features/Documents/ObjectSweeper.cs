@@ -13,7 +13,11 @@ namespace Plugboard.Features.Documents;
 /// </summary>
 public sealed class ObjectSweeper(Db db, IObjectStore store, DocumentPipelineOptions pipeline, IConfiguration configuration, ILogger<ObjectSweeper> logger) : BackgroundService
 {
-    private readonly TimeSpan _grace = TimeSpan.FromHours(Hosting.Settings.Number(configuration, "PLUGBOARD_UPLOAD_ORPHAN_HOURS", 6, 0.01, 24 * 30));
+    private readonly TimeSpan _grace = GracePeriod(configuration);
+
+    /// <summary>How long an object may wait for its record before it counts as abandoned (PLUGBOARD_UPLOAD_ORPHAN_HOURS).</summary>
+    public static TimeSpan GracePeriod(IConfiguration configuration) =>
+        TimeSpan.FromHours(Hosting.Settings.Number(configuration, "PLUGBOARD_UPLOAD_ORPHAN_HOURS", 6, 0.01, 24 * 30));
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
