@@ -59,6 +59,7 @@ public sealed class ApiFlowTests(PlugboardServer server)
             (team.Admin, $"/v1/templates/{official}/install", new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "first-install-key" }, config = new { base_url = "https://api.example.test" } },
                 new { workspace_id = team.Id, name = "inst", credentials = new { api_key = "second-install-key" }, config = new { base_url = "https://api.example.test" } }),
             (team.Member, $"/v1/workspaces/{team.Id}/connectors/{connector}/executions", new { inputs = new { } }, new { }),
+            (team.Member, $"/v1/workspaces/{team.Id}/uploads/batches", new { expected_files = 2 }, new { expected_files = 3 }),
             (server.PlatformOwner, "/v1/admin/templates", new { slug = adminSlug, name = "One", manifest = TestManifests.Minimal() },
                 new { slug = adminSlug, name = "Two", manifest = TestManifests.Minimal() }),
         };

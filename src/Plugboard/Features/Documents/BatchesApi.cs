@@ -59,7 +59,7 @@ public static class BatchesApi
         batches.MapGet("/{batchId:guid}/stream", Stream).Produces(200, contentType: "text/event-stream");
     }
 
-    private static async Task<IResult> Create(CreateBatchRequest body, RequestDb db, CancellationToken ct)
+    private static async Task<IResult> Create(CreateBatchRequest body, HttpContext http, RequestDb db, CancellationToken ct)
     {
         db.RequireRole("member", "create upload batches");
         if (body.ExpectedFiles is { } expected && (expected < 1 || expected > MaxExpectedFiles))
@@ -67,13 +67,17 @@ public static class BatchesApi
             throw Problems.Invalid($"expected_files must be between 1 and {MaxExpectedFiles}.", "/expected_files");
         }
         var metadata = JsonColumns.Object(body.Metadata, "metadata", 16 * 1024);
+        if (await Idempotency.ReplayOrClaimAsync(http, db, ct) is { } replay)
+        {
+            return replay;
+        }
         var row = await db.QuerySingleOrDefaultAsync<BatchRow>(
             $"""
             INSERT INTO file_upload_batches (workspace_id, id, total_files, is_open, metadata, created_by)
             VALUES (app_workspace_id(), @id, coalesce(@expected, 0), @expected IS NULL, @metadata::jsonb, app_user_id())
             RETURNING {BatchRow.Columns}
             """, new { id = Guid.CreateVersion7(), expected = body.ExpectedFiles, metadata }, ct);
-        return TypedResults.Created($"/v1/workspaces/{db.WorkspaceId}/uploads/batches/{row!.Id}", row.ToBatch([]));
+        return await Idempotency.CreatedAsync(http, db, $"/v1/workspaces/{db.WorkspaceId}/uploads/batches/{row!.Id}", row.ToBatch([]), ct);
     }
 
     public static readonly string[] Statuses = ["pending", "processing", "completed", "completed_with_errors", "failed", "cancelled"];
