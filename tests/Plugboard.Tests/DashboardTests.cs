@@ -42,6 +42,17 @@ public sealed partial class DashboardTests(PlugboardServer server)
         return browser;
     }
 
+    [Fact]
+    public async Task Template_moderation_pages_are_for_platform_admins_only()
+    {
+        // A platform developer may list templates through the API, but the moderation queue and review pages are admins'.
+        var developer = await SignedInAsync((await server.NewUserAsync("developer")).Key);
+        Assert.Equal(HttpStatusCode.Forbidden, (await developer.Http.GetAsync("/platform/templates")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await developer.Http.GetAsync("/v1/admin/templates")).StatusCode);
+        var admin = await SignedInAsync((await server.NewUserAsync("admin")).Key);
+        Assert.Equal(HttpStatusCode.OK, (await admin.Http.GetAsync("/platform/templates")).StatusCode);
+    }
+
     private static async Task<string> CsrfAsync(Browser browser, string workspaceId)
     {
         var page = await browser.Http.GetStringAsync($"/w/{workspaceId}/connectors");

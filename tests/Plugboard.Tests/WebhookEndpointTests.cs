@@ -141,6 +141,11 @@ public sealed class WebhookEndpointTests(PlugboardServer server)
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]")))
             .AssertProblemAsync(400);
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, "not json"))).AssertProblemAsync(400);
+        // A verified form-encoded body is refused as a media type the endpoint does not take.
+        var form = Webhooks.Standard(hook, "payload=%7B%22type%22%3A%22form%22%7D");
+        form.Content!.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/x-www-form-urlencoded");
+        var formProblem = await (await _anonymous.SendAsync(form)).AssertProblemAsync(415, "unsupported-media-type");
+        Assert.Contains("send JSON", formProblem.GetProperty("detail").GetString(), StringComparison.Ordinal);
         var nul = await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"nul","text":"a\u0000b"}"""))).AssertProblemAsync(400);
         Assert.Contains("cannot store", nul.GetProperty("detail").GetString(), StringComparison.Ordinal);
         await (await _anonymous.SendAsync(Webhooks.Standard(hook, """{"type":"surrogate","text":"\ud800"}"""))).AssertProblemAsync(400);

@@ -19,7 +19,7 @@ public static class KeyRotation
         // A rotated-out secret keeps the associated data it was written with (the database moved it aside unchanged).
         total += await SweepAsync(db, keys, "connectors", "webhook_secret_previous",
             "webhook_secret_previous IS NOT NULL AND split_part(webhook_secret_previous, ':', 2) <> @current", batchSize, report, ct, aadColumn: "webhook_secret");
-        total += await SweepAsync(db, keys, "oauth_authorizations", "encrypted_payload", "status = 'pending' AND split_part(encrypted_payload, ':', 2) <> @current", batchSize, report, ct);
+        total += await SweepAsync(db, keys, "oauth_authorizations", "encrypted_payload", "split_part(encrypted_payload, ':', 2) <> @current", batchSize, report, ct);
         await Features.Health.KeyRingCanary.ReencryptAsync(db, keys, ct);
         return total;
     }

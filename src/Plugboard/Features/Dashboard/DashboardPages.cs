@@ -66,6 +66,7 @@ public static class DashboardPages
 
         ui.MapGet("/platform/templates", async (HttpContext http, RequestDb db, string? status, string? cursor, CancellationToken ct) =>
         {
+            db.RequirePlatformRole("admin", "moderate templates");
             status = NullIfEmpty(status) ?? "draft";
             var templates = Value<Page<Template>>(await Admin.AdminApi.ListTemplates(db, status, "community", 50, NullIfEmpty(cursor), ct));
             var frame = new DashboardFrame("Template moderation", "platform", null, null, null, DashboardSessions.Csrf(http) ?? "", db.PlatformRole);

@@ -38,7 +38,7 @@ public sealed partial class WebhookReceiver(WebhookEndpoints endpoints, WebhookE
             .AllowAnonymous().WithTags("Webhooks").WithMetadata(new RawBodyMetadata())
             .WithSummary("Receive a webhook").WithDescription("The endpoint a provider posts events to (a connector's webhook_url). Verified with the connector's webhooks settings.")
             .Produces(200).Produces(202).ProducesProblem(400).ProducesProblem(401).ProducesProblem(404).ProducesProblem(408).ProducesProblem(410)
-            .ProducesProblem(413).ProducesProblem(429).ProducesProblem(503);
+            .ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503);
     }
 
     /// <summary>What a verified request comes to: a challenge to answer, events to store, or why it was refused.</summary>
