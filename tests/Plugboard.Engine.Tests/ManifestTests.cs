@@ -7,7 +7,7 @@ namespace Plugboard.Engine.Tests;
 
 public sealed class ManifestTests
 {
-    private static string RepoFile(string relative)
+    internal static string RepoFile(string relative)
     {
         var dir = AppContext.BaseDirectory;
         while (!File.Exists(Path.Combine(dir, "Directory.Build.props")))

@@ -79,6 +79,21 @@ public sealed class WebhookManifestTests
     }
 
     [Fact]
+    public async Task The_manifest_references_event_type_example_names_a_push_push_and_an_issue_event_by_its_action()
+    {
+        var reference = File.ReadAllText(ManifestTests.RepoFile("docs/manifest-reference.md"));
+        var line = reference.Split('\n').Single(l => l.TrimStart().StartsWith("event_type: ", StringComparison.Ordinal));
+        var template = System.Text.Json.JsonSerializer.Deserialize<string>(line.Trim()["event_type: ".Length..])!;
+        async Task<string> TypeOf(string github, string body)
+        {
+            using var payload = System.Text.Json.JsonDocument.Parse(body);
+            return await WebhookTemplates.RenderAsync(template, WebhookTemplates.Model(payload.RootElement, new Dictionary<string, string> { ["X-GitHub-Event"] = github }));
+        }
+        Assert.Equal("push", await TypeOf("push", """{"ref":"refs/heads/main"}"""));
+        Assert.Equal("issues.opened", await TypeOf("issues", """{"action":"opened"}"""));
+    }
+
+    [Fact]
     public async Task Event_templates_see_the_payload_and_lower_case_headers_and_inputs_keep_their_json_types()
     {
         using var payload = System.Text.Json.JsonDocument.Parse("""{"action":"opened","issue":{"number":7,"labels":["bug","p1"]}}""");

@@ -315,6 +315,16 @@ public sealed class ExecutionTests(PlugboardServer server)
         var notRunnable = await (await team.Member.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{stale}/executions", new { }))
             .AssertProblemAsync(422, "connector-not-runnable");
         Assert.Contains("/output/value", notRunnable.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        // A connector saved without a manifest ({} or none) is refused when it is run, until it has one.
+        foreach (var empty in new object?[] { new { }, null })
+        {
+            var bare = (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = empty is null ? "bare-none" : "bare-empty", manifest = empty })).AssertStatusAsync(201))
+                .GetProperty("id").GetString();
+            var noSteps = await (await team.Member.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors/{bare}/executions", new { }))
+                .AssertProblemAsync(422, "connector-not-runnable");
+            Assert.Contains("no steps", noSteps.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
         var hostile = new[] { regex, bigOutput };
         var started = new List<(string Connector, string Location)>();
         foreach (var connector in hostile.Concat(Enumerable.Repeat(normal, 6)))

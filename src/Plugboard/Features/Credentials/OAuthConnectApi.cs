@@ -80,7 +80,7 @@ public static class OAuthConnectApi
         var oauth = workspace.MapGroup("/credentials/oauth").WithTags("Credentials");
         oauth.MapPost("/start", Start).Produces<OAuthAuthorization>(201);
         oauth.MapGet("/{authorizationId:guid}", Get).Produces<OAuthAuthorization>();
-        app.MapGet(OAuthSettings.CallbackPath, Callback).WithTags("Credentials").AllowAnonymous().Produces(200, contentType: "text/html").Produces(303);
+        app.MapGet(OAuthSettings.CallbackPath, Callback).WithTags("Credentials").AllowAnonymous().Produces(200, contentType: "text/html").Produces(302);
     }
 
     private static async Task<IResult> Start(StartOAuthRequest body, RequestDb db, KeyRing keys, ConnectorRunner runner, OAuthSettings settings, HttpContext http, CancellationToken ct)
