@@ -94,6 +94,9 @@ public sealed class DocumentTests(PlugboardServer server)
         Assert.Equal(1, store.Swept);
         Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE workspace_id = @ws", new { ws = team.Id }));
         Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM jobs WHERE workspace_id = @ws AND kind = 'document'", new { ws = team.Id }));
+        // The object stored after the sweeper looked is removed too: nothing else would ever remove it.
+        var objects = Path.Combine(server.TestHome, "objects", "workspaces", team.Id, "documents");
+        Assert.Empty(Directory.Exists(objects) ? Directory.GetFiles(objects) : []);
 
         // The same bytes again, with nothing in the way, are accepted (nothing of the first attempt counts as a duplicate).
         var again = await uploads.ReceiveAsync(context, null, new MemoryStream("words the sweeper raced"u8.ToArray()), "slow.txt", "text/plain", CancellationToken.None);

@@ -89,20 +89,19 @@ public sealed class SecretsTests(PlugboardServer server)
                 new { name = $"rot{i}", auth_type = "api_key", secret = new { api_key = $"value-{i}" } })).AssertStatusAsync(201);
             ids.Add(Guid.Parse(body.GetProperty("id").GetString()!));
         }
-        // A finished OAuth authorization keeps its ciphertext until it is pruned: it is re-encrypted too, so the old
-        // key can go once rotation has finished.
+        // An OAuth connection still waiting for its callback is re-encrypted too (its callback decrypts it later).
         var authorizationId = Guid.CreateVersion7();
         await server.OwnerExecuteAsync(
             """
             INSERT INTO oauth_authorizations (workspace_id, id, state_hash, created_by, manifest, credential_name, encrypted_payload, redirect_uri, status, expires_at, completed_at)
-            VALUES (@ws, @authorizationId, @stateHash, @userId, '{}', 'finished', @payload, 'https://plugboard.example/callback', 'completed', now(), now())
+            VALUES (@ws, @authorizationId, @stateHash, @userId, '{}', 'waiting', @payload, 'https://plugboard.example/callback', 'pending', now() + interval '10 minutes', NULL)
             """, new
             {
                 ws = team.Id,
                 authorizationId,
                 stateHash = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32),
                 userId = team.Owner.UserId,
-                payload = server.Keys.Encrypt("{\"verifier\":\"finished-flow\"}", KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")),
+                payload = server.Keys.Encrypt("{\"verifier\":\"waiting-flow\"}", KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")),
             });
         var rotated = server.Keys.WithNewKey();
         var reencrypted = await KeyRotation.ReencryptAsync(server.Service<Plugboard.Data.Db>(), rotated, _ => { }, CancellationToken.None, batchSize: 2);
@@ -118,7 +117,7 @@ public sealed class SecretsTests(PlugboardServer server)
         }
         var authorization = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM oauth_authorizations WHERE id = @authorizationId", new { authorizationId });
         Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(authorization!));
-        Assert.Contains("finished-flow", rotated.Decrypt(authorization!, KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")), StringComparison.Ordinal);
+        Assert.Contains("waiting-flow", rotated.Decrypt(authorization!, KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")), StringComparison.Ordinal);
         // The old ring cannot read the new ciphertexts: rotation really changed the key.
         var sample = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM workspace_api_credentials WHERE id = @id", new { id = ids[0] });
         Assert.Throws<SecretDecryptionException>(() => KeyRing.FromJson(server.Keys.ToJson()).Decrypt(sample!, KeyRing.Aad(team.Id, "workspace_api_credentials", ids[0], "encrypted_payload")));

@@ -19,7 +19,9 @@ public static class KeyRotation
         // A rotated-out secret keeps the associated data it was written with (the database moved it aside unchanged).
         total += await SweepAsync(db, keys, "connectors", "webhook_secret_previous",
             "webhook_secret_previous IS NOT NULL AND split_part(webhook_secret_previous, ':', 2) <> @current", batchSize, report, ct, aadColumn: "webhook_secret");
-        total += await SweepAsync(db, keys, "oauth_authorizations", "encrypted_payload", "split_part(encrypted_payload, ':', 2) <> @current", batchSize, report, ct);
+        // Only a connection still pending is ever decrypted again (by its callback); a finished one keeps its ciphertext
+        // until it is pruned, and one under a key already removed must not stop the rotation.
+        total += await SweepAsync(db, keys, "oauth_authorizations", "encrypted_payload", "status = 'pending' AND split_part(encrypted_payload, ':', 2) <> @current", batchSize, report, ct);
         await Features.Health.KeyRingCanary.ReencryptAsync(db, keys, ct);
         return total;
     }

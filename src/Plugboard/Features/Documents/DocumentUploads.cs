@@ -92,17 +92,24 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             await session.CommitAsync(ct);
         }
         var recorded = false;
+        var intentSwept = false;
         try
         {
             await store.PutFileAsync(key, temporary, detected, ct);
             var outcome = await RecordAsync(context, batchId, id, key, name, detected, size, sha256, ct);
             recorded = outcome?.Outcome == UploadedFile.Accepted;
-            // Null: the sweeper judged this upload abandoned and removed its object; it is refused (and counted) instead.
+            // Null: the sweeper judged this upload abandoned and took its intent; it is refused (and counted) instead.
+            intentSwept = outcome is null;
             return outcome ?? await RefuseAsync(context, batchId, name, size, detected, "The upload took too long to be recorded; upload the file again.", 408, ct);
         }
         finally
         {
-            if (!recorded)
+            if (intentSwept)
+            {
+                // The sweeper may have removed the object before it was stored: no document has this key, so it goes now.
+                await DeleteUnrecordedAsync(key);
+            }
+            else if (!recorded)
             {
                 await ForgetAsync(context, key);
             }
@@ -144,7 +151,12 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             {
                 return new UploadedFile(name, UploadedFile.Refused, size, mediaType, sha256, null, BatchFullReason) { RefusalStatus = 409 };
             }
-            var existing = await ExistingAsync(duplicate, sha256, ct);
+            if (await ExistingAsync(duplicate, sha256, ct) is not { } existing)
+            {
+                // The document it raced was deleted meanwhile: nothing holds these bytes, so this file is refused, not dropped.
+                await duplicate.DisposeAsync();
+                return await RefuseAsync(context, batchId, name, size, mediaType, "A document with the same content was deleted while this one was recorded; upload the file again.", 409, ct);
+            }
             await CountProcessedAsync(duplicate, batchId, ct);
             await duplicate.CommitAsync(CancellationToken.None);
             return new UploadedFile(name, UploadedFile.Duplicate, size, mediaType, sha256, existing, "The workspace already holds a document with the same content.");
@@ -228,6 +240,19 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             logger.LogWarning(e, "Could not remove the unrecorded object {Key}; the sweeper will", key);
+        }
+    }
+
+    private async Task DeleteUnrecordedAsync(string key)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await store.DeleteAsync(key, timeout.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogWarning(e, "Could not remove the unrecorded object {Key}", key);
         }
     }
 

@@ -85,17 +85,19 @@ public sealed class ObjectSweeper(Db db, IObjectStore store, DocumentPipelineOpt
             {
                 try
                 {
-                    await store.DeleteAsync(key, ct);
+                    // Not cancelled midway: once an object is deleted, its intent must go in this transaction, or an
+                    // upload waiting on the intent's lock would record a document without its object.
+                    await store.DeleteAsync(key, CancellationToken.None);
                     done.Add(key);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // One object the store refuses to delete must not stop the others: its intent stays for the next sweep.
                     logger.LogWarning(e, "Could not delete the unrecorded object {Key}", key);
                 }
             }
-            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = ANY(@done)", new { done }, transaction, cancellationToken: ct));
-            await transaction.CommitAsync(ct);
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = ANY(@done)", new { done }, transaction));
+            await transaction.CommitAsync(CancellationToken.None);
             deleted += done.Count;
             logger.LogInformation("Deleted {Count} objects stored without their document", done.Count);
             if (done.Count == 0)
