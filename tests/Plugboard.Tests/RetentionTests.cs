@@ -54,6 +54,14 @@ public sealed class RetentionTests(PlugboardServer server)
             Microsoft.Extensions.Logging.Abstractions.NullLogger<RetentionPruner>.Instance);
         var deleted = (await pruner.PruneAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20)))!;
         Assert.True(deleted["executions"] >= 6);
+        // Its session lock lived on a connection of its own, which is closed (not returned to a pool with the lock on it).
+        // (A closed session leaves pg_stat_activity once its backend has exited, a moment after the close.)
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); await owner.ExecuteScalarAsync<long>(
+                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'plugboard-retention'") > 0;)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the pruner's session is still open");
+            await Task.Delay(50);
+        }
 
         async Task<long> Count(string sql) => await owner.ExecuteScalarAsync<long>(sql, new { ws = team.Id });
         Assert.Equal(1, await Count("SELECT count(*) FROM connector_executions WHERE workspace_id = @ws AND finished_at < now() - interval '30 days'"));

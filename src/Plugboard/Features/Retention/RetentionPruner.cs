@@ -1,3 +1,4 @@
+using Npgsql;
 using Dapper;
 using Plugboard.Data;
 using Plugboard.Hosting;
@@ -58,7 +59,14 @@ public sealed class RetentionPruner(Db db, RetentionOptions options, ILogger<Ret
     /// <summary>Prunes every kind once; null when another process holds the pruning lock.</summary>
     public async Task<IReadOnlyDictionary<string, long>?> PruneAsync(CancellationToken ct)
     {
-        await using var connection = await db.Service.OpenConnectionAsync(ct);
+        // The pruning lock is a session lock held across many committed batches, so the connection is not pooled (the
+        // pools keep no session state): closing it ends the session and the lock with it, whatever happens.
+        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.Settings.ServiceConnectionString)
+        {
+            Pooling = false,
+            ApplicationName = "plugboard-retention",
+        }.ConnectionString);
+        await connection.OpenAsync(ct);
         if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition("SELECT pg_try_advisory_lock(@AdvisoryLock)", new { AdvisoryLock }, cancellationToken: ct)))
         {
             return null;
