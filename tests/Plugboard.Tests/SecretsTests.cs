@@ -104,7 +104,24 @@ public sealed class SecretsTests(PlugboardServer server)
                 payload = server.Keys.Encrypt("{\"verifier\":\"waiting-flow\"}", KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")),
             });
         var rotated = server.Keys.WithNewKey();
-        var reencrypted = await KeyRotation.ReencryptAsync(server.Service<Plugboard.Data.Db>(), rotated, _ => { }, CancellationToken.None, batchSize: 2);
+        // A credential another transaction holds is waited for, not skipped: the rotation ends with no row under the old key.
+        await using var holder = new NpgsqlConnection(server.Settings.OwnerConnectionString);
+        await holder.OpenAsync();
+        await using var held = await holder.BeginTransactionAsync();
+        await holder.ExecuteAsync("SELECT 1 FROM workspace_api_credentials WHERE id = @id FOR UPDATE", new { id = ids[0] }, held);
+        var rotation = KeyRotation.ReencryptAsync(server.Service<Plugboard.Data.Db>(), rotated, _ => { }, CancellationToken.None, batchSize: 2);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await server.OwnerScalarAsync<long>(
+                   """
+                   SELECT count(*) FROM pg_stat_activity
+                    WHERE wait_event_type = 'Lock' AND query LIKE '%workspace_api_credentials%FOR UPDATE' AND query NOT LIKE '%SKIP LOCKED%'
+                   """) == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline && !rotation.IsCompleted, "the rotation never waited for the held credential");
+            await Task.Delay(20);
+        }
+        await held.CommitAsync();
+        var reencrypted = await rotation;
         Assert.True(reencrypted >= 5);
         await using var connection = new NpgsqlConnection(server.Settings.OwnerConnectionString);
         var stale = await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE key_id <> @current", new { current = rotated.CurrentKeyId });

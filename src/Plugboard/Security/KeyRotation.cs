@@ -35,14 +35,22 @@ public static class KeyRotation
         {
             var remaining = await counter.ExecuteScalarAsync<long>(new CommandDefinition($"SELECT count(*) FROM {table} WHERE {stale}", new { current }, cancellationToken: ct));
             report(new Progress(table, 0, remaining));
+            // Rows other transactions hold are skipped while there are others to do; then they are waited for, so the
+            // rotation does not end with a row still under an old key.
+            var skipLocked = true;
             while (true)
             {
                 await using var tx = await counter.BeginTransactionAsync(ct);
                 var rows = (await counter.QueryAsync<(string WorkspaceId, Guid Id, string Value)>(new CommandDefinition(
-                    $"SELECT workspace_id, id, {column} FROM {table} WHERE {stale} LIMIT @batchSize FOR UPDATE SKIP LOCKED",
+                    $"SELECT workspace_id, id, {column} FROM {table} WHERE {stale} ORDER BY workspace_id, id LIMIT @batchSize FOR UPDATE{(skipLocked ? " SKIP LOCKED" : "")}",
                     new { current, batchSize }, tx, cancellationToken: ct))).AsList();
                 if (rows.Count == 0)
                 {
+                    if (skipLocked && await counter.ExecuteScalarAsync<bool>(new CommandDefinition($"SELECT EXISTS (SELECT FROM {table} WHERE {stale})", new { current }, tx, cancellationToken: ct)))
+                    {
+                        skipLocked = false;
+                        continue;
+                    }
                     break;
                 }
                 foreach (var row in rows)
