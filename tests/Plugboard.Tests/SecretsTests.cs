@@ -110,38 +110,46 @@ public sealed class SecretsTests(PlugboardServer server)
         await using var held = await holder.BeginTransactionAsync();
         await holder.ExecuteAsync("SELECT 1 FROM workspace_api_credentials WHERE id = @id FOR UPDATE", new { id = ids[0] }, held);
         var rotation = KeyRotation.ReencryptAsync(server.Service<Plugboard.Data.Db>(), rotated, _ => { }, CancellationToken.None, batchSize: 2);
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (await server.OwnerScalarAsync<long>(
-                   """
-                   SELECT count(*) FROM pg_stat_activity
-                    WHERE wait_event_type = 'Lock' AND query LIKE '%workspace_api_credentials%FOR UPDATE' AND query NOT LIKE '%SKIP LOCKED%'
-                   """) == 0)
-        {
-            Assert.True(DateTime.UtcNow < deadline && !rotation.IsCompleted, "the rotation never waited for the held credential");
-            await Task.Delay(20);
-        }
-        await held.CommitAsync();
-        var reencrypted = await rotation;
-        Assert.True(reencrypted >= 5);
         await using var connection = new NpgsqlConnection(server.Settings.OwnerConnectionString);
-        var stale = await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE key_id <> @current", new { current = rotated.CurrentKeyId });
-        Assert.Equal(0, stale);
-        for (var i = 0; i < ids.Count; i++)
+        try
         {
-            var row = await connection.QuerySingleAsync<(string Payload, string KeyId)>("SELECT encrypted_payload, key_id FROM workspace_api_credentials WHERE id = @id", new { id = ids[i] });
-            Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(row.Payload));
-            Assert.Contains($"value-{i}", rotated.Decrypt(row.Payload, KeyRing.Aad(team.Id, "workspace_api_credentials", ids[i], "encrypted_payload")), StringComparison.Ordinal);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (await server.OwnerScalarAsync<long>(
+                       """
+                       SELECT count(*) FROM pg_stat_activity
+                        WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%workspace_api_credentials%FOR NO KEY UPDATE' AND query NOT LIKE '%SKIP LOCKED%'
+                       """) == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline && !rotation.IsCompleted, "the rotation never waited for the held credential");
+                await Task.Delay(20);
+            }
+            await held.CommitAsync();
+            var reencrypted = await rotation;
+            Assert.True(reencrypted >= 5);
+            var stale = await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE key_id <> @current", new { current = rotated.CurrentKeyId });
+            Assert.Equal(0, stale);
+            for (var i = 0; i < ids.Count; i++)
+            {
+                var row = await connection.QuerySingleAsync<(string Payload, string KeyId)>("SELECT encrypted_payload, key_id FROM workspace_api_credentials WHERE id = @id", new { id = ids[i] });
+                Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(row.Payload));
+                Assert.Contains($"value-{i}", rotated.Decrypt(row.Payload, KeyRing.Aad(team.Id, "workspace_api_credentials", ids[i], "encrypted_payload")), StringComparison.Ordinal);
+            }
+            var authorization = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM oauth_authorizations WHERE id = @authorizationId", new { authorizationId });
+            Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(authorization!));
+            Assert.Contains("waiting-flow", rotated.Decrypt(authorization!, KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")), StringComparison.Ordinal);
+            // The old ring cannot read the new ciphertexts: rotation really changed the key.
+            var sample = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM workspace_api_credentials WHERE id = @id", new { id = ids[0] });
+            Assert.Throws<SecretDecryptionException>(() => KeyRing.FromJson(server.Keys.ToJson()).Decrypt(sample!, KeyRing.Aad(team.Id, "workspace_api_credentials", ids[0], "encrypted_payload")));
         }
-        var authorization = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM oauth_authorizations WHERE id = @authorizationId", new { authorizationId });
-        Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(authorization!));
-        Assert.Contains("waiting-flow", rotated.Decrypt(authorization!, KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")), StringComparison.Ordinal);
-        // The old ring cannot read the new ciphertexts: rotation really changed the key.
-        var sample = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM workspace_api_credentials WHERE id = @id", new { id = ids[0] });
-        Assert.Throws<SecretDecryptionException>(() => KeyRing.FromJson(server.Keys.ToJson()).Decrypt(sample!, KeyRing.Aad(team.Id, "workspace_api_credentials", ids[0], "encrypted_payload")));
-
-        // Rotate back so the shared server (which knows only its own key) can read every secret again.
-        var back = new KeyRing([rotated.Entries[^1], .. server.Keys.Entries]);
-        await KeyRotation.ReencryptAsync(server.Service<Plugboard.Data.Db>(), back, _ => { }, CancellationToken.None);
+        finally
+        {
+            // Whatever failed above: the held row is released, the rotation finished, and everything rotated back so the
+            // shared server (which knows only its own key) can read every secret again.
+            await held.DisposeAsync();
+            await Task.WhenAny(rotation);
+            var back = new KeyRing([rotated.Entries[^1], .. server.Keys.Entries]);
+            await KeyRotation.ReencryptAsync(server.Service<Plugboard.Data.Db>(), back, _ => { }, CancellationToken.None);
+        }
         Assert.Equal(0, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM workspace_api_credentials WHERE key_id <> @current", new { current = server.Keys.CurrentKeyId }));
     }
 

@@ -65,40 +65,37 @@ public sealed class RetentionPruner(Db db, RetentionOptions options, ILogger<Ret
         {
             Pooling = false,
             ApplicationName = "plugboard-retention",
+            PersistSecurityInfo = false,
+            IncludeErrorDetail = false,
+            KeepAlive = 30,
         }.ConnectionString);
         await connection.OpenAsync(ct);
         if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition("SELECT pg_try_advisory_lock(@AdvisoryLock)", new { AdvisoryLock }, cancellationToken: ct)))
         {
             return null;
         }
-        try
+        // The lock ends with the session: closing the connection (at the end of this method) releases it.
+        var deleted = new Dictionary<string, long>();
+        foreach (var rule in Rules())
         {
-            var deleted = new Dictionary<string, long>();
-            foreach (var rule in Rules())
+            var sql = $"""
+                DELETE FROM {rule.Table} WHERE ({rule.Key}) IN (
+                    SELECT {rule.Key} FROM {rule.Table} WHERE {rule.Where} LIMIT @batch FOR UPDATE SKIP LOCKED)
+                """;
+            long total = 0;
+            int batch;
+            do
             {
-                var sql = $"""
-                    DELETE FROM {rule.Table} WHERE ({rule.Key}) IN (
-                        SELECT {rule.Key} FROM {rule.Table} WHERE {rule.Where} LIMIT @batch FOR UPDATE SKIP LOCKED)
-                    """;
-                long total = 0;
-                int batch;
-                do
-                {
-                    batch = await connection.ExecuteAsync(new CommandDefinition(sql, new { age = rule.Age, batch = options.BatchSize }, cancellationToken: ct));
-                    total += batch;
-                }
-                while (batch == options.BatchSize);
-                deleted[rule.Name] = total;
+                batch = await connection.ExecuteAsync(new CommandDefinition(sql, new { age = rule.Age, batch = options.BatchSize }, cancellationToken: ct));
+                total += batch;
             }
-            if (deleted.Values.Any(n => n > 0))
-            {
-                logger.LogInformation("Retention pruned {Deleted}", string.Join(", ", deleted.Where(d => d.Value > 0).Select(d => $"{d.Value} {d.Key}")));
-            }
-            return deleted;
+            while (batch == options.BatchSize);
+            deleted[rule.Name] = total;
         }
-        finally
+        if (deleted.Values.Any(n => n > 0))
         {
-            await connection.ExecuteAsync(new CommandDefinition("SELECT pg_advisory_unlock(@AdvisoryLock)", new { AdvisoryLock }, cancellationToken: CancellationToken.None));
+            logger.LogInformation("Retention pruned {Deleted}", string.Join(", ", deleted.Where(d => d.Value > 0).Select(d => $"{d.Value} {d.Key}")));
         }
+        return deleted;
     }
 }
