@@ -112,6 +112,13 @@ public static class E2eBenchmark
         }
         await app.StopAsync();
         await app.DisposeAsync();
+        if (total == 0 || figures.Succeeded != total || figures.Seconds <= 0)
+        {
+            // No figure from a run that lost track of its executions: say what was found instead.
+            Console.Error.WriteLine($"e2e: {total} executions were accepted, but {figures.Succeeded} were found succeeded after the drain; no figures.");
+            home.Delete(recursive: true);
+            return 1;
+        }
         var rate = total / figures.Seconds;
 
         Console.WriteLine($"bare loop: queueing {total} executions …");
