@@ -16,6 +16,18 @@ public sealed class Db : IAsyncDisposable
     public NpgsqlDataSource Api { get; }
     public NpgsqlDataSource Service { get; }
 
+    /// <summary>A connection of its own on the service role, not pooled, for what keeps session state (LISTEN, a
+    /// session-level advisory lock): closing it ends the session and that state with it.</summary>
+    public NpgsqlConnection CreateSessionConnection(string applicationName) =>
+        new(new NpgsqlConnectionStringBuilder(Settings.ServiceConnectionString)
+        {
+            ApplicationName = applicationName,
+            PersistSecurityInfo = false,
+            IncludeErrorDetail = false,
+            Pooling = false,
+            KeepAlive = 30,
+        }.ConnectionString);
+
     private static NpgsqlDataSource Build(string connectionString, string applicationName)
     {
         var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(connectionString)

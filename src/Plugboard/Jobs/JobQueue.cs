@@ -530,15 +530,7 @@ public sealed class JobQueue : IAsyncDisposable
         return OperatorOutcome.Done;
     }
 
-    internal NpgsqlConnection CreateListenConnection() =>
-        new(new NpgsqlConnectionStringBuilder(Db.Settings.ServiceConnectionString)
-        {
-            ApplicationName = "plugboard-jobs-listener",
-            PersistSecurityInfo = false,
-            IncludeErrorDetail = false,
-            Pooling = false,
-            KeepAlive = 30,
-        }.ConnectionString);
+    internal NpgsqlConnection CreateListenConnection() => Db.CreateSessionConnection("plugboard-jobs-listener");
 
     /// <summary>Closes idle pooled connections (their backends then report their statistics at once).</summary>
     internal void ClearPool() => _source.Clear();

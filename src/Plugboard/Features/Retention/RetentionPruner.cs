@@ -1,4 +1,3 @@
-using Npgsql;
 using Dapper;
 using Plugboard.Data;
 using Plugboard.Hosting;
@@ -61,14 +60,7 @@ public sealed class RetentionPruner(Db db, RetentionOptions options, ILogger<Ret
     {
         // The pruning lock is a session lock held across many committed batches, so the connection is not pooled (the
         // pools keep no session state): closing it ends the session and the lock with it, whatever happens.
-        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.Settings.ServiceConnectionString)
-        {
-            Pooling = false,
-            ApplicationName = "plugboard-retention",
-            PersistSecurityInfo = false,
-            IncludeErrorDetail = false,
-            KeepAlive = 30,
-        }.ConnectionString);
+        await using var connection = db.CreateSessionConnection("plugboard-retention");
         await connection.OpenAsync(ct);
         if (!await connection.ExecuteScalarAsync<bool>(new CommandDefinition("SELECT pg_try_advisory_lock(@AdvisoryLock)", new { AdvisoryLock }, cancellationToken: ct)))
         {
