@@ -103,6 +103,16 @@ public sealed class SecretsTests(PlugboardServer server)
                 userId = team.Owner.UserId,
                 payload = server.Keys.Encrypt("{\"verifier\":\"waiting-flow\"}", KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")),
             });
+        // A finished one is never decrypted again: it keeps its ciphertext until it is pruned.
+        var finishedId = Guid.CreateVersion7();
+        var finishedPayload = server.Keys.Encrypt("{}", KeyRing.Aad(team.Id, "oauth_authorizations", finishedId, "encrypted_payload"));
+        await server.OwnerExecuteAsync(
+            """
+            INSERT INTO oauth_authorizations (workspace_id, id, state_hash, created_by, manifest, credential_name, encrypted_payload, redirect_uri, status, expires_at, completed_at)
+            VALUES (@ws, @finishedId, @stateHash, @userId, '{}', 'done', @finishedPayload, 'https://plugboard.example/callback', 'completed', now(), now())
+            """, new { ws = team.Id, finishedId, stateHash = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), userId = team.Owner.UserId, finishedPayload });
+        // A connector's webhook signing secret is re-encrypted like a credential.
+        var hook = await Webhooks.CreateAsync(team, Webhooks.Manifest(new { verify = "standard" }));
         var rotated = server.Keys.WithNewKey();
         // A credential another transaction holds is waited for, not skipped: the rotation ends with no row under the old key.
         await using var holder = new NpgsqlConnection(server.Settings.OwnerConnectionString);
@@ -137,6 +147,10 @@ public sealed class SecretsTests(PlugboardServer server)
             var authorization = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM oauth_authorizations WHERE id = @authorizationId", new { authorizationId });
             Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(authorization!));
             Assert.Contains("waiting-flow", rotated.Decrypt(authorization!, KeyRing.Aad(team.Id, "oauth_authorizations", authorizationId, "encrypted_payload")), StringComparison.Ordinal);
+            Assert.Equal(finishedPayload, await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM oauth_authorizations WHERE id = @finishedId", new { finishedId }));
+            var webhookSecret = await connection.ExecuteScalarAsync<string>("SELECT webhook_secret FROM connectors WHERE id = @id::uuid", new { id = hook.ConnectorId });
+            Assert.Equal(rotated.CurrentKeyId, KeyRing.KeyIdOf(webhookSecret!));
+            Assert.Equal(hook.Secret, rotated.Decrypt(webhookSecret!, KeyRing.Aad(team.Id, "connectors", Guid.Parse(hook.ConnectorId), "webhook_secret")));
             // The old ring cannot read the new ciphertexts: rotation really changed the key.
             var sample = await connection.ExecuteScalarAsync<string>("SELECT encrypted_payload FROM workspace_api_credentials WHERE id = @id", new { id = ids[0] });
             Assert.Throws<SecretDecryptionException>(() => KeyRing.FromJson(server.Keys.ToJson()).Decrypt(sample!, KeyRing.Aad(team.Id, "workspace_api_credentials", ids[0], "encrypted_payload")));

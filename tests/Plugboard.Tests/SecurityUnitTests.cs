@@ -73,4 +73,25 @@ public sealed class SecurityUnitTests
         var issue = Assert.Single(LiteralSecretScanner.Scan(dirty));
         Assert.Equal("/steps/0/request/headers/X-Api-Key", issue.Pointer);
     }
+
+    [Theory]
+    [InlineData("n=42", System.Text.Json.JsonValueKind.Number)]
+    [InlineData("n=-1.5", System.Text.Json.JsonValueKind.Number)]
+    [InlineData("b=true", System.Text.Json.JsonValueKind.True)]
+    [InlineData("o={\"a\":1}", System.Text.Json.JsonValueKind.Object)]
+    [InlineData("a=[1,2]", System.Text.Json.JsonValueKind.Array)]
+    [InlineData("s=null", System.Text.Json.JsonValueKind.String)]
+    [InlineData("s=\"quoted\"", System.Text.Json.JsonValueKind.String)]
+    [InlineData("s=12abc", System.Text.Json.JsonValueKind.String)]
+    [InlineData("s=text", System.Text.Json.JsonValueKind.String)]
+    public void Run_values_that_are_json_numbers_booleans_objects_or_arrays_keep_their_type_and_the_rest_are_strings(string pair, System.Text.Json.JsonValueKind kind)
+    {
+        var (name, value) = (pair[..pair.IndexOf('=', StringComparison.Ordinal)], pair[(pair.IndexOf('=', StringComparison.Ordinal) + 1)..]);
+        var parsed = Plugboard.Hosting.LocalRun.Pairs([pair], "--input")[name]!;
+        Assert.Equal(kind, parsed.GetValueKind());
+        if (kind == System.Text.Json.JsonValueKind.String)
+        {
+            Assert.Equal(value, parsed.GetValue<string>()); // the text as given, quotes included
+        }
+    }
 }

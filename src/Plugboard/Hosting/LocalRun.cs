@@ -78,7 +78,7 @@ public static partial class LocalRun
     private static ManifestParseResult Parse(string text) => ManifestParser.ParseFile(text);
 
     /// <summary>k=v pairs; a value that parses as JSON (number, boolean, object, array) keeps that type.</summary>
-    private static JsonObject Pairs(string[] pairs, string option)
+    internal static JsonObject Pairs(string[] pairs, string option)
     {
         var result = new JsonObject();
         foreach (var pair in pairs)
