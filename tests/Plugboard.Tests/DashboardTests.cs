@@ -53,6 +53,45 @@ public sealed partial class DashboardTests(PlugboardServer server)
         Assert.Equal(HttpStatusCode.OK, (await admin.Http.GetAsync("/platform/templates")).StatusCode);
     }
 
+    [Fact]
+    public async Task The_records_feed_links_each_title_to_its_stored_document_and_only_http_sources_out()
+    {
+        var team = await server.TeamAsync();
+        var connector = (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/connectors", new { name = "Feed" })).AssertStatusAsync(201))
+            .GetProperty("id").GetString();
+        var (web, script) = (Guid.CreateVersion7(), Guid.CreateVersion7());
+        await server.OwnerExecuteAsync(
+            """
+            INSERT INTO imported_documents (workspace_id, id, connector_id, source, external_id, stream, title, external_url, change_seq, last_action)
+            VALUES (@ws, @web, @connector::uuid, 'sync', 'w-1', 'pages', 'On the web', 'https://example.test/page', 1, 'added'),
+                   (@ws, @script, @connector::uuid, 'sync', 's-1', 'pages', 'Not a link', 'javascript:alert(1)', 2, 'added')
+            """, new { ws = team.Id, web, script, connector });
+        var browser = await SignedInAsync(team.Viewer.Key);
+        var html = await browser.Http.GetStringAsync($"/w/{team.Id}/connectors/{connector}/records");
+        Assert.Contains($"/v1/workspaces/{team.Id}/documents/{web}/content\">On the web</a>", html, StringComparison.Ordinal);
+        Assert.Contains($"/v1/workspaces/{team.Id}/documents/{script}/content\">Not a link</a>", html, StringComparison.Ordinal);
+        Assert.Contains("<a href=\"https://example.test/page\" rel=\"noopener noreferrer\">open</a>", html, StringComparison.Ordinal);
+        Assert.DoesNotContain("javascript:", html, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_review_page_names_the_workspace_that_made_a_template_and_the_studio_loads_its_own_script()
+    {
+        var team = await server.TeamAsync();
+        var slug = "review-" + Guid.NewGuid().ToString("N")[..8];
+        var template = (await (await team.Admin.Http.PostAsJsonAsync($"/v1/workspaces/{team.Id}/templates", new { slug, name = "Reviewed", manifest = TestManifests.Minimal() }))
+            .AssertStatusAsync(201)).GetProperty("id").GetString();
+        var admin = await SignedInAsync((await server.NewUserAsync("admin")).Key);
+        Assert.Contains($"(workspace {team.Id})", await admin.Http.GetStringAsync($"/platform/templates/{template}"), StringComparison.Ordinal);
+
+        var studio = await (await SignedInAsync(team.Admin.Key)).Http.GetStringAsync($"/w/{team.Id}/studio");
+        var src = Regex.Match(studio, "<script src=\"(/assets/studio\\.js\\?v=[0-9a-f]{12})\" defer>").Groups[1].Value;
+        Assert.NotEmpty(src);
+        var served = await admin.Http.GetAsync(src);
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Contains("javascript", served.Content.Headers.ContentType!.MediaType, StringComparison.Ordinal);
+    }
+
     private static async Task<string> CsrfAsync(Browser browser, string workspaceId)
     {
         var page = await browser.Http.GetStringAsync($"/w/{workspaceId}/connectors");
