@@ -181,6 +181,12 @@ public sealed class WebhookProcessingTests(PlugboardServer server)
         var again = await Webhooks.ProcessedAsync(hook, ids[0]);
         Assert.True(again.GetProperty("processed").GetBoolean());
         Assert.Equal(1, again.GetProperty("attempts").GetInt32()); // counted afresh from the replay
+        // The event is processed once its execution is queued; the execution's request reaches the source a moment later.
+        for (var deadline = DateTime.UtcNow.AddSeconds(20); source.Numbers.Count < 4;)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{source.Numbers.Count} requests");
+            await Task.Delay(50);
+        }
         Assert.Equal(4, source.Numbers.Count);
 
         var range = await (await team.Admin.Http.PostAsJsonAsync($"{hook.EventsUrl}/replay", new { event_type = "issue.run" })).AssertStatusAsync(202);
