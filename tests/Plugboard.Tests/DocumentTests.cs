@@ -125,7 +125,110 @@ public sealed class DocumentTests(PlugboardServer server)
 
         public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
 
+        public bool FailDeletes;
+
+        public Task DeleteAsync(string key, CancellationToken ct) =>
+            FailDeletes ? throw new IOException("The store refused the delete.") : inner.DeleteAsync(key, ct);
+    }
+
+    [Fact]
+    public async Task A_swept_upload_whose_object_cannot_be_deleted_keeps_an_intent_so_the_sweeper_removes_it_later()
+    {
+        var team = await server.TeamAsync();
+        var store = new IntentSweptWhileStoring(server.Service<IObjectStore>(), server.Settings.OwnerConnectionString) { FailDeletes = true };
+        var uploads = new DocumentUploads(server.Service<Plugboard.Data.Db>(), server.Service<BucketSettings>(), store,
+            server.Service<DocumentPipelineOptions>(), Microsoft.Extensions.Logging.Abstractions.NullLogger<DocumentUploads>.Instance);
+        var context = new Plugboard.Data.WorkspaceContext(team.Id, team.Member.UserId, "member");
+
+        var file = await uploads.ReceiveAsync(context, null, new MemoryStream("an object the store keeps"u8.ToArray()), "kept.txt", "text/plain", CancellationToken.None);
+
+        Assert.Equal((UploadedFile.Refused, 408), (file.Outcome, file.RefusalStatus));
+        var objects = Path.Combine(server.TestHome, "objects", "workspaces", team.Id, "documents");
+        var left = Assert.Single(Directory.GetFiles(objects));
+        // The object could not be deleted, so it has an intent again: the sweeper's to remove.
+        var key = await server.OwnerScalarAsync<string>("SELECT object_key FROM pending_objects WHERE workspace_id = @ws", new { ws = team.Id });
+        Assert.EndsWith(Path.GetFileName(left), key, StringComparison.Ordinal);
+        await server.OwnerExecuteAsync("UPDATE pending_objects SET created_at = now() - interval '7 hours' WHERE object_key = @key", new { key });
+        Assert.True(await server.Service<ObjectSweeper>().SweepAsync(TimeSpan.FromHours(6), CancellationToken.None) >= 1);
+        Assert.Empty(Directory.GetFiles(objects));
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM pending_objects WHERE workspace_id = @ws", new { ws = team.Id }));
+    }
+
+    [Fact]
+    public async Task A_sweep_whose_delete_failed_after_removing_the_object_lets_no_upload_record_under_its_intent()
+    {
+        var team = await server.TeamAsync();
+        var db = server.Service<Plugboard.Data.Db>();
+        var store = new SweptAmbiguouslyWhileStoring(server.Service<IObjectStore>(), server.Settings.OwnerConnectionString, db, server.Service<DocumentPipelineOptions>());
+        var uploads = new DocumentUploads(db, server.Service<BucketSettings>(), store,
+            server.Service<DocumentPipelineOptions>(), Microsoft.Extensions.Logging.Abstractions.NullLogger<DocumentUploads>.Instance);
+        var context = new Plugboard.Data.WorkspaceContext(team.Id, team.Member.UserId, "member");
+
+        var file = await uploads.ReceiveAsync(context, null, new MemoryStream("bytes a timed-out delete removed"u8.ToArray()), "gone.txt", "text/plain", CancellationToken.None);
+
+        // The sweep deleted the object, then failed (as a delete that times out after the store acted does): it counted
+        // nothing and left the intent marked, and the upload waiting to record under it recorded nothing.
+        Assert.Equal((0, true), (store.SweptObjects, store.MarkedAfterSweep));
+        Assert.Equal((UploadedFile.Refused, 408), (file.Outcome, file.RefusalStatus));
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM imported_documents WHERE workspace_id = @ws", new { ws = team.Id }));
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM jobs WHERE workspace_id = @ws AND kind = 'document'", new { ws = team.Id }));
+        var objects = Path.Combine(server.TestHome, "objects", "workspaces", team.Id, "documents");
+        Assert.Empty(Directory.Exists(objects) ? Directory.GetFiles(objects) : []);
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM pending_objects WHERE workspace_id = @ws", new { ws = team.Id }));
+    }
+
+    /// <summary>The real store, except that while the first object is stored a sweeper (whose deletes remove the object
+    /// and then fail) judges the upload abandoned.</summary>
+    private sealed class SweptAmbiguouslyWhileStoring(IObjectStore inner, string ownerConnectionString, Plugboard.Data.Db db, DocumentPipelineOptions pipeline) : IObjectStore
+    {
+        public int SweptObjects = -1;
+        public bool MarkedAfterSweep;
+
+        public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+        {
+            await inner.PutFileAsync(key, path, contentType, ct);
+            if (SweptObjects >= 0)
+            {
+                return;
+            }
+            await using var connection = new Npgsql.NpgsqlConnection(ownerConnectionString);
+            await connection.OpenAsync(ct);
+            await using var age = new Npgsql.NpgsqlCommand("UPDATE pending_objects SET created_at = now() - interval '7 hours' WHERE object_key = $1", connection)
+            {
+                Parameters = { new() { Value = key } },
+            };
+            Assert.Equal(1, await age.ExecuteNonQueryAsync(ct));
+            var sweeper = new ObjectSweeper(db, new DeletesThenFails(inner), pipeline, new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build(),
+                Microsoft.Extensions.Logging.Abstractions.NullLogger<ObjectSweeper>.Instance);
+            SweptObjects = await sweeper.SweepAsync(TimeSpan.FromHours(6), ct);
+            Assert.Null(await inner.OpenReadAsync(key, ct));
+            await using var marked = new Npgsql.NpgsqlCommand("SELECT swept_at IS NOT NULL FROM pending_objects WHERE object_key = $1", connection)
+            {
+                Parameters = { new() { Value = key } },
+            };
+            MarkedAfterSweep = await marked.ExecuteScalarAsync(ct) is true;
+        }
+
+        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
+
+        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
+
         public Task DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
+    }
+
+    private sealed class DeletesThenFails(IObjectStore inner) : IObjectStore
+    {
+        public Task PutFileAsync(string key, string path, string contentType, CancellationToken ct) => inner.PutFileAsync(key, path, contentType, ct);
+
+        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
+
+        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
+
+        public async Task DeleteAsync(string key, CancellationToken ct)
+        {
+            await inner.DeleteAsync(key, ct);
+            throw new TimeoutException("The delete timed out (after the store had removed the object).");
+        }
     }
 
     [Fact]

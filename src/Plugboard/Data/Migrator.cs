@@ -71,6 +71,9 @@ public sealed class TestRunsMigration : SqlScriptMigration;
 [Migration(16, "oidc_dashboard_sessions")]
 public sealed class OidcDashboardSessionsMigration : SqlScriptMigration;
 
+[Migration(17, "two_phase_sweep")]
+public sealed class TwoPhaseSweepMigration : SqlScriptMigration;
+
 public sealed record MigrationStatus(long Version, string Name, bool Applied);
 
 /// <summary>Applies, reverts and reports migrations through FluentMigrator on the owner connection.</summary>

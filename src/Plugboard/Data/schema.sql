@@ -716,6 +716,7 @@ CREATE TABLE public.pending_objects (
     object_key text NOT NULL,
     workspace_id text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    swept_at timestamp with time zone,
     CONSTRAINT pending_objects_check CHECK (((object_key ~ '^workspaces/[a-z0-9_]{1,64}/documents/[0-9a-f]{32}$'::text) AND starts_with(object_key, (('workspaces/'::text || workspace_id) || '/'::text))))
 );
 

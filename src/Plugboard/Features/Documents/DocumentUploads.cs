@@ -98,7 +98,7 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
             await store.PutFileAsync(key, temporary, detected, ct);
             var outcome = await RecordAsync(context, batchId, id, key, name, detected, size, sha256, ct);
             recorded = outcome?.Outcome == UploadedFile.Accepted;
-            // Null: the sweeper judged this upload abandoned and took its intent; it is refused (and counted) instead.
+            // Null: the sweeper judged this upload abandoned and marked or took its intent; it is refused (and counted) instead.
             intentSwept = outcome is null;
             return outcome ?? await RefuseAsync(context, batchId, name, size, detected, "The upload took too long to be recorded; upload the file again.", 408, ct);
         }
@@ -106,8 +106,9 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         {
             if (intentSwept)
             {
-                // The sweeper may have removed the object before it was stored: no document has this key, so it goes now.
-                await DeleteUnrecordedAsync(key);
+                // The sweeper may have removed the object before it was stored: no document has this key, so it goes now,
+                // under an intent of its own again (kept if the delete fails, so the sweeper tries later).
+                await ForgetSweptAsync(context, key);
             }
             else if (!recorded)
             {
@@ -117,7 +118,7 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
     }
 
     /// <summary>Records the stored object as a document with its job, in one transaction that also removes the object's
-    /// intent; null when the intent is gone (the sweeper took the object).</summary>
+    /// intent; null when the sweeper marked or took the intent (and may have deleted the object).</summary>
     private async Task<UploadedFile?> RecordAsync(WorkspaceContext context, Guid? batchId, Guid id, string key, string name, string mediaType, long size,
         string sha256, CancellationToken ct)
     {
@@ -125,10 +126,10 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         var title = Path.GetFileNameWithoutExtension(name) is { Length: > 0 } stem ? stem : name;
         var parameters = new Dapper.DynamicParameters(new { id, batchId, title, name, mediaType, key, size, sha256 });
         JobQueue.AddInsertParameters(parameters, DocumentJob.Request(context.WorkspaceId, id, concurrency: pipeline.WorkspaceConcurrency));
-        // The intent is deleted under its row lock first: when the sweeper took it (and the object), nothing is inserted.
+        // The intent is deleted under its row lock first: when the sweeper marked or took it (and the object), nothing is inserted.
         var (intent, inserted) = await session.QuerySingleOrDefaultAsync<(bool, Guid?)>(
             $"""
-            WITH intent AS (DELETE FROM pending_objects WHERE object_key = @key RETURNING object_key),
+            WITH intent AS (DELETE FROM pending_objects WHERE object_key = @key AND swept_at IS NULL RETURNING object_key),
             doc AS (
                 INSERT INTO imported_documents (workspace_id, id, source, batch_id, title, file_name, content_type, storage_path, file_size, content_hash, created_by)
                 SELECT app_workspace_id(), @id, 'upload', @batchId, @title, @name, @mediaType, @key, @size, @sha256, app_user_id() WHERE EXISTS (SELECT FROM intent)
@@ -223,7 +224,8 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
     /// <summary>
     /// Removes an object that was stored but not recorded, with its intent. The intent is deleted first, under its row
     /// lock: if it is gone, the object belongs to a committed document (or the sweeper took it) and is kept; if the
-    /// object cannot be deleted, the intent stays and the sweeper tries again.
+    /// object cannot be deleted, the intent stays and the sweeper tries again. (A swept upload first writes its intent
+    /// again: <see cref="ForgetSweptAsync"/>.)
     /// </summary>
     private async Task ForgetAsync(WorkspaceContext context, string key)
     {
@@ -243,17 +245,33 @@ public sealed class DocumentUploads(Db db, BucketSettings bucket, IObjectStore s
         }
     }
 
-    private async Task DeleteUnrecordedAsync(string key)
+    private async Task ForgetSweptAsync(WorkspaceContext context, string key)
     {
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await store.DeleteAsync(key, timeout.Token);
+            await using var session = await WorkspaceSession.BeginAsync(db, context, timeout.Token);
+            await session.ExecuteAsync(
+                "INSERT INTO pending_objects (object_key, workspace_id) VALUES (@key, app_workspace_id()) ON CONFLICT (object_key) DO NOTHING",
+                new { key }, timeout.Token);
+            await session.CommitAsync(timeout.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            logger.LogWarning(e, "Could not remove the unrecorded object {Key}", key);
+            // No intent to fall back on: the object is deleted directly, or stays if that fails too.
+            logger.LogWarning(e, "Could not keep an intent for the unrecorded object {Key}", key);
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                await store.DeleteAsync(key, timeout.Token);
+            }
+            catch (Exception again) when (again is not OutOfMemoryException)
+            {
+                logger.LogWarning(again, "Could not remove the unrecorded object {Key}", key);
+            }
+            return;
         }
+        await ForgetAsync(context, key);
     }
 
     /// <summary>Copies at most <paramref name="limit"/> bytes; when the body is longer, the rest is read and discarded.</summary>
