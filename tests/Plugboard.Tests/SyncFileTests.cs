@@ -196,4 +196,55 @@ public sealed class SyncFileTests(PlugboardServer server)
         Assert.Equal(0L, await server.OwnerScalarAsync<long>("SELECT count(*) FROM pending_objects WHERE workspace_id = @ws", new { ws = team.Id }));
         Assert.DoesNotContain(Token, string.Join(" ", docs.Values.Select(d => d.Error)));
     }
+
+    [Fact]
+    public async Task A_downloaded_file_whose_intent_the_sweeper_marked_meanwhile_is_not_recorded_and_its_object_goes()
+    {
+        await using var drive = await Drive.StartAsync();
+        drive.Files["a"] = ("swept.md", Encoding.UTF8.GetBytes("# Swept\n\nThe sweeper looked while this was stored."), "2026-11-01T00:00:00Z", null);
+        var team = await server.TeamAsync();
+        var connectorId = await ConnectorAsync(team, drive);
+        await SyncAsync(team, connectorId);
+        var first = (await ProcessedAsync(connectorId))["a"];
+        Assert.Equal("completed", first.ProcessingStatus);
+        var documentId = await server.OwnerScalarAsync<Guid>("SELECT id FROM imported_documents WHERE connector_id = @id", new { id = Guid.Parse(connectorId) });
+        // The file is to be fetched again (as after a change), and the sweeper marks the new object's intent while it is stored.
+        await server.OwnerExecuteAsync("UPDATE imported_documents SET storage_path = NULL WHERE id = @documentId", new { documentId });
+        await server.Service<IObjectStore>().DeleteAsync(first.StoragePath!, CancellationToken.None);
+        var store = new IntentMarkedWhileStoring(server.Service<IObjectStore>(), server.Settings.OwnerConnectionString);
+        var handler = server.Create<Plugboard.Features.Documents.DocumentJobHandler>(store, server.Create<Plugboard.Features.Documents.SyncedFileDownloader>(store));
+        var job = new Plugboard.Jobs.ClaimedJob(Guid.CreateVersion7(), "document", team.Id, JsonSerializer.SerializeToElement(new { workspaceId = team.Id, documentId, force = true }),
+            null, 0, 1, 5, "test-worker", DateTime.UtcNow.AddMinutes(5), DateTime.UtcNow);
+
+        var failure = await Assert.ThrowsAsync<IOException>(() =>
+            handler.HandleAsync(job, new Plugboard.Jobs.JobContext(server.Service<Plugboard.Jobs.JobQueue>(), job), CancellationToken.None));
+
+        Assert.Contains("downloaded again", failure.Message, StringComparison.Ordinal);
+        Assert.NotNull(store.Marked);
+        Assert.Null(await server.OwnerScalarAsync<string>("SELECT storage_path FROM imported_documents WHERE id = @documentId", new { documentId }));
+        Assert.Null(await server.Service<IObjectStore>().OpenReadAsync(store.Marked, CancellationToken.None));
+        Assert.Equal(0, await server.OwnerScalarAsync<long>("SELECT count(*) FROM pending_objects WHERE workspace_id = @ws", new { ws = team.Id }));
+    }
+
+    /// <summary>The real store, except that each object's intent is marked by the sweeper right after the object is stored.</summary>
+    private sealed class IntentMarkedWhileStoring(IObjectStore inner, string ownerConnectionString) : IObjectStore
+    {
+        public string? Marked;
+
+        public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+        {
+            await inner.PutFileAsync(key, path, contentType, ct);
+            await using var connection = new Npgsql.NpgsqlConnection(ownerConnectionString);
+            await connection.OpenAsync(ct);
+            await using var mark = new Npgsql.NpgsqlCommand("UPDATE pending_objects SET swept_at = now() WHERE object_key = $1", connection) { Parameters = { new() { Value = key } } };
+            Assert.Equal(1, await mark.ExecuteNonQueryAsync(ct));
+            Marked = key;
+        }
+
+        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
+
+        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
+
+        public Task DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
+    }
 }

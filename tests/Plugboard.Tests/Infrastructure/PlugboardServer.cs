@@ -126,6 +126,9 @@ public sealed class PlugboardServer : IAsyncLifetime
 
     public T Service<T>() where T : notnull => _app!.Services.GetRequiredService<T>();
 
+    /// <summary>A new <typeparamref name="T"/> from the server's services, with <paramref name="overrides"/> in place of those of their types.</summary>
+    public T Create<T>(params object[] overrides) => ActivatorUtilities.CreateInstance<T>(_app!.Services, overrides);
+
     public HttpClient Client(string? apiKey)
     {
         var client = new HttpClient(new RecordingHandler(_responses)) { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };

@@ -93,6 +93,19 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
         var file = await downloader.DownloadAsync(connection, payload.WorkspaceId, payload.DocumentId, connectorId, target.DownloadUrl!, target.ContentType, ct);
         await using (var transaction = await connection.BeginTransactionAsync(ct))
         {
+            // The intent first, under its row lock: one the sweeper marked (or took) means the object may be gone already,
+            // so nothing is recorded; the object is removed under an intent of its own again and the file downloaded anew.
+            if (await connection.ExecuteAsync(new CommandDefinition(
+                    "DELETE FROM pending_objects WHERE object_key = @Key AND swept_at IS NULL", file, transaction, cancellationToken: ct)) == 0)
+            {
+                await transaction.RollbackAsync(ct);
+                await connection.ExecuteAsync(new CommandDefinition(
+                    "INSERT INTO pending_objects (object_key, workspace_id) VALUES (@Key, @WorkspaceId) ON CONFLICT (object_key) DO NOTHING",
+                    new { file.Key, payload.WorkspaceId }, cancellationToken: ct));
+                await store.DeleteAsync(file.Key, ct);
+                await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, cancellationToken: ct));
+                throw new IOException("The downloaded file was judged abandoned before it was recorded; it will be downloaded again.");
+            }
             // Compare and swap on the object it replaces: of two jobs of one document downloading at once, one records
             // its object and the other removes its own (its intent stays until then, so the sweeper would too).
             var recorded = await connection.ExecuteAsync(new CommandDefinition(
@@ -103,12 +116,11 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
                 transaction, cancellationToken: ct));
             if (recorded == 0)
             {
-                await transaction.RollbackAsync(ct);
+                await transaction.RollbackAsync(ct); // the intent comes back with the rollback
                 await store.DeleteAsync(file.Key, ct);
                 await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, cancellationToken: ct));
                 throw new IOException("The document changed while its file was downloaded; it will be downloaded again.");
             }
-            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, transaction, cancellationToken: ct));
             await transaction.CommitAsync(ct);
         }
         if (target.StoragePath is { } previous && previous != file.Key)
