@@ -27,6 +27,7 @@ public sealed class SandboxTests
     [InlineData("{% cycle 'a', 'b' %}")]
     [InlineData("{% increment n %}")]
     [InlineData("{{ (1..1000000000) | join: ',' }}")]
+    [InlineData("{{ (1..1000) | join: ',' }}")]
     [InlineData("{{ (1..inputs.n) | join: ',' }}")]
     public void Loops_variables_includes_and_large_ranges_are_refused_when_the_manifest_is_validated(string template)
     {
@@ -40,6 +41,8 @@ public sealed class SandboxTests
         var model = new TemplateModel { Inputs = new Newtonsoft.Json.Linq.JObject { ["n"] = 2, ["name"] = "Ada" } };
         var engine = new TemplateEngine(1024 * 1024);
         Assert.Equal("1,2,3", await engine.RenderAsync("{{ (1..3) | join: ',' }}", model));
+        Assert.Empty(ManifestParser.Parse(WithHeader("{{ (1..999) | size }}")).Issues); // 999 numbers: fewer than 1,000
+        Assert.Equal("999", await engine.RenderAsync("{{ (1..999) | size }}", model));
         Assert.Equal("two", await engine.RenderAsync("{% if inputs.n == 2 %}two{% else %}other{% endif %}", model));
         Assert.Equal("b", await engine.RenderAsync("{% case inputs.n %}{% when 1 %}a{% when 2 %}b{% endcase %}", model));
         Assert.Equal("ADA!", await engine.RenderAsync("{{ inputs.name | upcase | append: '!' }}", model));

@@ -313,6 +313,21 @@ public sealed class SecurityTests
     }
 
     [Fact]
+    public async Task A_secret_echoed_as_a_key_of_the_output_is_masked_too()
+    {
+        await using var api = await Stub.StartAsync(app => app.MapGet("/echo", (HttpRequest r) => Results.Content(
+            $$$"""{"byKey":{"{{{r.Headers["X-Key"]}}}":"value","other {{{r.Headers["X-Key"]}}}":"also","***":"taken"}}""", "application/json")));
+        var result = await RunEchoAsync(api.Url, """
+                extract: { byKey: "$.byKey" }
+            """);
+        Engine.Succeeded(result);
+        Assert.DoesNotContain(Canary, result.Output!.ToJsonString());
+        var byKey = result.Output!["echo"]!["byKey"]!.AsObject();
+        Assert.Equal(["***", "*** (2)", "other ***"], byKey.Select(p => p.Key).Order(StringComparer.Ordinal));
+        Assert.Equal(("value", "also", "taken"), ((string?)byKey["*** (2)"], (string?)byKey["other ***"], (string?)byKey["***"]));
+    }
+
+    [Fact]
     public async Task Without_an_output_section_the_steps_returned_are_masked_too()
     {
         await using var api = await Stub.StartAsync(app => app.MapGet("/echo", (HttpRequest r) => Results.Json(new { echoed = new[] { $"key {r.Headers["X-Key"]}" } })));
@@ -364,13 +379,14 @@ public sealed class SecurityTests
     [InlineData(6)]
     public void Redactor_finds_every_encoded_form_of_one_secret_or_of_many(int count)
     {
-        // One secret with a slash has five forms (searched one by one); six have thirty (one multi-string search).
+        // One secret with a slash and quotes has six forms (searched one by one); six secrets have thirty-six (one multi-string search).
         var secrets = Enumerable.Range(0, count).Select(i => $"s3cr/t+{i} \"q\"").ToArray();
         var redactor = new Redactor(secrets);
         foreach (var secret in secrets)
         {
+            // Newtonsoft's JSON escaping (\") is how request bodies carry it; System.Text.Json's (\u0022) how responses may.
             string[] forms = [secret, Uri.EscapeDataString(secret), System.Text.Json.JsonEncodedText.Encode(secret).ToString(),
-                Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(secret)), secret.Replace("/", "\\/", StringComparison.Ordinal)];
+                Newtonsoft.Json.JsonConvert.ToString(secret)[1..^1], Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(secret)), secret.Replace("/", "\\/", StringComparison.Ordinal)];
             foreach (var form in forms)
             {
                 Assert.True(redactor.ContainsSecret($"before {form} after"), form);

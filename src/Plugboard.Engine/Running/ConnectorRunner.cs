@@ -240,6 +240,25 @@ public sealed partial class ConnectorRunner(HttpMessageInvoker http, RunnerOptio
                 case JProperty property:
                     RedactSecretsIn(property.Value);
                     break;
+                case JObject obj:
+                    for (var child = obj.First; child is not null;)
+                    {
+                        var next = child.Next;
+                        var property = (JProperty)child;
+                        RedactSecretsIn(property.Value);
+                        if (redactor.RedactSecretValues(property.Name) is var name && !ReferenceEquals(name, property.Name))
+                        {
+                            // A secret used as a key: the key is masked too (numbered when masked keys would collide).
+                            var unique = name;
+                            for (var n = 2; obj.ContainsKey(unique); n++)
+                            {
+                                unique = $"{name} ({n})";
+                            }
+                            property.Replace(new JProperty(unique, property.Value));
+                        }
+                        child = next;
+                    }
+                    break;
                 case JContainer container:
                     for (var child = container.First; child is not null; child = child.Next)
                     {

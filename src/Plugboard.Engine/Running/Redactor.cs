@@ -69,9 +69,12 @@ public sealed partial class Redactor
                 return;
             }
             // A handful of forms per secret: a list checked in place is cheaper than two sets.
-            var forms = new List<string>(_secrets.Forms.Length + 5);
+            var forms = new List<string>(_secrets.Forms.Length + 6);
             forms.AddRange(_secrets.Forms);
+            // JSON has two escapings here: System.Text.Json's (\u0022, non-ASCII escaped) and Newtonsoft's, which writes
+            // request bodies (\", the rest as is).
             foreach (var form in (ReadOnlySpan<string>)[secret, Uri.EscapeDataString(secret), JsonEncodedText.Encode(secret).ToString(),
+                         Newtonsoft.Json.JsonConvert.ToString(secret)[1..^1],
                          Convert.ToBase64String(Encoding.UTF8.GetBytes(secret)), secret.Replace("/", "\\/", StringComparison.Ordinal)])
             {
                 if (form.Length >= MinimumSecretLength && !forms.Contains(form)) // string equality is ordinal

@@ -512,7 +512,7 @@ public sealed partial class TemplateEngine(int maxOutputChars)
         protected override Expression VisitRangeExpression(RangeExpression rangeExpression)
         {
             if (rangeExpression.From is not LiteralExpression { Value: NumberValue from } || rangeExpression.To is not LiteralExpression { Value: NumberValue to }
-                || Math.Abs(to.ToNumberValue() - from.ToNumberValue()) >= MaxRangeItems)
+                || Math.Abs(to.ToNumberValue() - from.ToNumberValue()) + 1 >= MaxRangeItems)
             {
                 _error ??= $"a range must have literal bounds and span fewer than {MaxRangeItems} numbers";
             }
