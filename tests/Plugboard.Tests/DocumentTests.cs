@@ -132,6 +132,25 @@ public sealed class DocumentTests(PlugboardServer server)
     }
 
     [Fact]
+    public async Task A_document_job_whose_payload_names_another_workspace_is_refused_and_touches_nothing()
+    {
+        var team = await server.TeamAsync();
+        var other = await server.TeamAsync();
+        var id = await other.Member.Http.AcceptedAsync(other.Id, "theirs.txt", "another workspace's words");
+        await other.Member.Http.SettledAsync(other.Id, id);
+        var before = await server.OwnerScalarAsync<DateTime>("SELECT updated_at FROM imported_documents WHERE id = @id", new { id });
+        // A job row of this workspace (all the API role can insert) whose payload points at the other's document.
+        var job = new Plugboard.Jobs.ClaimedJob(Guid.CreateVersion7(), "document", team.Id,
+            JsonSerializer.SerializeToElement(new { workspaceId = other.Id, documentId = id, force = true }), null, 0, 1, 5, "test-worker", DateTime.UtcNow.AddMinutes(5), DateTime.UtcNow);
+
+        var refused = await Assert.ThrowsAsync<Plugboard.Jobs.PermanentJobFailure>(() => server.Create<DocumentJobHandler>()
+            .HandleAsync(job, new Plugboard.Jobs.JobContext(server.Service<Plugboard.Jobs.JobQueue>(), job), CancellationToken.None));
+
+        Assert.Contains("another workspace", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(before, await server.OwnerScalarAsync<DateTime>("SELECT updated_at FROM imported_documents WHERE id = @id", new { id }));
+    }
+
+    [Fact]
     public async Task A_swept_upload_whose_object_cannot_be_deleted_keeps_an_intent_so_the_sweeper_removes_it_later()
     {
         var team = await server.TeamAsync();

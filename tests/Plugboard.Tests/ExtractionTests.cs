@@ -127,6 +127,24 @@ public sealed class ExtractionTests
         var docx = SampleDocuments.Docx();
         var refused = Assert.Throws<DocumentUnreadableException>(() => Extractor.Extract(new MemoryStream(docx), MediaTypes.Docx, maxUncompressedBytes: 1024));
         Assert.Contains("zip bomb", refused.Message, StringComparison.Ordinal);
+
+        // A part named like no XML part counts too: the SDK finds parts by their relationships, not their names.
+        long xml;
+        using (var zip = new System.IO.Compression.ZipArchive(new MemoryStream(docx)))
+        {
+            xml = zip.Entries.Sum(e => e.Length);
+        }
+        Assert.NotEmpty(Extractor.Extract(new MemoryStream(docx), MediaTypes.Docx, maxUncompressedBytes: xml + 4096).Blocks);
+        var padded = new MemoryStream();
+        padded.Write(docx);
+        using (var zip = new System.IO.Compression.ZipArchive(padded, System.IO.Compression.ZipArchiveMode.Update, leaveOpen: true))
+        using (var filler = zip.CreateEntry("word/document-part.bin").Open())
+        {
+            filler.Write(new byte[64 * 1024]);
+        }
+        padded.Position = 0;
+        var bomb = Assert.Throws<DocumentUnreadableException>(() => Extractor.Extract(padded, MediaTypes.Docx, maxUncompressedBytes: xml + 4096));
+        Assert.Contains("zip bomb", bomb.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -41,6 +41,11 @@ public sealed class MediaTypeTests
         Assert.Equal(MediaTypes.Executable, Sniff(File.ReadAllBytes("/bin/true"), "invoice.pdf"));
         Assert.Equal(MediaTypes.Executable, Sniff([(byte)'M', (byte)'Z', 0x90, 0x00], "photo.docx"));
         Assert.Equal(MediaTypes.Executable, Sniff(Text("#!/bin/sh\nrm -rf /\n"), "readme.md"));
+        // Mach-O: 32 and 64 bit in both byte orders, and fat (universal) binaries.
+        foreach (byte[] magic in new[] { new byte[] { 0xFE, 0xED, 0xFA, 0xCE }, [0xFE, 0xED, 0xFA, 0xCF], [0xCE, 0xFA, 0xED, 0xFE], [0xCF, 0xFA, 0xED, 0xFE], [0xCA, 0xFE, 0xBA, 0xBE] })
+        {
+            Assert.Equal(MediaTypes.Executable, Sniff([.. magic, 0x07, 0x00, 0x00, 0x01, .. new byte[64]], "notes.txt"));
+        }
         Assert.Equal(MediaTypes.Json, Sniff(Text("  {\"a\": [1, 2]}"), "data.txt"));
         Assert.Equal(MediaTypes.PlainText, Sniff(Text("{ not json"), "data.json"));
         // JSON larger than any buffer is checked whole, in bounded memory: valid, cut short, or followed by more text.

@@ -90,6 +90,10 @@ public sealed class ObjectStoreTests
         {
             await Assert.ThrowsAsync<ArgumentException>(() => store.PutAsync(key, new MemoryStream([1]), "text/plain", CancellationToken.None));
             await Assert.ThrowsAsync<ArgumentException>(() => store.OpenReadAsync(key, CancellationToken.None));
+            await Assert.ThrowsAsync<ArgumentException>(() => store.DeleteAsync(key, CancellationToken.None)); // the sweeper's path
+            var file = Path.GetTempFileName();
+            await Assert.ThrowsAsync<ArgumentException>(() => store.PutFileAsync(key, file, "text/plain", CancellationToken.None));
+            File.Delete(file);
         }
         Assert.Throws<ArgumentException>(() => ObjectKeys.Document("../ws", Guid.NewGuid()));
     }

@@ -96,8 +96,9 @@ public static class DocxExtractor
         {
             using var zip = new ZipArchive(content, ZipArchiveMode.Read, leaveOpen: true);
             long total = 0;
-            // XML parts are what the SDK loads into memory; images and other media are not inflated.
-            foreach (var entry in zip.Entries.Where(e => e.FullName.EndsWith(".xml", StringComparison.OrdinalIgnoreCase) || e.FullName.EndsWith(".rels", StringComparison.OrdinalIgnoreCase)))
+            // Every entry counts, whatever it is called: the SDK finds parts through relationships, not names. Media
+            // barely compress, so they stay far below 20 times the size limit.
+            foreach (var entry in zip.Entries)
             {
                 total += entry.Length;
                 if (total > maxUncompressedBytes)
