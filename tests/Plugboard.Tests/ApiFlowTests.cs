@@ -9,6 +9,22 @@ namespace Plugboard.Tests;
 public sealed class ApiFlowTests(PlugboardServer server)
 {
     [Fact]
+    public async Task An_expired_key_is_refused_and_a_removed_members_key_no_longer_reaches_the_workspace()
+    {
+        var team = await server.TeamAsync();
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}")).AssertStatusAsync(200);
+        Assert.Equal(1, await server.OwnerScalarAsync<long>(
+            "WITH expired AS (UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE key_hash = @hash RETURNING 1) SELECT count(*) FROM expired",
+            new { hash = Plugboard.Security.ApiKeys.Hash(team.Viewer.Key) }));
+        await (await team.Viewer.Http.GetAsync($"/v1/workspaces/{team.Id}")).AssertProblemAsync(401);
+
+        await (await team.Member.Http.GetAsync($"/v1/workspaces/{team.Id}")).AssertStatusAsync(200);
+        Assert.Equal(204, (int)(await team.Owner.Http.DeleteAsync($"/v1/workspaces/{team.Id}/members/{team.Member.UserId}")).StatusCode);
+        await (await team.Member.Http.GetAsync($"/v1/workspaces/{team.Id}")).AssertProblemAsync(404);
+        await (await team.Member.Http.GetAsync($"/v1/workspaces/{team.Id}/documents")).AssertProblemAsync(404);
+    }
+
+    [Fact]
     public async Task Idempotency_key_replays_the_first_answer_and_refuses_a_different_body()
     {
         var team = await server.TeamAsync();
