@@ -326,6 +326,16 @@ public sealed class ManifestTests
         var large = ManifestParser.Parse("version: 1\n#" + new string('x', ManifestLimits.MaxTextChars) + "\n");
         Assert.True(large.Refused);
         Assert.Contains("more than the limit", Assert.Single(large.Issues).Message, StringComparison.Ordinal);
+        // JSON that the YAML reader refuses (here for a comment) is read as JSON, under the same limits; a duplicate key
+        // is an issue of its own.
+        var duplicate = ManifestParser.Parse("{\"version\": 1, \"version\": 2}");
+        Assert.Contains("version", Assert.Single(duplicate.Issues).Message, StringComparison.Ordinal);
+        var wideJson = ManifestParser.Parse("{\"version\": 1, /* c */ \"steps\": [" + string.Join(",", Enumerable.Repeat("1", ManifestLimits.MaxNodes + 1)) + "]}");
+        Assert.True(wideJson.Refused);
+        Assert.Contains($"more than {ManifestLimits.MaxNodes} values", Assert.Single(wideJson.Issues).Message, StringComparison.Ordinal);
+        var deepJson = ManifestParser.Parse("{\"version\": 1, /* c */ \"steps\": " + new string('[', 100) + new string(']', 100) + "}");
+        Assert.True(deepJson.Refused);
+        Assert.Contains("deeper than 64", Assert.Single(deepJson.Issues).Message, StringComparison.Ordinal);
         // Within the limits, nothing changes.
         Assert.False(ManifestParser.Parse(Valid).Refused);
         Assert.Empty(ManifestParser.Parse(Valid).Issues);

@@ -42,8 +42,16 @@ public static partial class ManifestParser
             {
                 try
                 {
-                    json = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+                    // Deeper than the limit is still read (so it is refused as such below); the text itself is capped above.
+                    json = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions
+                    {
+                        AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 4 * ManifestLimits.MaxDepth, AllowDuplicateProperties = false,
+                    });
                     marks.Clear();
+                    if (JsonLimitBroken(json) is { } broken)
+                    {
+                        return Fail(new ManifestIssue("", broken, null, null)) with { Refused = true };
+                    }
                 }
                 catch (JsonException ex)
                 {
@@ -172,4 +180,35 @@ public static partial class ManifestParser
     internal readonly record struct Mark(int Line, int Column);
 
     internal static string Escape(string key) => key.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+
+    /// <summary>What a manifest read as JSON breaks of the limits YAML reading enforces (depth, number of values), or null.</summary>
+    private static string? JsonLimitBroken(JsonNode? root)
+    {
+        var nodes = 0;
+        var pending = new Stack<(JsonNode? Node, int Depth)>();
+        pending.Push((root, 1));
+        while (pending.Count > 0)
+        {
+            var (node, depth) = pending.Pop();
+            if (++nodes > ManifestLimits.MaxNodes)
+            {
+                return $"The manifest has more than {ManifestLimits.MaxNodes} values.";
+            }
+            if (node is JsonObject or JsonArray && depth > ManifestLimits.MaxDepth)
+            {
+                return $"The manifest nests deeper than {ManifestLimits.MaxDepth} levels.";
+            }
+            var children = node switch
+            {
+                JsonObject obj => obj.Select(p => p.Value),
+                JsonArray array => array,
+                _ => [],
+            };
+            foreach (var child in children)
+            {
+                pending.Push((child, depth + 1));
+            }
+        }
+        return null;
+    }
 }
