@@ -45,7 +45,10 @@ public static partial class ManifestParser
                     // Deeper than the limit is still read (so it is refused as such below); the text itself is capped above.
                     json = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions
                     {
-                        AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 4 * ManifestLimits.MaxDepth, AllowDuplicateProperties = false,
+                        AllowTrailingCommas = true,
+                        CommentHandling = JsonCommentHandling.Skip,
+                        MaxDepth = 4 * ManifestLimits.MaxDepth,
+                        AllowDuplicateProperties = false,
                     });
                     marks.Clear();
                     if (JsonLimitBroken(json) is { } broken)
