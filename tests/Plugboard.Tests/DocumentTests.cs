@@ -105,11 +105,11 @@ public sealed class DocumentTests(PlugboardServer server)
     }
 
     /// <summary>The real store, except that the first object stored loses its intent row first, as the sweeper removes it.</summary>
-    private sealed class IntentSweptWhileStoring(IObjectStore inner, string ownerConnectionString) : IObjectStore
+    private sealed class IntentSweptWhileStoring(IObjectStore inner, string ownerConnectionString) : ForwardingObjectStore(inner)
     {
         public int Swept;
 
-        public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+        public override async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
         {
             if (Interlocked.CompareExchange(ref Swept, 1, 0) == 0)
             {
@@ -118,17 +118,13 @@ public sealed class DocumentTests(PlugboardServer server)
                 await using var delete = new Npgsql.NpgsqlCommand("DELETE FROM pending_objects WHERE object_key = $1", connection) { Parameters = { new() { Value = key } } };
                 Assert.Equal(1, await delete.ExecuteNonQueryAsync(ct));
             }
-            await inner.PutFileAsync(key, path, contentType, ct);
+            await Inner.PutFileAsync(key, path, contentType, ct);
         }
-
-        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
-
-        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
 
         public bool FailDeletes;
 
-        public Task DeleteAsync(string key, CancellationToken ct) =>
-            FailDeletes ? throw new IOException("The store refused the delete.") : inner.DeleteAsync(key, ct);
+        public override Task DeleteAsync(string key, CancellationToken ct) =>
+            FailDeletes ? throw new IOException("The store refused the delete.") : Inner.DeleteAsync(key, ct);
     }
 
     [Fact]
@@ -198,14 +194,14 @@ public sealed class DocumentTests(PlugboardServer server)
 
     /// <summary>The real store, except that while the first object is stored a sweeper (whose deletes remove the object
     /// and then fail) judges the upload abandoned.</summary>
-    private sealed class SweptAmbiguouslyWhileStoring(IObjectStore inner, string ownerConnectionString, Plugboard.Data.Db db, DocumentPipelineOptions pipeline) : IObjectStore
+    private sealed class SweptAmbiguouslyWhileStoring(IObjectStore inner, string ownerConnectionString, Plugboard.Data.Db db, DocumentPipelineOptions pipeline) : ForwardingObjectStore(inner)
     {
         public int SweptObjects = -1;
         public bool MarkedAfterSweep;
 
-        public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+        public override async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
         {
-            await inner.PutFileAsync(key, path, contentType, ct);
+            await Inner.PutFileAsync(key, path, contentType, ct);
             if (SweptObjects >= 0)
             {
                 return;
@@ -217,35 +213,23 @@ public sealed class DocumentTests(PlugboardServer server)
                 Parameters = { new() { Value = key } },
             };
             Assert.Equal(1, await age.ExecuteNonQueryAsync(ct));
-            var sweeper = new ObjectSweeper(db, new DeletesThenFails(inner), pipeline, new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build(),
+            var sweeper = new ObjectSweeper(db, new DeletesThenFails(Inner), pipeline, new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build(),
                 Microsoft.Extensions.Logging.Abstractions.NullLogger<ObjectSweeper>.Instance);
             SweptObjects = await sweeper.SweepAsync(TimeSpan.FromHours(6), ct);
-            Assert.Null(await inner.OpenReadAsync(key, ct));
+            Assert.Null(await Inner.OpenReadAsync(key, ct));
             await using var marked = new Npgsql.NpgsqlCommand("SELECT swept_at IS NOT NULL FROM pending_objects WHERE object_key = $1", connection)
             {
                 Parameters = { new() { Value = key } },
             };
             MarkedAfterSweep = await marked.ExecuteScalarAsync(ct) is true;
         }
-
-        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
-
-        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
-
-        public Task DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
     }
 
-    private sealed class DeletesThenFails(IObjectStore inner) : IObjectStore
+    private sealed class DeletesThenFails(IObjectStore inner) : ForwardingObjectStore(inner)
     {
-        public Task PutFileAsync(string key, string path, string contentType, CancellationToken ct) => inner.PutFileAsync(key, path, contentType, ct);
-
-        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
-
-        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
-
-        public async Task DeleteAsync(string key, CancellationToken ct)
+        public override async Task DeleteAsync(string key, CancellationToken ct)
         {
-            await inner.DeleteAsync(key, ct);
+            await Inner.DeleteAsync(key, ct);
             throw new TimeoutException("The delete timed out (after the store had removed the object).");
         }
     }

@@ -227,24 +227,18 @@ public sealed class SyncFileTests(PlugboardServer server)
     }
 
     /// <summary>The real store, except that each object's intent is marked by the sweeper right after the object is stored.</summary>
-    private sealed class IntentMarkedWhileStoring(IObjectStore inner, string ownerConnectionString) : IObjectStore
+    private sealed class IntentMarkedWhileStoring(IObjectStore inner, string ownerConnectionString) : ForwardingObjectStore(inner)
     {
         public string? Marked;
 
-        public async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
+        public override async Task PutFileAsync(string key, string path, string contentType, CancellationToken ct)
         {
-            await inner.PutFileAsync(key, path, contentType, ct);
+            await Inner.PutFileAsync(key, path, contentType, ct);
             await using var connection = new Npgsql.NpgsqlConnection(ownerConnectionString);
             await connection.OpenAsync(ct);
             await using var mark = new Npgsql.NpgsqlCommand("UPDATE pending_objects SET swept_at = now() WHERE object_key = $1", connection) { Parameters = { new() { Value = key } } };
             Assert.Equal(1, await mark.ExecuteNonQueryAsync(ct));
             Marked = key;
         }
-
-        public Task<StoredObject> PutAsync(string key, Stream content, string contentType, CancellationToken ct) => inner.PutAsync(key, content, contentType, ct);
-
-        public Task<Stream?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
-
-        public Task DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
     }
 }

@@ -42,19 +42,19 @@ public static partial class ManifestParser
             {
                 try
                 {
-                    // Deeper than the limit is still read (so it is refused as such below); the text itself is capped above.
+                    // The limits YAML reading enforces, checked on the tokens before any node is built.
+                    if (JsonLimitBroken(text) is { } broken)
+                    {
+                        return Fail(new ManifestIssue("", broken, null, null)) with { Refused = true };
+                    }
                     json = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions
                     {
                         AllowTrailingCommas = true,
                         CommentHandling = JsonCommentHandling.Skip,
-                        MaxDepth = 4 * ManifestLimits.MaxDepth,
+                        MaxDepth = ManifestLimits.MaxDepth + 1,
                         AllowDuplicateProperties = false,
                     });
                     marks.Clear();
-                    if (JsonLimitBroken(json) is { } broken)
-                    {
-                        return Fail(new ManifestIssue("", broken, null, null)) with { Refused = true };
-                    }
                 }
                 catch (JsonException ex)
                 {
@@ -184,33 +184,31 @@ public static partial class ManifestParser
 
     internal static string Escape(string key) => key.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
 
-    /// <summary>What a manifest read as JSON breaks of the limits YAML reading enforces (depth, number of values), or null.</summary>
-    private static string? JsonLimitBroken(JsonNode? root)
+    /// <summary>Which limit of YAML reading (depth, number of values) a JSON text breaks, or null; a text that is not
+    /// JSON is left to the parser, which reports where.</summary>
+    private static string? JsonLimitBroken(string text)
     {
-        var nodes = 0;
-        var pending = new Stack<(JsonNode? Node, int Depth)>();
-        pending.Push((root, 1));
-        while (pending.Count > 0)
+        var bytes = System.Text.Encoding.UTF8.GetBytes(text);
+        // The reader keeps its depth in a bit stack, not on the call stack: any depth is safe to scan.
+        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = bytes.Length + 1 });
+        var values = 0;
+        try
         {
-            var (node, depth) = pending.Pop();
-            if (++nodes > ManifestLimits.MaxNodes)
+            while (reader.Read())
             {
-                return $"The manifest has more than {ManifestLimits.MaxNodes} values.";
+                if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray && reader.CurrentDepth >= ManifestLimits.MaxDepth)
+                {
+                    return $"The manifest nests deeper than {ManifestLimits.MaxDepth} levels.";
+                }
+                if (reader.TokenType is not (JsonTokenType.PropertyName or JsonTokenType.EndObject or JsonTokenType.EndArray) && ++values > ManifestLimits.MaxNodes)
+                {
+                    return $"The manifest has more than {ManifestLimits.MaxNodes} values.";
+                }
             }
-            if (node is JsonObject or JsonArray && depth > ManifestLimits.MaxDepth)
-            {
-                return $"The manifest nests deeper than {ManifestLimits.MaxDepth} levels.";
-            }
-            var children = node switch
-            {
-                JsonObject obj => obj.Select(p => p.Value),
-                JsonArray array => array,
-                _ => [],
-            };
-            foreach (var child in children)
-            {
-                pending.Push((child, depth + 1));
-            }
+        }
+        catch (JsonException)
+        {
+            return null;
         }
         return null;
     }

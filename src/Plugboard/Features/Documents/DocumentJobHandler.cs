@@ -91,6 +91,12 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
     private async Task<Target> DownloadAsync(NpgsqlConnection connection, DocumentJob.Payload payload, Target target, Guid connectorId, CancellationToken ct)
     {
         var file = await downloader.DownloadAsync(connection, payload.WorkspaceId, payload.DocumentId, connectorId, target.DownloadUrl!, target.ContentType, ct);
+        // The object, then its intent: a delete that fails leaves the intent for the sweeper.
+        async Task RemoveUnrecordedAsync()
+        {
+            await store.DeleteAsync(file.Key, ct);
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, cancellationToken: ct));
+        }
         await using (var transaction = await connection.BeginTransactionAsync(ct))
         {
             // The intent first, under its row lock: one the sweeper marked (or took) means the object may be gone already,
@@ -102,8 +108,7 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
                 await connection.ExecuteAsync(new CommandDefinition(
                     "INSERT INTO pending_objects (object_key, workspace_id) VALUES (@Key, @WorkspaceId) ON CONFLICT (object_key) DO NOTHING",
                     new { file.Key, payload.WorkspaceId }, cancellationToken: ct));
-                await store.DeleteAsync(file.Key, ct);
-                await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, cancellationToken: ct));
+                await RemoveUnrecordedAsync();
                 throw new IOException("The downloaded file was judged abandoned before it was recorded; it will be downloaded again.");
             }
             // Compare and swap on the object it replaces: of two jobs of one document downloading at once, one records
@@ -117,8 +122,7 @@ public sealed class DocumentJobHandler(IObjectStore store, DocumentPipelineOptio
             if (recorded == 0)
             {
                 await transaction.RollbackAsync(ct); // the intent comes back with the rollback
-                await store.DeleteAsync(file.Key, ct);
-                await connection.ExecuteAsync(new CommandDefinition("DELETE FROM pending_objects WHERE object_key = @Key", file, cancellationToken: ct));
+                await RemoveUnrecordedAsync();
                 throw new IOException("The document changed while its file was downloaded; it will be downloaded again.");
             }
             await transaction.CommitAsync(ct);
